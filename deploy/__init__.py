@@ -1,0 +1,1 @@
+"""meshlift deploy: the registry Secret and the mesh, from the private registry."""

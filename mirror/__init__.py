@@ -1,0 +1,1 @@
+"""meshlift mirror: copy locked images into a private registry and across air gaps."""

@@ -1,0 +1,64 @@
+"""The one exception hierarchy of ``mirror``; the CLI maps these to exit codes."""
+
+from __future__ import annotations
+
+
+class MirrorError(Exception):
+    """Base of every error ``mirror`` raises on purpose. Exit code 1 unless overridden."""
+
+    exit_code = 1
+
+
+class InputError(MirrorError):
+    """Bad usage or input (a flag, a file, a reference): exit code 2."""
+
+    exit_code = 2
+
+
+class InvalidReference(InputError):
+    """An image reference or registry server that does not parse."""
+
+
+class LockError(InputError):
+    """A malformed ``images.lock``."""
+
+
+class ArchiveError(InputError):
+    """An archive or layout that is not a usable OCI image layout."""
+
+
+class RegistryError(MirrorError):
+    """A registry answered with an error, or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+class Unauthorized(RegistryError):
+    """The registry refused our credentials (or lack of them)."""
+
+
+class NotFound(RegistryError):
+    """The registry does not have the manifest or blob asked for."""
+
+
+class DigestMismatch(MirrorError):
+    """Content did not hash to the digest (or size) it was fetched by."""
+
+
+class ManifestError(MirrorError):
+    """A manifest that is not valid JSON of a type we know."""
+
+
+class HostileContent(MirrorError):
+    """A manifest or index beyond sane limits, refused before it is loaded."""
+
+
+class Interrupted(MirrorError):
+    """The run was stopped by a signal; unfinished images were not tagged."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.exit_code = 128 + signum

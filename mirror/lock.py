@@ -1,0 +1,176 @@
+"""``images.lock``: the locked list of source images, loaded, validated and rewritten."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from mirror.digest import validate_digest
+from mirror.errors import InputError, LockError
+from mirror.manifest import Platform, parse_platform
+from mirror.reference import Reference, RegistryServer, flatten_destination, parse_reference
+
+LOCK_VERSION = 1
+LOCK_FILENAME = "images.lock"
+ENVIRONMENTS = ("kubernetes", "openshift")
+_KEYS = {"source", "component", "digest", "platforms", "environment"}
+
+
+@dataclass(frozen=True)
+class LockEntry:
+    """One locked image."""
+
+    source: Reference
+    component: str = ""
+    digest: str | None = None
+    platforms: tuple[Platform, ...] = ()
+    environment: str | None = None
+
+    @property
+    def pinned(self) -> Reference:
+        """The source reference, pinned to the locked digest when there is one."""
+        return self.source.with_digest(self.digest) if self.digest else self.source
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A loaded lock file and where it came from."""
+
+    path: str
+    entries: tuple[LockEntry, ...]
+
+    def select(self, environment: str = "all") -> tuple[LockEntry, ...]:
+        """Entries needed on ``environment`` (``all`` keeps every entry)."""
+        if environment == "all":
+            return self.entries
+        return tuple(e for e in self.entries if e.environment in (None, environment))
+
+
+def embedded_lock_text() -> str:
+    """The lock shipped inside the package (NGINX Service Mesh 2.0.0)."""
+    return resources.files("mirror").joinpath(LOCK_FILENAME).read_text(encoding="utf-8")
+
+
+def resolve_lock_path(explicit: str | None) -> str | None:
+    """``--lock`` if given, else ``./images.lock`` if present, else None (the embedded lock)."""
+    if explicit:
+        return explicit
+    return LOCK_FILENAME if Path(LOCK_FILENAME).is_file() else None
+
+
+def load_lock(path: str | None) -> Lock:
+    """Load and validate a lock file (None: the embedded default)."""
+    if path is None:
+        return parse_lock(embedded_lock_text(), "<embedded images.lock>")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise LockError(f"{path}: cannot read lock file: {reason}") from None
+    return parse_lock(text, path)
+
+
+def parse_lock(text: str, path: str) -> Lock:
+    """Parse lock text; every problem is a LockError naming file, entry and reason."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise LockError(f"{path}: not valid TOML: {exc}") from None
+    if doc.get("version") != LOCK_VERSION:
+        raise LockError(f"{path}: unsupported lock version {doc.get('version')!r} (expected 1)")
+    images = doc.get("images", [])
+    if not isinstance(images, list) or not all(isinstance(i, dict) for i in images):
+        raise LockError(f"{path}: 'images' must be an array of tables ([[images]])")
+    entries: list[LockEntry] = []
+    seen: dict[Reference, int] = {}
+    for number, item in enumerate(images, start=1):
+        entry = _parse_entry(item, f"{path}: entry {number}")
+        if entry.source in seen:
+            raise LockError(
+                f"{path}: entry {number}: duplicate source {entry.source}"
+                f" (also entry {seen[entry.source]})"
+            )
+        seen[entry.source] = number
+        entries.append(entry)
+    return Lock(path, tuple(entries))
+
+
+def _parse_entry(item: Mapping[str, object], where: str) -> LockEntry:
+    unknown = sorted(set(item) - _KEYS)
+    if unknown:
+        raise LockError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    source = item.get("source")
+    if not isinstance(source, str) or not source:
+        raise LockError(f"{where}: missing 'source'")
+    where = f"{where} ({source})"
+    try:
+        ref = parse_reference(source)
+        digest = item.get("digest")
+        if digest is not None and not isinstance(digest, str):
+            raise InputError("'digest' must be a string")
+        if digest is not None:
+            validate_digest(digest)
+        platforms = item.get("platforms", [])
+        if not isinstance(platforms, list) or not all(isinstance(p, str) for p in platforms):
+            raise InputError("'platforms' must be a list of OS/ARCH strings")
+        environment = item.get("environment")
+        if environment is not None and environment not in ENVIRONMENTS:
+            raise InputError(f"'environment' must be one of {', '.join(ENVIRONMENTS)}")
+        component = item.get("component", "")
+        if not isinstance(component, str):
+            raise InputError("'component' must be a string")
+    except InputError as exc:
+        raise LockError(f"{where}: {exc}") from None
+    if ref.digest and digest and ref.digest != digest:
+        raise LockError(f"{where}: source digest and 'digest' disagree")
+    return LockEntry(
+        source=ref.with_digest(None) if ref.tag else ref,
+        component=component,
+        digest=digest or ref.digest,
+        platforms=tuple(parse_platform(p) for p in platforms),
+        environment=environment,
+    )
+
+
+def plan_destinations(
+    entries: Iterable[LockEntry], server: RegistryServer
+) -> list[tuple[LockEntry, Reference]]:
+    """Pair each entry with its destination; two sources on one destination is an InputError."""
+    planned: list[tuple[LockEntry, Reference]] = []
+    taken: dict[Reference, LockEntry] = {}
+    for entry in entries:
+        destination = flatten_destination(entry.source, server)
+        other = taken.get(destination)
+        if other is not None:
+            raise InputError(
+                f"{other.source} and {entry.source} both map to {destination}; "
+                "rename one of them or mirror them to different registry servers"
+            )
+        taken[destination] = entry
+        planned.append((entry, destination))
+    return planned
+
+
+def write_digests(path: str, digests: Mapping[str, str]) -> int:
+    """Set ``digest`` of entries whose source is in ``digests`` (keyed by str(source)).
+
+    Keeps comments and order (tomlkit). Returns how many entries changed.
+    """
+    import tomlkit
+
+    file = Path(path)
+    doc = tomlkit.parse(file.read_text(encoding="utf-8"))
+    changed = 0
+    for item in doc.get("images", []):
+        key = str(parse_reference(str(item["source"])).with_digest(None))
+        new = digests.get(key)
+        if new and item.get("digest") != new:
+            item["digest"] = new
+            changed += 1
+    tmp = file.with_name(f".{file.name}.tmp")
+    tmp.write_text(tomlkit.dumps(doc), encoding="utf-8")
+    tmp.replace(file)
+    return changed
