@@ -13,9 +13,9 @@ DEFAULT_TAG = "latest"
 _LEGACY_REGISTRIES = {"index.docker.io", "registry-1.docker.io"}
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_HOST_RE = re.compile(
+HOST_RE = re.compile(
     rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]{{1,5}})?$"
 )
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
@@ -85,12 +85,12 @@ def parse_reference(text: str) -> Reference:
     if not remainder:
         raise InvalidReference(f"invalid reference {text!r}: empty name")
     registry, path = _split_domain(remainder)
-    if not _HOST_RE.match(registry):
+    if not HOST_RE.match(registry):
         raise InvalidReference(f"invalid reference {text!r}: bad registry host {registry!r}")
     registry = registry.lower()
     if registry in _LEGACY_REGISTRIES:
         registry = DEFAULT_REGISTRY
-    if not path or not _PATH_RE.match(path):
+    if not path or not PATH_RE.match(path):
         reason = "upper case in repository" if path.lower() != path else "bad repository path"
         raise InvalidReference(f"invalid reference {text!r}: {reason} {path!r}")
     if registry == DEFAULT_REGISTRY and "/" not in path:
@@ -124,9 +124,9 @@ def parse_registry_server(text: str) -> RegistryServer:
     if text.lower() != text:
         raise InvalidReference(f"invalid registry server {text!r}: must be lower case")
     host, _, prefix = text.rstrip("/").partition("/")
-    if not _HOST_RE.match(host):
+    if not HOST_RE.match(host):
         raise InvalidReference(f"invalid registry server {text!r}: bad host {host!r}")
-    if prefix and not _PATH_RE.match(prefix):
+    if prefix and not PATH_RE.match(prefix):
         raise InvalidReference(f"invalid registry server {text!r}: bad path {prefix!r}")
     return RegistryServer(host, prefix)
 

@@ -1,0 +1,151 @@
+"""Registry authentication: where credentials come from, and the Basic/Bearer challenge dance."""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from mirror.credentials import Credentials
+from mirror.errors import InputError, RegistryError, Unauthorized
+
+_PARAM_RE = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+_TOKEN_MARGIN = 10.0
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A parsed ``WWW-Authenticate`` header."""
+
+    scheme: str
+    params: Mapping[str, str]
+
+
+def parse_challenge(header: str) -> Challenge:
+    """Parse ``Bearer realm="…",service="…",scope="…"`` or ``Basic realm="…"``."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = {m.group(1).lower(): m.group(2) or m.group(3) or "" for m in _PARAM_RE.finditer(rest)}
+    return Challenge(scheme.lower(), params)
+
+
+def basic_header(credentials: Credentials) -> str:
+    """The ``Authorization`` value for HTTP Basic."""
+    raw = f"{credentials.username}:{credentials.password}".encode()
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+class CredentialStore:
+    """Credentials per registry host: explicit ones first, then the Docker config and helpers."""
+
+    def __init__(
+        self, explicit: Mapping[str, Credentials] | None = None, auth_file: str | None = None
+    ) -> None:
+        self._explicit = dict(explicit or {})
+        self._auth_file = auth_file
+        self._config: dict[str, object] | None = None
+        self._cache: dict[str, Credentials | None] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, host: str) -> Credentials | None:
+        """Credentials for ``host``, or None for anonymous access."""
+        if host in self._explicit:
+            return self._explicit[host]
+        with self._lock:
+            if host not in self._cache:
+                self._cache[host] = self._from_docker_config(host)
+            return self._cache[host]
+
+    def _from_docker_config(self, host: str) -> Credentials | None:
+        import docker.auth
+        import docker.errors
+
+        try:
+            if self._config is None:
+                self._config = docker.auth.load_config(config_path=self._auth_file)
+            entry = docker.auth.resolve_authconfig(self._config, registry=host)
+        except docker.errors.DockerException as exc:
+            raise InputError(f"cannot read registry credentials for {host}: {exc}") from None
+        if not entry:
+            return None
+        username = entry.get("username") or entry.get("Username")
+        password = entry.get("password") or entry.get("Password")
+        if username and password:
+            return Credentials(str(username), str(password))
+        return None
+
+
+class TokenCache:
+    """Bearer tokens per (host, scopes), refreshed on expiry or after a 401."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[tuple[str, tuple[str, ...]], tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, host: str, scopes: tuple[str, ...]) -> str | None:
+        """A token still valid for this host and scope set, if cached."""
+        with self._lock:
+            item = self._tokens.get((host, scopes))
+        if item and item[1] > time.monotonic():
+            return item[0]
+        return None
+
+    def put(self, host: str, scopes: tuple[str, ...], token: str, lifetime: float) -> None:
+        """Remember a token for its lifetime minus a safety margin."""
+        expiry = time.monotonic() + max(lifetime - _TOKEN_MARGIN, lifetime / 2)
+        with self._lock:
+            self._tokens[(host, scopes)] = (token, expiry)
+
+    def drop(self, host: str, scopes: tuple[str, ...]) -> None:
+        """Forget a token the registry refused."""
+        with self._lock:
+            self._tokens.pop((host, scopes), None)
+
+
+def realm_allowed(registry_url: httpx.URL, realm: httpx.URL, insecure: bool) -> bool:
+    """Send credentials to a token realm only on the registry's host, over HTTPS, or if allowed."""
+    return realm.host == registry_url.host or realm.scheme == "https" or insecure
+
+
+def fetch_token(
+    send: Callable[[httpx.Request], httpx.Response],
+    challenge: Challenge,
+    scopes: tuple[str, ...],
+    credentials: Credentials | None,
+) -> tuple[str, float]:
+    """Ask the challenge's realm for a token covering ``scopes``; return it and its lifetime."""
+    realm = challenge.params.get("realm")
+    if not realm:
+        raise RegistryError("registry sent a Bearer challenge without a realm")
+    params: list[tuple[str, str | int | float | bool | None]] = []
+    if challenge.params.get("service"):
+        params.append(("service", challenge.params["service"]))
+    params.extend(("scope", scope) for scope in scopes)
+    headers = {"Authorization": basic_header(credentials)} if credentials else {}
+    request = httpx.Request("GET", realm, params=params, headers=headers)
+    response = send(request)
+    if response.status_code in (401, 403):
+        raise Unauthorized(
+            f"token server {httpx.URL(realm).host} refused the credentials"
+            f" (HTTP {response.status_code})",
+            response.status_code,
+        )
+    if response.status_code != 200:
+        raise RegistryError(
+            f"token server {httpx.URL(realm).host} answered HTTP {response.status_code}",
+            response.status_code,
+            retryable=response.status_code >= 500 or response.status_code == 429,
+        )
+    try:
+        body = response.json()
+        token = body.get("token") or body.get("access_token")
+        lifetime = float(body.get("expires_in") or 60)
+    except (ValueError, AttributeError):
+        raise RegistryError("token server answered with something that is not JSON") from None
+    if not isinstance(token, str) or not token:
+        raise RegistryError("token server answered without a token")
+    return token, lifetime

@@ -1,0 +1,367 @@
+"""``mirror``: parse options, call one function, render its result, map errors to exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from mirror.command import credentials_from, exits_on_errors, registry_credential_options
+from mirror.errors import MirrorError
+
+if TYPE_CHECKING:
+    from mirror.copy import Cancellation
+    from mirror.hosts import HostOptions
+    from mirror.lock import LockEntry
+    from mirror.manifest import Platform
+    from mirror.report import Report
+
+_ENV_CHOICES = click.Choice(["kubernetes", "openshift", "all"])
+_OUTPUT = click.option(
+    "--output",
+    "output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json prints the report on stdout.",
+)
+
+
+def _compose(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def apply(func: Any) -> Any:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+lock_options = _compose(
+    click.option(
+        "--lock",
+        "lock_path",
+        metavar="FILE",
+        help="Lock file (default: ./images.lock, else the embedded NSM 2.0.0 lock).",
+    ),
+    click.option(
+        "--environment",
+        type=_ENV_CHOICES,
+        default="all",
+        show_default=True,
+        help="Lock entries for this environment.",
+    ),
+)
+platform_option = click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    metavar="OS/ARCH",
+    help="Copy only these platforms of multi-platform images (repeatable).",
+)
+source_options = _compose(
+    click.option(
+        "--endpoint",
+        "endpoints",
+        multiple=True,
+        metavar="HOST=URL",
+        help="Fetch images of HOST from URL instead (repeatable).",
+    ),
+    click.option(
+        "--insecure-registry",
+        "insecure",
+        multiple=True,
+        metavar="HOST[:PORT]",
+        help="Allow plain HTTP or unverified TLS for HOST (repeatable).",
+    ),
+    click.option(
+        "--ca-file", type=click.Path(dir_okay=False), help="Extra CA certificate (PEM) to trust."
+    ),
+    click.option(
+        "--auth-file",
+        type=click.Path(dir_okay=False),
+        help="Docker config with registry credentials (default: the user's).",
+    ),
+)
+destination_options = _compose(
+    click.option(
+        "--registry-server",
+        required=True,
+        metavar="HOST[:PORT][/PATH]",
+        help="The private registry images go to.",
+    ),
+    registry_credential_options,
+)
+report_options = _compose(
+    _OUTPUT,
+    click.option(
+        "--report", "report_path", metavar="FILE.json", help="Also write the JSON report here."
+    ),
+    click.option("--quiet", is_flag=True, help="Print only errors."),
+    click.option(
+        "--jobs",
+        type=click.IntRange(1, 64),
+        default=4,
+        show_default=True,
+        help="Images copied at once.",
+    ),
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="meshlift")
+def cli(debug: bool) -> None:
+    """Mirror NGINX Service Mesh images into a private registry, or across an air gap."""
+    if debug:
+        import logging
+
+        os.environ["MESHLIFT_DEBUG"] = "1"
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+        for noisy in ("httpcore", "hpack"):
+            logging.getLogger(noisy).setLevel(logging.INFO)
+
+
+def _entries(lock_path: str | None, environment: str) -> tuple[str, tuple[LockEntry, ...]]:
+    from mirror.lock import load_lock, resolve_lock_path
+
+    lock = load_lock(resolve_lock_path(lock_path))
+    return lock.path, lock.select(environment)
+
+
+def _hosts(
+    endpoints: Sequence[str], insecure: Sequence[str], ca_file: str | None, auth_file: str | None
+) -> HostOptions:
+    from mirror.errors import InputError
+    from mirror.hosts import HostOptions, parse_endpoints, parse_insecure
+
+    for path, flag in ((ca_file, "--ca-file"), (auth_file, "--auth-file")):
+        if path is not None and not os.access(path, os.R_OK):
+            raise InputError(f"{flag} {path}: file not found or not readable")
+    return HostOptions(parse_endpoints(endpoints), parse_insecure(insecure), ca_file, auth_file)
+
+
+def _platforms(values: Sequence[str]) -> tuple[Platform, ...]:
+    from mirror.manifest import parse_platform
+
+    return tuple(parse_platform(v) for v in values)
+
+
+@contextmanager
+def _signals(cancel: Cancellation) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the copies to stop; they leave no tag for unfinished images."""
+
+    def handler(signum: int, _frame: object) -> None:
+        cancel.cancel(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _finish(report: Report, output: str, report_path: str | None, quiet: bool) -> None:
+    if report_path:
+        report.write(report_path)
+    if output == "json":
+        click.echo(report.to_json())
+    elif not quiet:
+        s = report.summary()
+        click.echo(
+            f"{report.command}: {s['images']} images: {s['copied']} copied, {s['present']} present,"
+            f" {s['failed']} failed, {s['skipped']} skipped; {s['bytes_uploaded']} bytes uploaded,"
+            f" {s['blobs_mounted']} blobs mounted in {s['duration_seconds']:.1f}s"
+        )
+    if report.failed:
+        sys.exit(1)
+
+
+@cli.command("list")
+@lock_options
+@click.option(
+    "--registry-server",
+    metavar="HOST[:PORT][/PATH]",
+    default="your-registry",
+    show_default=True,
+    help="Show destinations under this registry.",
+)
+@_OUTPUT
+def list_command(
+    lock_path: str | None, environment: str, registry_server: str, output: str
+) -> None:
+    """Show each locked image's source and destination."""
+    from mirror.lock import plan_destinations
+    from mirror.reference import parse_registry_server
+
+    _, entries = _entries(lock_path, environment)
+    planned = plan_destinations(entries, parse_registry_server(registry_server))
+    rows = [
+        {
+            "source": str(e.source),
+            "destination": str(d),
+            "digest": e.digest,
+            "component": e.component,
+            "environment": e.environment or "all",
+            "platforms": [str(p) for p in e.platforms],
+        }
+        for e, d in planned
+    ]
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} images")
+    for column in ("source", "destination", "digest", "component", "environment"):
+        table.add_column(column, overflow="fold")
+    for entry, dest in planned:
+        table.add_row(
+            str(entry.source),
+            str(dest),
+            entry.digest or "-",
+            entry.component,
+            entry.environment or "all",
+        )
+    Console().print(table)
+
+
+def _run_copy(
+    runner: Callable[[Any, Any], Report],
+    quiet: bool,
+    count: int,
+    output: str,
+    report_path: str | None,
+) -> None:
+    from mirror.copy import CopyOptions
+    from mirror.progress import choose_progress
+
+    progress = choose_progress(quiet or (output == "json" and not sys.stderr.isatty()), count)
+    options = CopyOptions()
+    try:
+        with _signals(options.cancel):
+            report = runner(progress, options)
+    finally:
+        progress.close()
+    _finish(report, output, report_path, quiet)
+
+
+@cli.command()
+@destination_options
+@lock_options
+@platform_option
+@source_options
+@report_options
+@click.option(
+    "--dry-run", is_flag=True, help="Show what would be copied and how many bytes; change nothing."
+)
+@click.option(
+    "--frozen",
+    is_flag=True,
+    help="Fail images whose source tag no longer matches the locked digest.",
+)
+def sync(**params: Any) -> None:
+    """Copy every locked image into --registry-server, preserving digests."""
+    from mirror.reference import parse_registry_server
+    from mirror.sync import Destination
+    from mirror.sync import sync as run_sync
+
+    credentials = credentials_from(params)
+    destination = Destination(parse_registry_server(params["registry_server"]), credentials)
+    _, entries = _entries(params["lock_path"], params["environment"])
+    hosts = _hosts(params["endpoints"], params["insecure"], params["ca_file"], params["auth_file"])
+    platforms = _platforms(params["platforms"])
+
+    def runner(progress: Any, options: Any) -> Report:
+        options.frozen, options.dry_run = params["frozen"], params["dry_run"]
+        return run_sync(
+            entries, destination, hosts, progress, options, platforms=platforms, jobs=params["jobs"]
+        )
+
+    _run_copy(runner, params["quiet"], len(entries), params["output"], params["report_path"])
+
+
+@cli.command()
+@destination_options
+@lock_options
+@platform_option
+@source_options
+@_OUTPUT
+@click.option(
+    "--report", "report_path", metavar="FILE.json", help="Also write the JSON report here."
+)
+@click.option("--jobs", type=click.IntRange(1, 64), default=4, show_default=True)
+def verify(**params: Any) -> None:
+    """Check every locked image is in --registry-server with the right digest."""
+    from mirror.reference import parse_registry_server
+    from mirror.sync import Destination
+    from mirror.sync import verify as run_verify
+
+    credentials = credentials_from(params)
+    destination = Destination(parse_registry_server(params["registry_server"]), credentials)
+    _, entries = _entries(params["lock_path"], params["environment"])
+    hosts = _hosts(params["endpoints"], params["insecure"], params["ca_file"], params["auth_file"])
+    report = run_verify(
+        entries, destination, hosts, platforms=_platforms(params["platforms"]), jobs=params["jobs"]
+    )
+    if params["output"] == "text":
+        for r in report.results:
+            state = "ok" if r.status == "present" else "FAILED"
+            click.echo(f"{state} {r.destination} {r.digest or ''} {r.error or ''}".rstrip())
+    _finish(report, params["output"], params["report_path"], False)
+
+
+@cli.command("lock")
+@click.option(
+    "--lock",
+    "lock_path",
+    metavar="FILE",
+    default="images.lock",
+    show_default=True,
+    help="Lock file to update in place.",
+)
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 if any locked digest is stale.")
+@source_options
+def lock_command(lock_path: str, check: bool, **params: Any) -> None:
+    """Resolve each source tag to its digest and write it into the lock."""
+    from mirror.lock import load_lock, write_digests
+    from mirror.sync import resolve_digests
+
+    lock = load_lock(lock_path)
+    hosts = _hosts(params["endpoints"], params["insecure"], params["ca_file"], params["auth_file"])
+    digests = resolve_digests(lock.entries, hosts)
+    stale = [e for e in lock.entries if e.digest != digests.get(str(e.source))]
+    for entry in stale:
+        click.echo(f"{entry.source}: {entry.digest or 'unpinned'} -> {digests[str(entry.source)]}")
+    if check:
+        if stale:
+            sys.exit(1)
+        click.echo(f"{lock_path}: {len(lock.entries)} digests current")
+        return
+    changed = write_digests(lock_path, digests)
+    click.echo(f"{lock_path}: {changed} digests updated")
+
+
+@exits_on_errors(MirrorError)
+def _main() -> None:
+    cli.main(standalone_mode=False)
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        _main()
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(130)

@@ -1,0 +1,277 @@
+"""The one copy algorithm: read an image from a source transport, write it to a destination.
+
+Blobs first (skip what is there, mount what the run already placed elsewhere, stream the
+rest with verification), then child manifests, then the top manifest under its tag, so a
+failed image never leaves a tag behind.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mirror.digest import DigestVerifier, sha256_digest
+from mirror.errors import DigestMismatch, Interrupted, MirrorError, NotFound
+from mirror.manifest import Descriptor, Manifest, Platform, parse_manifest, platform_matches
+from mirror.reference import Reference
+from mirror.report import ImageResult
+from mirror.retry import RetryPolicy, retrying
+from mirror.transport import ImageDestination, ImageSource
+
+BLOB_WORKERS = 4
+_SKIPPED_LAYER_HINTS = ("foreign", "nondistributable")
+
+
+@dataclass(frozen=True)
+class CopyJob:
+    """One image to copy: where from, where to, and what the lock says about it."""
+
+    source: Reference
+    destination: Reference
+    locked_digest: str | None = None
+    platforms: tuple[Platform, ...] = ()
+
+
+class CopyEvents(Protocol):
+    """What the copy tells a progress display."""
+
+    def started(self, job: CopyJob) -> None:
+        """Work on the image began."""
+
+    def sized(self, job: CopyJob, total: int) -> None:
+        """The image's blobs add up to ``total`` bytes."""
+
+    def advanced(self, job: CopyJob, nbytes: int) -> None:
+        """``nbytes`` more bytes were transferred (or found present)."""
+
+    def finished(self, job: CopyJob, result: ImageResult) -> None:
+        """The image is done, one way or another."""
+
+
+@dataclass
+class CopyOptions:
+    """Run-wide settings of the copy."""
+
+    frozen: bool = False
+    dry_run: bool = False
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    cancel: Cancellation = field(default_factory=lambda: Cancellation())
+
+
+class Cancellation:
+    """Set by a signal handler; the copy checks it between chunks and stops untagged."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def cancel(self, signum: int) -> None:
+        """Ask every copy to stop."""
+        self.signum = signum
+
+    def check(self) -> None:
+        """Raise Interrupted if cancelled."""
+        if self.signum is not None:
+            raise Interrupted(self.signum)
+
+
+class BlobLedger:
+    """Where this run has placed each blob at the destination, shared by concurrent images.
+
+    The first image to need a blob uploads it; others wait for it and then mount it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inflight: dict[str, threading.Event] = {}
+        self._placed: dict[str, Reference] = {}
+
+    def acquire(self, digest: str) -> tuple[bool, Reference | None]:
+        """Return (owner, known location). Non-owners wait until the owner is done."""
+        with self._lock:
+            event = self._inflight.get(digest)
+            if event is None:
+                self._inflight[digest] = threading.Event()
+                return True, self._placed.get(digest)
+        event.wait()
+        with self._lock:
+            return False, self._placed.get(digest)
+
+    def release(self, digest: str, placed: Reference | None) -> None:
+        """Record where the blob now is (None if placing failed) and wake the waiters."""
+        with self._lock:
+            if placed is not None:
+                self._placed[digest] = placed
+            event = self._inflight.pop(digest, None)
+        if event is not None:
+            event.set()
+
+
+def select_platforms(index: Manifest, platforms: tuple[Platform, ...]) -> Manifest:
+    """A new index holding only the entries matching ``platforms`` (its digest differs)."""
+    chosen = [
+        c.raw for c in index.children if any(platform_matches(p, c.platform) for p in platforms)
+    ]
+    if not chosen:
+        wanted = ", ".join(str(p) for p in platforms)
+        raise NotFound(f"{index.digest}: no entry for platform(s) {wanted}")
+    doc = json.loads(index.raw)
+    doc["manifests"] = chosen
+    raw = json.dumps(doc, indent=3).encode()
+    return parse_manifest(raw, index.media_type, sha256_digest(raw))
+
+
+class ImageCopier:
+    """Copies one image with the transports, ledger and events of a run."""
+
+    def __init__(
+        self,
+        source: ImageSource,
+        destination: ImageDestination,
+        events: CopyEvents,
+        options: CopyOptions,
+        ledger: BlobLedger | None = None,
+    ) -> None:
+        self.source = source
+        self.destination = destination
+        self.events = events
+        self.options = options
+        self.ledger = ledger or BlobLedger()
+
+    def copy(self, job: CopyJob) -> ImageResult:
+        """Copy one image; every failure is caught into the result (status ``failed``)."""
+        result = ImageResult(str(job.source), str(job.destination))
+        self.events.started(job)
+        try:
+            self._copy(job, result)
+        except Interrupted:
+            raise
+        except MirrorError as exc:
+            result.status, result.error = "failed", str(exc)
+        except Exception as exc:  # a transport fault the retries gave up on
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+        self.events.finished(job, result)
+        return result
+
+    def _copy(self, job: CopyJob, result: ImageResult) -> None:
+        head = self.source.head_manifest(job.source)
+        if head is None and job.locked_digest is None:
+            raise NotFound(f"{job.source}: not found at the source")
+        result.source_digest = head.digest if head else None
+        wanted = job.locked_digest or (head.digest if head else None)
+        if job.locked_digest and head and head.digest != job.locked_digest:
+            result.drift = True
+            result.notes.append(f"drift: source tag now points to {head.digest}")
+            if self.options.frozen:
+                raise MirrorError(
+                    f"{job.source}: drift: tag points to {head.digest}, lock says"
+                    f" {job.locked_digest} (--frozen)"
+                )
+        if not job.platforms:
+            existing = self.destination.head_manifest(job.destination)
+            if existing is not None and existing.digest == wanted:
+                result.status, result.digest = "present", wanted
+                return
+        top = self.source.get_manifest(job.source, wanted)
+        if job.platforms and top.is_index:
+            top = select_platforms(top, job.platforms)
+            result.notes.append(f"platform subset: destination digest differs from {wanted}")
+            existing = self.destination.head_manifest(job.destination)
+            if existing is not None and existing.digest == top.digest:
+                result.status, result.digest = "present", top.digest
+                return
+        children = self._children(job, top)
+        blobs = _unique(b for m in [*children, top] for b in m.blobs if _copyable(b))
+        self.events.sized(job, sum(b.size for b in blobs))
+        if self.options.dry_run:
+            missing = [b for b in blobs if not self.destination.has_blob(job.destination, b)]
+            result.status, result.digest = "skipped", top.digest
+            result.notes.append(f"would upload {sum(b.size for b in missing)} bytes")
+            return
+        with ThreadPoolExecutor(BLOB_WORKERS, thread_name_prefix="blob") as pool:
+            for _ in pool.map(lambda b: self._copy_blob(job, b, result), blobs):
+                pass
+        for child in children:
+            self.destination.put_manifest(job.destination, child, None)
+        self.options.cancel.check()
+        self.destination.put_manifest(job.destination, top, job.destination.tag)
+        result.status, result.digest = "copied", top.digest
+
+    def _children(self, job: CopyJob, top: Manifest) -> list[Manifest]:
+        """Every manifest below ``top`` (indexes may nest), children before parents."""
+        found: list[Manifest] = []
+        for child in top.children:
+            manifest = self.source.get_manifest(job.source, child.digest)
+            found.extend(self._children(job, manifest))
+            found.append(manifest)
+        return found
+
+    def _copy_blob(self, job: CopyJob, desc: Descriptor, result: ImageResult) -> None:
+        self.options.cancel.check()
+        owner, placed = self.ledger.acquire(desc.digest)
+        landed: Reference | None = None
+        try:
+            if self.destination.has_blob(job.destination, desc):
+                result.blobs_present += 1
+                self.events.advanced(job, desc.size)
+            elif placed is not None and self.destination.mount_blob(job.destination, desc, placed):
+                result.blobs_mounted += 1
+                self.events.advanced(job, desc.size)
+            else:
+                self._upload(job, desc, result)
+                result.blobs_uploaded += 1
+                result.bytes_uploaded += desc.size
+            landed = job.destination
+        finally:
+            if owner:
+                self.ledger.release(desc.digest, landed)
+
+    def _upload(self, job: CopyJob, desc: Descriptor, result: ImageResult) -> None:
+        def count_retry(_: BaseException) -> None:
+            result.retries += 1
+
+        for attempt in retrying(self.options.policy, count_retry):
+            with attempt, self.source.open_blob(job.source, desc) as chunks:
+                self.destination.put_blob(job.destination, desc, self._stream(job, desc, chunks))
+
+    def _stream(self, job: CopyJob, desc: Descriptor, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """Verified bytes, held back by one chunk until the whole blob checks out."""
+        verifier = DigestVerifier(desc.digest, desc.size)
+        held: bytes | None = None
+        try:
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                self.options.cancel.check()
+                verifier.update(chunk)
+                if held is not None:
+                    yield held
+                    self.events.advanced(job, len(held))
+                held = chunk
+            verifier.verify()
+        except DigestMismatch as exc:
+            raise DigestMismatch(f"{job.source}: blob {exc}") from None
+        if held is not None:
+            yield held
+            self.events.advanced(job, len(held))
+
+
+def _copyable(desc: Descriptor) -> bool:
+    """Foreign / non-distributable layers stay where their URLs point."""
+    return not (desc.raw.get("urls") and any(h in desc.media_type for h in _SKIPPED_LAYER_HINTS))
+
+
+def _unique(descs: Iterable[Descriptor]) -> list[Descriptor]:
+    seen: dict[str, Descriptor] = {}
+    for desc in descs:
+        seen.setdefault(desc.digest, desc)
+    return list(seen.values())
+
+
+def run_copies(jobs: list[CopyJob], copier: ImageCopier, workers: int) -> list[ImageResult]:
+    """Copy ``jobs`` with ``workers`` images at once; results in job order."""
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="image") as pool:
+        return list(pool.map(copier.copy, jobs))

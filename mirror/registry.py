@@ -1,0 +1,421 @@
+"""The registry transport: the OCI distribution API over httpx, as source and destination."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+import certifi
+import httpx
+
+from mirror import mediatypes
+from mirror.auth import (
+    Challenge,
+    CredentialStore,
+    TokenCache,
+    basic_header,
+    fetch_token,
+    parse_challenge,
+    realm_allowed,
+)
+from mirror.digest import sha256_digest
+from mirror.errors import DigestMismatch, HostileContent, NotFound, RegistryError, Unauthorized
+from mirror.hosts import Endpoint, HostOptions, resolve_endpoint
+from mirror.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
+from mirror.reference import Reference
+from mirror.retry import RetryPolicy, retrying
+
+CHUNK = 1024 * 1024
+_TIMEOUT = httpx.Timeout(connect=15.0, read=60.0, write=60.0, pool=None)
+_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+
+
+class RetryableStatus(RegistryError):
+    """A 5xx or 429 answer, possibly with a Retry-After delay."""
+
+    def __init__(self, message: str, status: int, retry_after: float | None) -> None:
+        super().__init__(message, status, retryable=True)
+        self.retry_after = retry_after
+
+
+def _registry_message(response: httpx.Response) -> str:
+    """The registry's own error text from an error body, if it sent one."""
+    try:
+        errors = response.json().get("errors") or []
+        parts = [f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors]
+        return "; ".join(p for p in parts if p)
+    except (ValueError, AttributeError, httpx.ResponseNotRead):
+        return ""
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.strip().isdigit() else None
+
+
+class RegistryClient:
+    """HTTP to registries: endpoint choice, TLS, auth challenges and tokens, retries, redirects."""
+
+    def __init__(
+        self,
+        options: HostOptions,
+        credentials: CredentialStore,
+        policy: RetryPolicy | None = None,
+        on_retry: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self.options = options
+        self.credentials = credentials
+        self.policy = policy or RetryPolicy()
+        self.on_retry = on_retry
+        self._tokens = TokenCache()
+        self._challenges: dict[str, Challenge] = {}
+        self._bases: dict[str, str] = {}
+        self._endpoints: dict[str, Endpoint] = {}
+        self._clients: dict[bool, httpx.Client] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        for client in self._clients.values():
+            client.close()
+
+    def endpoint(self, host: str) -> Endpoint:
+        """The endpoint for a registry host (cached)."""
+        with self._lock:
+            if host not in self._endpoints:
+                self._endpoints[host] = resolve_endpoint(host, self.options)
+            return self._endpoints[host]
+
+    def _client(self, verify: bool) -> httpx.Client:
+        with self._lock:
+            if verify not in self._clients:
+                tls: ssl.SSLContext | bool = False
+                if verify:
+                    tls = ssl.create_default_context(cafile=certifi.where())
+                    if self.options.ca_file:
+                        tls.load_verify_locations(cafile=self.options.ca_file)
+                self._clients[verify] = httpx.Client(
+                    http2=True, verify=tls, timeout=_TIMEOUT, limits=_LIMITS
+                )
+            return self._clients[verify]
+
+    def _auth_header(self, host: str, scopes: tuple[str, ...]) -> dict[str, str]:
+        challenge = self._challenges.get(host)
+        if challenge is None:
+            return {}
+        if challenge.scheme == "basic":
+            creds = self.credentials.lookup(host)
+            return {"Authorization": basic_header(creds)} if creds else {}
+        token = self._tokens.get(host, scopes)
+        if token is None:
+            token = self._refresh_token(host, challenge, scopes)
+        return {"Authorization": f"Bearer {token}"}
+
+    def _refresh_token(self, host: str, challenge: Challenge, scopes: tuple[str, ...]) -> str:
+        realm = httpx.URL(challenge.params.get("realm", ""))
+        base = httpx.URL(self._bases.get(host) or self.endpoint(host).urls[0])
+        realm_host = realm.netloc.decode()
+        insecure = (
+            realm_host in self.options.insecure or (realm.host or "") in self.options.insecure
+        )
+        creds = self.credentials.lookup(host)
+        if creds is not None and not realm_allowed(base, realm, insecure):
+            raise Unauthorized(
+                f"{host}: refusing to send credentials to token realm {realm.scheme}://{realm_host}"
+                " over plain HTTP on another host (list it with --insecure-registry to allow)"
+            )
+        client = self._client(self.endpoint(host).verify)
+        token, lifetime = fetch_token(client.send, challenge, scopes, creds)
+        self._tokens.put(host, scopes, token, lifetime)
+        return token
+
+    def _send_any(
+        self, host: str, method: str, path: str, headers: dict[str, str], **kw: Any
+    ) -> httpx.Response:
+        """Send to the host's first working base URL (HTTPS, then HTTP where allowed)."""
+        endpoint = self.endpoint(host)
+        client = self._client(endpoint.verify)
+        known = self._bases.get(host)
+        for base in (known,) if known else endpoint.urls:
+            request = client.build_request(method, base + path, headers=headers, **kw)
+            try:
+                response = client.send(request, stream=True)
+            except httpx.ConnectError as exc:
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                    raise RegistryError(
+                        f"{host}: TLS certificate is not trusted ({exc});"
+                        " pass --ca-file or list the host with --insecure-registry"
+                    ) from None
+                if known or base == endpoint.urls[-1]:
+                    raise
+                continue
+            except (httpx.RemoteProtocolError, httpx.ReadError):
+                if known or base == endpoint.urls[-1] or not base.startswith("https:"):
+                    raise
+                continue
+            self._bases[host] = base
+            return response
+        raise RegistryError(f"{host}: no endpoint answered")  # pragma: no cover - loop returns
+
+    def request(
+        self,
+        method: str,
+        ref: Reference,
+        path: str,
+        scopes: Iterable[str],
+        *,
+        headers: dict[str, str] | None = None,
+        ok: tuple[int, ...] = (200,),
+        **kw: Any,
+    ) -> httpx.Response:
+        """One registry request with auth, status checks and (if replayable) retries.
+
+        The response is streamed: callers read or close it. ``path`` may be absolute (a
+        Location header) or relative to the endpoint.
+        """
+        replayable = not callable(getattr(kw.get("content"), "__next__", None))
+        for attempt in retrying(self.policy, self.on_retry if replayable else None):
+            with attempt:
+                return self._request_once(
+                    method, ref, path, tuple(scopes), dict(headers or {}), ok, replayable, kw
+                )
+            if not replayable:  # pragma: no cover - a stream is never retried here
+                break
+        raise AssertionError("unreachable")
+
+    def _request_once(
+        self,
+        method: str,
+        ref: Reference,
+        path: str,
+        scopes: tuple[str, ...],
+        headers: dict[str, str],
+        ok: tuple[int, ...],
+        replayable: bool,
+        kw: dict[str, Any],
+    ) -> httpx.Response:
+        host = ref.registry
+        response = self._send_any(
+            host, method, path, headers | self._auth_header(host, scopes), **kw
+        )
+        if response.status_code == 401:
+            response.close()
+            header = response.headers.get("www-authenticate", "")
+            challenge = parse_challenge(header) if header else None
+            if challenge is None or challenge.scheme not in ("basic", "bearer"):
+                raise Unauthorized(
+                    f"{host}: unauthorized (no usable authentication challenge)", 401
+                )
+            had = self._challenges.get(host)
+            self._challenges[host] = challenge
+            self._tokens.drop(host, scopes)
+            if challenge.scheme == "basic" and self.credentials.lookup(host) is None:
+                raise Unauthorized(f"{host}: authentication required and no credentials given", 401)
+            if not replayable:
+                raise RegistryError(f"{host}: authentication renewed", 401, retryable=True)
+            retry_headers = headers | self._auth_header(host, scopes)
+            response = self._send_any(host, method, path, retry_headers, **kw)
+            if response.status_code == 401:
+                response.read()
+                message = _registry_message(response) or "authentication failed"
+                response.close()
+                hint = " (check the credentials)" if had or challenge else ""
+                raise Unauthorized(f"{host}: unauthorized: {message}{hint}", 401)
+        if response.status_code in ok:
+            return response
+        response.read()
+        response.close()
+        message = _registry_message(response) or response.reason_phrase
+        status = response.status_code
+        text = f"{host}: {method} {ref.repository}: HTTP {status}: {message}"
+        if status == 429 or status >= 500:
+            raise RetryableStatus(text, status, _retry_after(response))
+        if status == 404:
+            raise NotFound(text, status)
+        if status in (401, 403):
+            raise Unauthorized(text, status)
+        raise RegistryError(text, status)
+
+
+def _pull(repo: str) -> str:
+    return f"repository:{repo}:pull"
+
+
+def _push(repo: str) -> str:
+    return f"repository:{repo}:pull,push"
+
+
+class RegistryTransport:
+    """Images in registries, read and written through the distribution API."""
+
+    name = "registry"
+
+    def __init__(self, client: RegistryClient) -> None:
+        self.client = client
+
+    def __enter__(self) -> RegistryTransport:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.client.close()
+
+    def _repo(self, ref: Reference) -> str:
+        return self.client.endpoint(ref.registry).repository(ref.repository)
+
+    def _url(self, ref: Reference, kind: str, tail: str) -> str:
+        return f"/v2/{self._repo(ref)}/{kind}/{tail}"
+
+    def head_manifest(self, ref: Reference) -> Descriptor | None:
+        """Digest, media type and size of a tag or digest, or None if it does not exist."""
+        target = ref.digest or ref.tag or "latest"
+        headers = {"Accept": mediatypes.ACCEPT_MANIFESTS}
+        url = self._url(ref, "manifests", target)
+        try:
+            response = self.client.request(
+                "HEAD", ref, url, [_pull(self._repo(ref))], headers=headers
+            )
+        except NotFound:
+            return None
+        response.close()
+        digest = response.headers.get("docker-content-digest") or ref.digest
+        media_type = response.headers.get("content-type", "").split(";")[0].strip()
+        size = int(response.headers.get("content-length") or 0)
+        if not digest:
+            manifest = self.get_manifest(ref, None)
+            return Descriptor(manifest.media_type, manifest.digest, len(manifest.raw))
+        return Descriptor(media_type, digest, size)
+
+    def get_manifest(self, ref: Reference, digest: str | None) -> Manifest:
+        """Fetch a manifest (by digest when given) and verify it hashes to that digest."""
+        target = digest or ref.digest or ref.tag or "latest"
+        headers = {"Accept": mediatypes.ACCEPT_MANIFESTS}
+        url = self._url(ref, "manifests", target)
+        response = self.client.request("GET", ref, url, [_pull(self._repo(ref))], headers=headers)
+        try:
+            if int(response.headers.get("content-length") or 0) > MAX_MANIFEST_BYTES:
+                raise HostileContent(f"{ref}: manifest larger than 4 MiB refused")
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_MANIFEST_BYTES:
+                    raise HostileContent(f"{ref}: manifest larger than 4 MiB refused")
+        finally:
+            response.close()
+        raw = bytes(body)
+        actual = sha256_digest(raw)
+        expected = digest or ref.digest or response.headers.get("docker-content-digest") or actual
+        if expected.startswith("sha256:") and expected != actual:
+            raise DigestMismatch(
+                f"{ref}: manifest digest mismatch: expected {expected}, got {actual}"
+            )
+        media_type = response.headers.get("content-type", "").split(";")[0].strip()
+        return parse_manifest(raw, media_type, expected)
+
+    @contextlib.contextmanager
+    def open_blob(self, ref: Reference, desc: Descriptor) -> Iterator[Iterator[bytes]]:
+        """Stream a blob's bytes (unverified: the copy verifies), following redirects."""
+        url = self._url(ref, "blobs", desc.digest)
+        response = self.client.request(
+            "GET", ref, url, [_pull(self._repo(ref))], ok=(200, 301, 302, 303, 307, 308)
+        )
+        hops = 0
+        while response.is_redirect:
+            location = response.headers.get("location", "")
+            response.close()
+            hops += 1
+            if hops > 5 or not location:
+                raise RegistryError(f"{ref}: too many redirects for blob {desc.digest}")
+            target = response.url.join(location)
+            same = (target.scheme, target.netloc) == (response.url.scheme, response.url.netloc)
+            headers = dict(response.request.headers) if same else {}
+            headers.pop("host", None)
+            client = self.client._client(self.client.endpoint(ref.registry).verify)
+            response = client.send(
+                client.build_request("GET", target, headers=headers), stream=True
+            )
+            if response.status_code >= 400:
+                response.read()
+                response.close()
+                status = response.status_code
+                raise RegistryError(
+                    f"{ref}: blob redirect target answered HTTP {status}",
+                    status,
+                    retryable=status >= 500 or status == 429,
+                )
+        try:
+            yield response.iter_raw(CHUNK)
+        finally:
+            response.close()
+
+    def has_blob(self, ref: Reference, desc: Descriptor) -> bool:
+        """Whether the repository already holds the blob (HEAD)."""
+        url = self._url(ref, "blobs", desc.digest)
+        try:
+            self.client.request("HEAD", ref, url, [_push(self._repo(ref))]).close()
+        except NotFound:
+            return False
+        return True
+
+    def mount_blob(self, ref: Reference, desc: Descriptor, source: Reference) -> bool:
+        """Cross-repository mount from ``source`` (same registry); False if not mounted."""
+        repo, other = self._repo(ref), self._repo(source)
+        url = f"/v2/{repo}/blobs/uploads/"
+        response = self.client.request(
+            "POST",
+            ref,
+            url,
+            [_push(repo), _pull(other)],
+            params={"mount": desc.digest, "from": other},
+            ok=(201, 202),
+        )
+        response.close()
+        if response.status_code == 202 and response.headers.get("location"):
+            with contextlib.suppress(RegistryError, httpx.HTTPError):
+                location = response.headers["location"]
+                self.client.request("DELETE", ref, location, [_push(repo)], ok=(204, 404)).close()
+        return response.status_code == 201
+
+    def put_blob(self, ref: Reference, desc: Descriptor, chunks: Iterable[bytes]) -> None:
+        """Upload a blob in one streamed PUT; the registry checks the digest too."""
+        repo = self._repo(ref)
+        start = self.client.request(
+            "POST", ref, f"/v2/{repo}/blobs/uploads/", [_push(repo)], ok=(202,)
+        )
+        start.close()
+        location = start.headers.get("location")
+        if not location:
+            raise RegistryError(f"{ref}: registry started an upload without a Location")
+        target = start.url.join(location)
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)}
+        self.client.request(
+            "PUT",
+            ref,
+            str(target.copy_merge_params({"digest": desc.digest})),
+            [_push(repo)],
+            headers=headers,
+            content=iter(chunks),
+            ok=(201,),
+        ).close()
+
+    def put_manifest(self, ref: Reference, manifest: Manifest, tag: str | None) -> None:
+        """Upload raw manifest bytes under ``tag`` (or by digest when tag is None)."""
+        url = self._url(ref, "manifests", tag or manifest.digest)
+        headers = {"Content-Type": manifest.media_type}
+        self.client.request(
+            "PUT",
+            ref,
+            url,
+            [_push(self._repo(ref))],
+            headers=headers,
+            content=manifest.raw,
+            ok=(201, 200),
+        ).close()

@@ -1,0 +1,136 @@
+"""Registry-to-registry runs over a lock: sync, verify, and resolving tags for ``mirror lock``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from mirror.auth import CredentialStore
+from mirror.copy import (
+    CopyEvents,
+    CopyJob,
+    CopyOptions,
+    ImageCopier,
+    run_copies,
+    select_platforms,
+)
+from mirror.credentials import Credentials
+from mirror.errors import MirrorError, NotFound
+from mirror.hosts import HostOptions
+from mirror.lock import LockEntry, plan_destinations
+from mirror.manifest import Platform
+from mirror.reference import RegistryServer
+from mirror.registry import RegistryClient, RegistryTransport
+from mirror.report import ImageResult, Report
+from mirror.retry import RetryPolicy
+
+DEFAULT_JOBS = 4
+
+
+@dataclass(frozen=True)
+class Destination:
+    """The private registry and the credentials for it."""
+
+    server: RegistryServer
+    credentials: Credentials | None = None
+
+
+def open_registries(
+    hosts: HostOptions, destination: Destination | None, policy: RetryPolicy | None = None
+) -> RegistryTransport:
+    """One registry transport for both ends (shared connections and tokens)."""
+    explicit = {}
+    if destination is not None and destination.credentials is not None:
+        explicit[destination.server.host] = destination.credentials
+    store = CredentialStore(explicit, hosts.auth_file)
+    return RegistryTransport(RegistryClient(hosts, store, policy))
+
+
+def plan_jobs(
+    entries: Sequence[LockEntry], server: RegistryServer, platforms: Sequence[Platform] = ()
+) -> list[CopyJob]:
+    """Copy jobs for lock entries; ``--platform`` overrides the lock's ``platforms``."""
+    return [
+        CopyJob(entry.source, dest, entry.digest, tuple(platforms) or entry.platforms)
+        for entry, dest in plan_destinations(entries, server)
+    ]
+
+
+def sync(
+    entries: Sequence[LockEntry],
+    destination: Destination,
+    hosts: HostOptions,
+    events: CopyEvents,
+    options: CopyOptions,
+    *,
+    platforms: Sequence[Platform] = (),
+    jobs: int = DEFAULT_JOBS,
+) -> Report:
+    """Copy every entry from its source registry to the destination registry."""
+    planned = plan_jobs(entries, destination.server, platforms)
+    started = time.monotonic()
+    with open_registries(hosts, destination, options.policy) as registry:
+        copier = ImageCopier(registry, registry, events, options)
+        results = run_copies(planned, copier, jobs)
+    command = "sync --dry-run" if options.dry_run else "sync"
+    return Report(command, results, time.monotonic() - started)
+
+
+def verify(
+    entries: Sequence[LockEntry],
+    destination: Destination,
+    hosts: HostOptions,
+    *,
+    platforms: Sequence[Platform] = (),
+    jobs: int = DEFAULT_JOBS,
+) -> Report:
+    """Check every entry is at the destination with the digest the lock or source says."""
+    planned = plan_jobs(entries, destination.server, platforms)
+    started = time.monotonic()
+    with open_registries(hosts, destination) as registry:
+
+        def check(job: CopyJob) -> ImageResult:
+            result = ImageResult(str(job.source), str(job.destination))
+            try:
+                expected = job.locked_digest
+                if expected is None:
+                    head = registry.head_manifest(job.source)
+                    if head is None:
+                        raise NotFound(f"{job.source}: not found at the source")
+                    expected = head.digest
+                if job.platforms:
+                    top = registry.get_manifest(job.source, expected)
+                    if top.is_index:
+                        expected = select_platforms(top, job.platforms).digest
+                have = registry.head_manifest(job.destination)
+                result.source_digest, result.digest = expected, have.digest if have else None
+                if have is None:
+                    raise NotFound(f"{job.destination}: missing")
+                if have.digest != expected:
+                    raise MirrorError(f"{job.destination}: has {have.digest}, expected {expected}")
+                result.status = "present"
+            except MirrorError as exc:
+                result.status, result.error = "failed", str(exc)
+            return result
+
+        with ThreadPoolExecutor(max(1, jobs)) as pool:
+            results = list(pool.map(check, planned))
+    return Report("verify", results, time.monotonic() - started)
+
+
+def resolve_digests(
+    entries: Sequence[LockEntry], hosts: HostOptions, jobs: int = DEFAULT_JOBS
+) -> dict[str, str]:
+    """Each entry's current source digest, keyed by its source reference (for ``mirror lock``)."""
+    with open_registries(hosts, None) as registry:
+
+        def resolve(entry: LockEntry) -> tuple[str, str]:
+            head = registry.head_manifest(entry.source)
+            if head is None:
+                raise NotFound(f"{entry.source}: not found at the source")
+            return str(entry.source), head.digest
+
+        with ThreadPoolExecutor(max(1, jobs)) as pool:
+            return dict(pool.map(resolve, entries))

@@ -1,0 +1,44 @@
+"""What a place that holds images must offer so the one copy algorithm can use it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from mirror.manifest import Descriptor, Manifest
+from mirror.reference import Reference
+
+
+class ImageSource(Protocol):
+    """Somewhere images are read from (a registry, an OCI layout, a Docker daemon)."""
+
+    def head_manifest(self, ref: Reference) -> Descriptor | None:
+        """The descriptor a tag or digest points to, or None if absent (cheap: no body)."""
+
+    def get_manifest(self, ref: Reference, digest: str | None) -> Manifest:
+        """The manifest ``digest`` (or the tag's), verified against its digest."""
+
+    def open_blob(
+        self, ref: Reference, desc: Descriptor
+    ) -> AbstractContextManager[Iterator[bytes]]:
+        """A stream of the blob's bytes; the copy verifies them."""
+
+
+class ImageDestination(Protocol):
+    """Somewhere images are written to."""
+
+    def head_manifest(self, ref: Reference) -> Descriptor | None:
+        """The descriptor a tag points to, or None."""
+
+    def has_blob(self, ref: Reference, desc: Descriptor) -> bool:
+        """Whether the blob is already there for ``ref``'s repository."""
+
+    def mount_blob(self, ref: Reference, desc: Descriptor, source: Reference) -> bool:
+        """Make a blob held by ``source`` available to ``ref`` without upload, if supported."""
+
+    def put_blob(self, ref: Reference, desc: Descriptor, chunks: Iterable[bytes]) -> None:
+        """Store a blob from a stream of verified bytes; nothing is kept if the stream fails."""
+
+    def put_manifest(self, ref: Reference, manifest: Manifest, tag: str | None) -> None:
+        """Store a manifest by digest, and under ``tag`` when given."""
