@@ -77,6 +77,8 @@ class RegistryClient:
         self._endpoints: dict[str, Endpoint] = {}
         self._clients: dict[bool, httpx.Client] = {}
         self._lock = threading.Lock()
+        self._first_contact: dict[str, threading.Lock] = {}
+        self._learned: set[str] = set()
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -141,7 +143,8 @@ class RegistryClient:
         client = self._client(endpoint.verify)
         known = self._bases.get(host)
         for base in (known,) if known else endpoint.urls:
-            request = client.build_request(method, base + path, headers=headers, **kw)
+            url = path if path.startswith(("http://", "https://")) else base + path
+            request = client.build_request(method, url, headers=headers, **kw)
             try:
                 response = client.send(request, stream=True)
             except httpx.ConnectError as exc:
@@ -177,17 +180,39 @@ class RegistryClient:
         The response is streamed: callers read or close it. ``path`` may be absolute (a
         Location header) or relative to the endpoint.
         """
-        replayable = not callable(getattr(kw.get("content"), "__next__", None))
-        for attempt in retrying(self.policy, self.on_retry if replayable else None):
+        call = (method, ref, path, tuple(scopes), dict(headers or {}), ok)
+        if callable(getattr(kw.get("content"), "__next__", None)):
+            return self._request_once(*call, False, kw)  # a stream is retried by the caller
+        for attempt in retrying(self.policy, self.on_retry):
             with attempt:
-                return self._request_once(
-                    method, ref, path, tuple(scopes), dict(headers or {}), ok, replayable, kw
-                )
-            if not replayable:  # pragma: no cover - a stream is never retried here
-                break
-        raise AssertionError("unreachable")
+                return self._request_once(*call, True, kw)
+        raise AssertionError("unreachable")  # pragma: no cover - retrying re-raises
 
     def _request_once(
+        self,
+        method: str,
+        ref: Reference,
+        path: str,
+        scopes: tuple[str, ...],
+        headers: dict[str, str],
+        ok: tuple[int, ...],
+        replayable: bool,
+        kw: dict[str, Any],
+    ) -> httpx.Response:
+        host = ref.registry
+        with self._lock:
+            first = self._first_contact.setdefault(host, threading.Lock())
+        if host not in self._learned:
+            with first:  # concurrent first requests wait to learn the auth challenge once
+                try:
+                    return self._authenticated(
+                        method, ref, path, scopes, headers, ok, replayable, kw
+                    )
+                finally:
+                    self._learned.add(host)
+        return self._authenticated(method, ref, path, scopes, headers, ok, replayable, kw)
+
+    def _authenticated(
         self,
         method: str,
         ref: Reference,
