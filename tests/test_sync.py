@@ -263,7 +263,7 @@ def test_nothing_is_tagged_when_a_blob_is_missing_at_the_source(
     dest = make_registry("anon")
     code, report, _ = sync(public, dest, public.write_lock(tmp_path / "images.lock"))
     assert code == 1
-    assert "not found" in report["images"][0]["error"].lower()  # type: ignore[index]
+    assert "blob unknown" in report["images"][0]["error"]  # type: ignore[index]
     with registry_client(dest) as client:
         assert client.head("/v2/nsm/broken/manifests/1").status_code == 404
     assert run_skopeo("--version").returncode == 0
