@@ -221,16 +221,16 @@ def list_command(
 
     table = Table(title=f"{len(rows)} images")
     for column in ("source", "destination", "digest", "component", "environment"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=column != "digest")
     for entry, dest in planned:
-        table.add_row(
-            str(entry.source),
-            str(dest),
-            entry.digest or "-",
-            entry.component,
-            entry.environment or "all",
-        )
-    Console().print(table)
+        digest = entry.digest[:19] + "…" if entry.digest else "-"
+        environment = entry.environment or "all"
+        table.add_row(str(entry.source), str(dest), digest, entry.component, environment)
+    console = Console()
+    if not console.is_terminal:  # pipes and logs get the whole table, not an 80-column cut
+        widest = max((len(str(e.source)) + len(str(d)) for e, d in planned), default=40)
+        console = Console(width=widest + 60)
+    console.print(table)
 
 
 def _run_copy(
