@@ -1,0 +1,71 @@
+"""The record apply keeps in the cluster: what it applied, from where, so remove and status know.
+
+A ConfigMap ``meshlift-deploy`` in the mesh namespace, in the spirit of kubectl's ApplySet
+parent: it lists the API kinds apply used; the objects themselves carry our labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from deploy.secret import MESH_LABELS
+
+Obj = dict[str, Any]
+
+RECORD_NAME = "meshlift-deploy"
+
+
+@dataclass(frozen=True)
+class Record:
+    """What one ``deploy apply`` used."""
+
+    namespace: str
+    registry_server: str
+    image_tag: str
+    environment: str
+    disable_public_images: bool
+    kinds: tuple[tuple[str, str], ...]  # (apiVersion, kind), sorted
+
+    def to_configmap(self) -> Obj:
+        """The ConfigMap apply writes."""
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": RECORD_NAME,
+                "namespace": self.namespace,
+                "labels": dict(MESH_LABELS),
+            },
+            "data": {
+                "registry-server": self.registry_server,
+                "image-tag": self.image_tag,
+                "environment": self.environment,
+                "public-images": "disabled" if self.disable_public_images else "enabled",
+                "kinds": "".join(f"{api} {kind}\n" for api, kind in self.kinds),
+            },
+        }
+
+    @classmethod
+    def from_configmap(cls, obj: Obj) -> Record:
+        """Read a record back; missing fields read as empty."""
+        data = obj.get("data") or {}
+        kinds = []
+        for line in str(data.get("kinds", "")).splitlines():
+            api, _, kind = line.strip().partition(" ")
+            if api and kind:
+                kinds.append((api, kind))
+        return cls(
+            namespace=str(obj.get("metadata", {}).get("namespace", "")),
+            registry_server=str(data.get("registry-server", "")),
+            image_tag=str(data.get("image-tag", "")),
+            environment=str(data.get("environment", "")),
+            disable_public_images=data.get("public-images") == "disabled",
+            kinds=tuple(sorted(set(kinds))),
+        )
+
+
+def kinds_of(objects: Iterable[Obj]) -> tuple[tuple[str, str], ...]:
+    """The sorted distinct (apiVersion, kind) pairs of ``objects``."""
+    return tuple(sorted({(str(o["apiVersion"]), str(o["kind"])) for o in objects}))

@@ -1,0 +1,78 @@
+"""The registry pull Secret of the seed: built as a plain dict, and redacted for display."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from typing import Any
+
+from mirror.credentials import Credentials
+
+SECRET_NAME = "nginx-mesh-registry-key"
+SECRET_TYPE = "kubernetes.io/dockerconfigjson"
+DOCKERCONFIGJSON_KEY = ".dockerconfigjson"
+USAGE_LABEL = "usage"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+PART_OF_LABEL = "app.kubernetes.io/part-of"
+MANAGED_BY = "meshlift"
+PART_OF = "nginx-service-mesh"
+MESH_LABELS = {PART_OF_LABEL: PART_OF, MANAGED_BY_LABEL: MANAGED_BY}
+SECRET_LABELS = {USAGE_LABEL: SECRET_NAME, **MESH_LABELS}
+REDACTED = "<redacted>"
+
+# Go's encoding/json escapes these inside strings; kubectl's output is made by it.
+_GO_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+
+def _go_json(value: object) -> bytes:
+    """Compact JSON byte-for-byte as Go's ``json.Marshal`` writes it."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in _GO_ESCAPES.items():
+        text = text.replace(char, escaped)
+    return text.encode("utf-8")
+
+
+def dockerconfigjson(server: str, credentials: Credentials) -> bytes:
+    """The ``.dockerconfigjson`` content, identical to ``kubectl create secret docker-registry``.
+
+    ``server`` is the ``--registry-server`` value exactly as given.
+    """
+    token = f"{credentials.username}:{credentials.password}".encode()
+    entry = {
+        "username": credentials.username,
+        "password": credentials.password,
+        "auth": base64.b64encode(token).decode("ascii"),
+    }
+    # Go omits empty fields (``omitempty``) and so do we.
+    return _go_json({"auths": {server: {k: v for k, v in entry.items() if v}}})
+
+
+def registry_secret(server: str, credentials: Credentials, namespace: str) -> dict[str, Any]:
+    """The ``nginx-mesh-registry-key`` Secret for ``namespace``, in the seed's shape."""
+    encoded = base64.b64encode(dockerconfigjson(server, credentials)).decode("ascii")
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": SECRET_NAME, "namespace": namespace, "labels": dict(SECRET_LABELS)},
+        "type": SECRET_TYPE,
+        "data": {DOCKERCONFIGJSON_KEY: encoded},
+    }
+
+
+def redact_secret(obj: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``obj`` with every Secret value replaced by ``<redacted>``; others unchanged."""
+    if obj.get("kind") != "Secret" or obj.get("apiVersion") != "v1":
+        return obj
+    redacted = copy.deepcopy(obj)
+    for field in ("data", "stringData"):
+        values = redacted.get(field)
+        if isinstance(values, dict):
+            redacted[field] = dict.fromkeys(values, REDACTED)
+    return redacted
