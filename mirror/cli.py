@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -153,11 +155,13 @@ def _platforms(values: Sequence[str]) -> tuple[Platform, ...]:
 
 
 @contextmanager
-def _signals(cancel: Cancellation) -> Iterator[None]:
+def _signals(cancel: Cancellation, stop: threading.Event | None = None) -> Iterator[None]:
     """SIGINT/SIGTERM ask the copies to stop; they leave no tag for unfinished images."""
 
     def handler(signum: int, _frame: object) -> None:
         cancel.cancel(signum)
+        if stop is not None:
+            stop.set()
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -167,9 +171,21 @@ def _signals(cancel: Cancellation) -> Iterator[None]:
             signal.signal(signum, old)
 
 
-def _finish(report: Report, output: str, report_path: str | None, quiet: bool) -> None:
+def _publish(
+    report: Report,
+    output: str,
+    report_path: str | None,
+    quiet: bool,
+    metrics_file: str | None = None,
+) -> bool:
+    """Write the report/metrics, print it or its summary line; return whether it failed."""
     if report_path:
         report.write(report_path)
+    if metrics_file:
+        from mirror.metrics import last_success_from, render_metrics, write_metrics
+
+        last = time.time() if not report.failed else last_success_from(metrics_file)
+        write_metrics(metrics_file, render_metrics(report, last))
     if output == "json":
         click.echo(report.to_json())
     elif not quiet:
@@ -179,7 +195,11 @@ def _finish(report: Report, output: str, report_path: str | None, quiet: bool) -
             f" {s['failed']} failed, {s['skipped']} skipped; {s['bytes_uploaded']} bytes uploaded,"
             f" {s['blobs_mounted']} blobs mounted in {s['duration_seconds']:.1f}s"
         )
-    if report.failed:
+    return report.failed
+
+
+def _finish(report: Report, output: str, report_path: str | None, quiet: bool) -> None:
+    if _publish(report, output, report_path, quiet):
         sys.exit(1)
 
 
@@ -233,6 +253,21 @@ def list_command(
     console.print(table)
 
 
+def _copy_once(
+    runner: Callable[[Any, Any], Report], params: dict[str, Any], count: int, cancel: Cancellation
+) -> Report:
+    """One run with the progress display ``--quiet``/``--output`` ask for."""
+    from mirror.copy import CopyOptions
+    from mirror.progress import choose_progress
+
+    quiet = params["quiet"] or (params["output"] == "json" and not sys.stderr.isatty())
+    progress = choose_progress(quiet, count)
+    try:
+        return runner(progress, CopyOptions(cancel=cancel))
+    finally:
+        progress.close()
+
+
 def _run_copy(
     runner: Callable[[Any, Any], Report],
     quiet: bool,
@@ -240,16 +275,12 @@ def _run_copy(
     output: str,
     report_path: str | None,
 ) -> None:
-    from mirror.copy import CopyOptions
-    from mirror.progress import choose_progress
+    from mirror.copy import Cancellation
 
-    progress = choose_progress(quiet or (output == "json" and not sys.stderr.isatty()), count)
-    options = CopyOptions()
-    try:
-        with _signals(options.cancel):
-            report = runner(progress, options)
-    finally:
-        progress.close()
+    cancel = Cancellation()
+    params = {"quiet": quiet, "output": output}
+    with _signals(cancel):
+        report = _copy_once(runner, params, count, cancel)
     _finish(report, output, report_path, quiet)
 
 
@@ -267,17 +298,45 @@ def _run_copy(
     is_flag=True,
     help="Fail images whose source tag no longer matches the locked digest.",
 )
+@click.option(
+    "--interval", metavar="DURATION", help="Run again every DURATION (6h, 10m) until SIGTERM."
+)
+@click.option(
+    "--jitter", metavar="DURATION", default="0", help="Add up to DURATION of random delay."
+)
+@click.option(
+    "--state-dir",
+    metavar="DIR",
+    help="Where the overlap lock lives (default: ~/.local/state/meshlift).",
+)
+@click.option("--wait-lock", is_flag=True, help="Wait for a running sync instead of exiting 0.")
+@click.option(
+    "--metrics-file", metavar="PATH", help="Write Prometheus text metrics here after each run."
+)
+@click.option(
+    "--shard", metavar="I/N", help="Sync only shard I of N of the lock (stable by source)."
+)
 def sync(**params: Any) -> None:
-    """Copy every locked image into --registry-server, preserving digests."""
+    """Copy every locked image into --registry-server, preserving digests.
+
+    Every option can also be set as MESHLIFT_<OPTION> (e.g. MESHLIFT_REGISTRY_SERVER).
+    """
     from mirror.reference import parse_registry_server
+    from mirror.schedule import parse_duration, parse_shard, select_shard
     from mirror.sync import Destination
     from mirror.sync import sync as run_sync
 
     credentials = credentials_from(params)
     destination = Destination(parse_registry_server(params["registry_server"]), credentials)
     _, entries = _entries(params["lock_path"], params["environment"])
+    if params["shard"]:
+        entries = tuple(
+            select_shard(entries, lambda e: str(e.source), parse_shard(params["shard"]))
+        )
     hosts = _hosts(params["endpoints"], params["insecure"], params["ca_file"], params["auth_file"])
     platforms = _platforms(params["platforms"])
+    interval = parse_duration(params["interval"]) if params["interval"] else None
+    jitter = parse_duration(params["jitter"])
 
     def runner(progress: Any, options: Any) -> Report:
         options.frozen, options.dry_run = params["frozen"], params["dry_run"]
@@ -285,7 +344,68 @@ def sync(**params: Any) -> None:
             entries, destination, hosts, progress, options, platforms=platforms, jobs=params["jobs"]
         )
 
-    _run_copy(runner, params["quiet"], len(entries), params["output"], params["report_path"])
+    _scheduled(runner, params, len(entries), interval, jitter)
+
+
+def _options_from_environment(command: click.Command) -> None:
+    """Let every option of ``command`` come from ``MESHLIFT_<OPTION>`` (shown in --help)."""
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name != "registry_password":
+            longest = max(param.opts, key=len).lstrip("-")
+            param.envvar = "MESHLIFT_" + longest.upper().replace("-", "_")
+            param.show_envvar = True
+
+
+_options_from_environment(sync)
+
+
+def _scheduled(
+    runner: Callable[[Any, Any], Report],
+    params: dict[str, Any],
+    count: int,
+    interval: float | None,
+    jitter: float,
+) -> None:
+    """Run once, or every ``interval`` until SIGTERM; one sync per destination at a time."""
+    import hashlib
+    from pathlib import Path
+
+    from mirror.copy import Cancellation
+    from mirror.schedule import default_state_dir, run_every, run_lock
+
+    state = Path(params["state_dir"]) if params["state_dir"] else default_state_dir()
+    key = hashlib.sha256(params["registry_server"].encode()).hexdigest()[:16]
+    stop = threading.Event()
+    cancel = Cancellation()
+    failed = False
+
+    def cycle() -> None:
+        nonlocal failed
+        with run_lock(state / f"sync-{key}", params["wait_lock"]) as held:
+            if not held:
+                click.echo(
+                    f"another mirror sync to {params['registry_server']} is running; skipped"
+                )
+                return
+            try:
+                report = _copy_once(runner, params, count, cancel)
+            except MirrorError as exc:  # a cycle fails, the loop goes on
+                if interval is None or cancel.signum is not None:
+                    raise
+                click.echo(f"Error: {exc}", err=True)
+                failed = True
+                return
+        failed = _publish(
+            report, params["output"], params["report_path"], params["quiet"], params["metrics_file"]
+        )
+
+    with _signals(cancel, stop):
+        if interval is None:
+            cycle()
+        else:
+            run_every(cycle, interval, jitter, stop)
+    if interval is None and failed:
+        sys.exit(1)
 
 
 @cli.command()
