@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -183,7 +184,7 @@ def test_platform_subset_writes_a_new_index(
 def test_drift_copies_the_locked_digest_and_frozen_fails(
     anon_registry: Registry, make_registry: RegistryFactory, tmp_path: Path
 ) -> None:
-    public = PublicImages(anon_registry, f"drift-{tmp_path.name[-8:]}")
+    public = PublicImages(anon_registry, f"drift-{uuid.uuid4().hex[:8]}")
     old, new = make_image("drift-old", [1000]), make_image("drift-new", [1000])
     public.add("quay.io/team/app:1.0", old)
     lock = public.write_lock(tmp_path / "images.lock", extra=f'digest = "{old.digest}"')
@@ -253,7 +254,7 @@ def test_report_file_and_text_summary(
 def test_nothing_is_tagged_when_a_blob_is_missing_at_the_source(
     anon_registry: Registry, make_registry: RegistryFactory, tmp_path: Path
 ) -> None:
-    public = PublicImages(anon_registry, f"broken-{tmp_path.name[-8:]}")
+    public = PublicImages(anon_registry, f"broken-{uuid.uuid4().hex[:8]}")
     image = make_image("broken", [5000, 6000])
     public.add("quay.io/team/broken:1", image)
     with registry_client(anon_registry) as client:
