@@ -469,6 +469,135 @@ def lock_command(lock_path: str, check: bool, **params: Any) -> None:
     click.echo(f"{lock_path}: {changed} digests updated")
 
 
+@cli.command()
+@click.option(
+    "--output",
+    "output_path",
+    required=True,
+    metavar="FILE.tar|DIR/",
+    help="A tar archive to write, or an OCI layout directory (ending in / or existing).",
+)
+@lock_options
+@platform_option
+@source_options
+@click.option(
+    "--report", "report_path", metavar="FILE.json", help="Also write the JSON report here."
+)
+@click.option("--quiet", is_flag=True, help="Print only errors.")
+@click.option(
+    "--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Images at once."
+)
+@click.option(
+    "--frozen",
+    is_flag=True,
+    help="Fail images whose source tag no longer matches the locked digest.",
+)
+def save(**params: Any) -> None:
+    """Save every locked image into an OCI image layout archive, preserving digests."""
+    from mirror.airgap import save as run_save
+    from mirror.airgap import save_target
+
+    target = save_target(params["output_path"])
+    _, entries = _entries(params["lock_path"], params["environment"])
+    hosts = _hosts(params["endpoints"], params["insecure"], params["ca_file"], params["auth_file"])
+    platforms = _platforms(params["platforms"])
+
+    def runner(progress: Any, options: Any) -> Report:
+        options.frozen = params["frozen"]
+        report = run_save(
+            entries, target, hosts, progress, options, platforms=platforms, jobs=params["jobs"]
+        )
+        if report.failed and target.is_tar:
+            click.echo(
+                f"{target.path}: not written as images failed; what was fetched stays in"
+                f" {target.layout_dir} for the next run",
+                err=True,
+            )
+        return report
+
+    _run_copy(runner, params["quiet"], len(entries), "text", params["report_path"])
+
+
+@cli.command()
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    metavar="FILE.tar|DIR",
+    help="The archive or OCI layout directory to load (mirror save's, or skopeo's oci:).",
+)
+@destination_options
+@source_options
+@report_options
+def load(**params: Any) -> None:
+    """Push every image of an archive into --registry-server, preserving digests."""
+    from mirror.airgap import load as run_load
+    from mirror.airgap import plan_load
+    from mirror.reference import parse_registry_server
+    from mirror.sync import Destination
+
+    credentials = credentials_from(params)
+    destination = Destination(parse_registry_server(params["registry_server"]), credentials)
+    hosts = _hosts(params["endpoints"], params["insecure"], params["ca_file"], params["auth_file"])
+    plan = plan_load(params["input_path"], destination.server)
+
+    def runner(progress: Any, options: Any) -> Report:
+        return run_load(plan, destination, hosts, progress, options, jobs=params["jobs"])
+
+    _run_copy(runner, params["quiet"], len(plan.jobs), params["output"], params["report_path"])
+
+
+@cli.command("inspect")
+@click.option(
+    "--input", "input_path", required=True, metavar="FILE.tar|DIR", help="The archive to list."
+)
+@_OUTPUT
+def inspect_command(input_path: str, output: str) -> None:
+    """List an archive's images with digests, sizes and platforms, reading no layer."""
+    from dataclasses import asdict
+
+    from rich.filesize import decimal
+
+    from mirror import mediatypes
+    from mirror.airgap import inspect
+
+    contents = inspect(input_path)
+    if output == "json":
+        click.echo(json.dumps({**asdict(contents), "complete": contents.complete}, indent=2))
+    else:
+        kinds = {
+            mediatypes.OCI_INDEX: "oci index",
+            mediatypes.OCI_MANIFEST: "oci image",
+            mediatypes.DOCKER_MANIFEST_LIST: "docker list",
+            mediatypes.DOCKER_MANIFEST: "docker image",
+        }
+        lock = (
+            f"images.lock of {contents.lock_entries} entries"
+            if contents.lock_entries is not None
+            else "no images.lock"
+        )
+        click.echo(
+            f"{input_path}: OCI image layout ({contents.format}), {len(contents.images)} images,"
+            f" {decimal(contents.size)}; {lock}"
+        )
+        for image in contents.images:
+            kind = kinds.get(image.media_type, image.media_type)
+            platforms = f" [{', '.join(image.platforms)}]" if image.platforms else ""
+            unlocked = " (not in images.lock)" if image.in_lock is False else ""
+            click.echo(
+                f"{image.name} {image.digest} {kind}{platforms}"
+                f" {decimal(image.size)} in {image.blobs} blobs{unlocked}"
+            )
+            for digest in image.missing:
+                click.echo(f"  missing: {digest}")
+            if image.error:
+                click.echo(f"  error: {image.error}")
+        for name in contents.not_in_archive:
+            click.echo(f"not in the archive: {name}")
+    if not contents.complete:
+        sys.exit(1)
+
+
 @exits_on_errors(MirrorError)
 def _main() -> None:
     cli.main(standalone_mode=False)
