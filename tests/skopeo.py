@@ -9,7 +9,6 @@ that temp dir, and always with ``--insecure-policy``.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -22,6 +21,27 @@ _SCRIPT = 'mount --bind "$0" /var/lib/containers && exec skopeo "$@"'
 Location = str | tuple[Registry, str]
 
 
+def isolated_skopeo_command(home: Path, *args: str, state: Path | None = None) -> list[str]:
+    """A command line running ``skopeo --insecure-policy ARGS`` isolated under ``home``.
+
+    ``state`` (default ``home/containers``) is what skopeo sees as ``/var/lib/containers``.
+    """
+    CONTAINERS_DIR.mkdir(parents=True, exist_ok=True)  # the bind mount needs a mount point
+    state = state or home / "containers"
+    state.mkdir(parents=True, exist_ok=True)
+    (home / "registries.d").mkdir(exist_ok=True)
+    (home / "registries.conf").write_text("")
+    env = [
+        f"HOME={home}",
+        f"XDG_CONFIG_HOME={home}/config",
+        f"XDG_RUNTIME_DIR={home}/run",
+        f"REGISTRY_AUTH_FILE={home}/auth.json",
+        f"CONTAINERS_REGISTRIES_CONF={home}/registries.conf",
+    ]
+    cmd = ["env", *env, "unshare", "--mount", "--propagation", "private", "sh", "-c", _SCRIPT]
+    return [*cmd, str(state), "--insecure-policy", "--registries.d", f"{home}/registries.d", *args]
+
+
 def run_skopeo(
     *args: str, check: bool = True, state_dir: Path | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[bytes]:
@@ -30,24 +50,9 @@ def run_skopeo(
     ``state_dir`` (default: a fresh temp dir) is what skopeo sees as ``/var/lib/containers``;
     pass one to keep the blob-info cache (``state_dir/cache``) across calls or inspect it.
     """
-    CONTAINERS_DIR.mkdir(parents=True, exist_ok=True)  # the bind mount needs a mount point
     with tempfile.TemporaryDirectory(prefix="skopeo-") as tmp:
-        home = Path(tmp)
-        state = state_dir or home / "containers"
-        state.mkdir(parents=True, exist_ok=True)
-        (home / "registries.d").mkdir()
-        (home / "registries.conf").write_text("")
-        env = {
-            **os.environ,
-            "HOME": tmp,
-            "XDG_CONFIG_HOME": f"{tmp}/config",
-            "XDG_RUNTIME_DIR": f"{tmp}/run",
-            "REGISTRY_AUTH_FILE": f"{tmp}/auth.json",
-            "CONTAINERS_REGISTRIES_CONF": f"{tmp}/registries.conf",
-        }
-        cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", _SCRIPT, str(state)]
-        cmd += ["--insecure-policy", "--registries.d", f"{tmp}/registries.d", *args]
-        result = subprocess.run(cmd, env=env, capture_output=True, timeout=timeout)
+        cmd = isolated_skopeo_command(Path(tmp), *args, state=state_dir)
+        result = subprocess.run(cmd, capture_output=True, timeout=timeout)
     if check and result.returncode:
         output = (result.stderr + result.stdout).decode(errors="replace")
         raise AssertionError(f"skopeo {' '.join(args)} failed ({result.returncode}):\n{output}")

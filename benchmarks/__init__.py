@@ -1,0 +1,1 @@
+"""meshlift against skopeo on loopback registries: ``nox -s bench`` / ``python -m benchmarks``."""
