@@ -8,7 +8,7 @@ import re
 from mirror.errors import DigestMismatch, InputError
 
 _ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
-_DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-f0-9]+)$")
+_DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-f0-9]+)\Z")
 
 
 def validate_digest(value: str) -> str:

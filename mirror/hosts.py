@@ -50,7 +50,8 @@ def parse_endpoints(values: Iterable[str]) -> dict[str, str]:
         except httpx.InvalidURL:
             raise InputError(f"invalid --endpoint {value!r}: bad URL") from None
         path = parsed.path.strip("/")
-        if parsed.scheme not in ("http", "https") or not parsed.host or parsed.query:
+        port_ok = parsed.port is None or 0 < parsed.port < 65536
+        if parsed.scheme not in ("http", "https") or not parsed.host or parsed.query or not port_ok:
             raise InputError(
                 f"invalid --endpoint {value!r}: URL must be http(s)://HOST[:PORT][/PATH]"
             )
@@ -73,8 +74,10 @@ def parse_insecure(values: Iterable[str]) -> frozenset[str]:
 
 def is_loopback(host: str) -> bool:
     """Whether ``host[:port]`` names this machine (127.0.0.0/8, localhost, ::1)."""
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    name = name.strip("[]")
+    if host.startswith("["):
+        name = host[1:].partition("]")[0]
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
     if name == "localhost":
         return True
     try:

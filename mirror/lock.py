@@ -79,8 +79,14 @@ def parse_lock(text: str, path: str) -> Lock:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise LockError(f"{path}: not valid TOML: {exc}") from None
-    if doc.get("version") != LOCK_VERSION:
-        raise LockError(f"{path}: unsupported lock version {doc.get('version')!r} (expected 1)")
+    except RecursionError:
+        raise LockError(f"{path}: not valid TOML: nested too deeply") from None
+    version = doc.get("version")
+    if type(version) is not int or version != LOCK_VERSION:
+        raise LockError(f"{path}: unsupported lock version {version!r} (expected 1)")
+    unknown = sorted(set(doc) - {"version", "images"})
+    if unknown:
+        raise LockError(f"{path}: unknown key(s) {', '.join(unknown)}")
     images = doc.get("images", [])
     if not isinstance(images, list) or not all(isinstance(i, dict) for i in images):
         raise LockError(f"{path}: 'images' must be an array of tables ([[images]])")
@@ -122,6 +128,7 @@ def _parse_entry(item: Mapping[str, object], where: str) -> LockEntry:
         component = item.get("component", "")
         if not isinstance(component, str):
             raise InputError("'component' must be a string")
+        parsed_platforms = tuple(parse_platform(p) for p in platforms)
     except InputError as exc:
         raise LockError(f"{where}: {exc}") from None
     if ref.digest and digest and ref.digest != digest:
@@ -130,7 +137,7 @@ def _parse_entry(item: Mapping[str, object], where: str) -> LockEntry:
         source=ref.with_digest(None) if ref.tag else ref,
         component=component,
         digest=digest or ref.digest,
-        platforms=tuple(parse_platform(p) for p in platforms),
+        platforms=parsed_platforms,
         environment=environment,
     )
 

@@ -82,7 +82,7 @@ def _descriptor(entry: Any, where: str) -> Descriptor:
     if not isinstance(entry, dict):
         raise ManifestError(f"{where}: descriptor is not an object")
     digest, size, media_type = entry.get("digest"), entry.get("size"), entry.get("mediaType")
-    if not isinstance(digest, str) or not isinstance(size, int) or size < 0:
+    if not isinstance(digest, str) or type(size) is not int or size < 0:
         raise ManifestError(f"{where}: descriptor without a valid digest and size")
     try:
         validate_digest(digest)
@@ -103,6 +103,8 @@ def parse_manifest(raw: bytes, media_type: str | None, digest: str) -> Manifest:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{digest}: manifest is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise HostileContent(f"{digest}: manifest JSON nested too deeply") from None
     if not isinstance(doc, dict):
         raise ManifestError(f"{digest}: manifest is not a JSON object")
     declared = doc.get("mediaType")

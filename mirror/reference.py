@@ -18,7 +18,7 @@ _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 HOST_RE = re.compile(
     rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]{{1,5}})?$"
 )
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
 _MAX_NAME = 255
 
 
@@ -54,11 +54,13 @@ class Reference:
         return text
 
 
+def _looks_like_domain(first: str) -> bool:
+    return any(c in first for c in ".:") or first == "localhost"
+
+
 def _split_domain(name: str) -> tuple[str, str]:
     first, sep, rest = name.partition("/")
-    is_domain = sep and (
-        any(c in first for c in ".:") or first == "localhost" or first.lower() != first
-    )
+    is_domain = sep and (_looks_like_domain(first) or first.lower() != first)
     if not is_domain:
         return DEFAULT_REGISTRY, name
     return first, rest
@@ -87,7 +89,9 @@ def parse_reference(text: str) -> Reference:
     registry, path = _split_domain(remainder)
     if not HOST_RE.match(registry):
         raise InvalidReference(f"invalid reference {text!r}: bad registry host {registry!r}")
-    registry = registry.lower()
+    if _looks_like_domain(registry.lower()):
+        # Lower-case only hosts that stay domains: "Foo/bar" must not become docker.io/foo/bar.
+        registry = registry.lower()
     if registry in _LEGACY_REGISTRIES:
         registry = DEFAULT_REGISTRY
     if not path or not PATH_RE.match(path):
