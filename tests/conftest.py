@@ -10,6 +10,8 @@ import pytest
 from tests.registries import Registry, RegistryFactory, registries_in, start_registry
 from tests.registries import unique_repo as unique_repo_name
 
+pytest_plugins = ["tests.docker_fixtures"]
+
 # --- registries -------------------------------------------------------------------------------
 
 
