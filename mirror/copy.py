@@ -214,11 +214,13 @@ class ImageCopier:
         owner, placed = self.ledger.acquire(desc.digest)
         landed: Reference | None = None
         try:
-            if self.destination.has_blob(job.destination, desc):
-                result.blobs_present += 1
-                self.events.advanced(job, desc.size)
-            elif placed is not None and self.destination.mount_blob(job.destination, desc, placed):
+            elsewhere = placed if placed and placed.repository != job.destination.repository else None
+            # A mount answers "is it there?" too, so a blob this run placed elsewhere skips HEAD.
+            if elsewhere and self.destination.mount_blob(job.destination, desc, elsewhere):
                 result.blobs_mounted += 1
+                self.events.advanced(job, desc.size)
+            elif self.destination.has_blob(job.destination, desc):
+                result.blobs_present += 1
                 self.events.advanced(job, desc.size)
             else:
                 self._upload(job, desc, result)
