@@ -214,7 +214,9 @@ class ImageCopier:
         owner, placed = self.ledger.acquire(desc.digest)
         landed: Reference | None = None
         try:
-            elsewhere = placed if placed and placed.repository != job.destination.repository else None
+            elsewhere = (
+                placed if placed and placed.repository != job.destination.repository else None
+            )
             # A mount answers "is it there?" too, so a blob this run placed elsewhere skips HEAD.
             if elsewhere and self.destination.mount_blob(job.destination, desc, elsewhere):
                 result.blobs_mounted += 1
