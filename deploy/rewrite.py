@@ -67,12 +67,6 @@ class ImageRules:
             locked=frozenset(e.source.with_digest(None) for e in entries),
         )
 
-    def is_under_registry(self, ref: Reference) -> bool:
-        """Whether ``ref`` is pulled from the private registry."""
-        if ref.registry != self.server.host:
-            return False
-        return not self.server.prefix or ref.repository.startswith(f"{self.server.prefix}/")
-
     def _mesh(self, ref: Reference) -> Reference:
         return flatten_destination(
             Reference(ref.registry, ref.repository, self.image_tag), self.server
@@ -111,10 +105,18 @@ class ImageRules:
         """Whether a (rewritten) image may stay: under the registry, or public images allowed."""
         if not self.disable_public_images:
             return True
-        try:
-            return self.is_under_registry(parse_reference(image))
-        except InvalidReference:
-            return False
+        return is_under_registry(image, self.server)
+
+
+def is_under_registry(image: str, server: RegistryServer) -> bool:
+    """Whether ``image`` is pulled from ``server`` (its host, under its path prefix)."""
+    try:
+        ref = parse_reference(image)
+    except InvalidReference:
+        return False
+    if ref.registry != server.host:
+        return False
+    return not server.prefix or ref.repository.startswith(f"{server.prefix}/")
 
 
 def _has_tag_or_digest(text: str) -> bool:

@@ -1,0 +1,207 @@
+"""Remove what apply and propagate made: tracked by our labels and the record, never guessed.
+
+Order: the objects apply labelled (workloads first, CRDs last, and a CRD only when no custom
+resource of it is left that someone else made), every Secret labelled
+``usage=nginx-mesh-registry-key`` in any namespace, the pull-secret entries propagate added to
+service accounts, and finally the mesh namespace, only when apply created it and nothing made
+by others is left in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from deploy.apply import CREATED_ANNOTATION, CREATED_BY
+from deploy.cluster import Cluster
+from deploy.errors import ClusterError
+from deploy.manifests import describe, load_bundle
+from deploy.order import rank
+from deploy.propagate import PULL_SECRET_LABEL
+from deploy.record import RECORD_NAME, Record, kinds_of
+from deploy.secret import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    MESH_LABELS,
+    PART_OF,
+    PART_OF_LABEL,
+    SECRET_NAME,
+    USAGE_LABEL,
+)
+
+Obj = dict[str, Any]
+
+MESH_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY},{PART_OF_LABEL}={PART_OF}"
+SECRET_SELECTOR = f"{USAGE_LABEL}={SECRET_NAME}"
+# Kinds the cluster itself keeps in a namespace; they never keep a namespace alive.
+CLUSTER_MADE_KINDS = frozenset(
+    {"Event", "Endpoints", "EndpointSlice", "Lease", "PodMetrics", "ControllerRevision"}
+)
+_CLUSTER_MADE_OBJECTS = frozenset(
+    {("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt"), ("ConfigMap", RECORD_NAME)}
+)
+_UPDATE_ATTEMPTS = 5
+
+
+@dataclass
+class Removal:
+    """What remove did, and what it left and why."""
+
+    deleted: list[str] = field(default_factory=list)
+    cleaned: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+
+def tracked_kinds(cluster: Cluster, namespace: str) -> tuple[tuple[str, str], ...]:
+    """The kinds the record lists; without a record, those of the embedded bundle."""
+    record = cluster.get("v1", "ConfigMap", RECORD_NAME, namespace)
+    if record is not None:
+        return Record.from_configmap(record).kinds
+    return kinds_of([*load_bundle("openshift"), {"apiVersion": "v1", "kind": "ConfigMap"}])
+
+
+def _made_by_others(obj: Obj) -> bool:
+    """Whether someone other than meshlift or the cluster itself made ``obj``."""
+    meta = obj.get("metadata") or {}
+    kind = obj.get("kind")
+    return not (
+        kind in CLUSTER_MADE_KINDS
+        or meta.get("ownerReferences")
+        or meta.get("deletionTimestamp")
+        or (kind, meta.get("name")) in _CLUSTER_MADE_OBJECTS
+        or (kind == "Secret" and obj.get("type") == "kubernetes.io/service-account-token")
+    )
+
+
+def custom_resources_left(cluster: Cluster, crd: Obj) -> list[Obj]:
+    """Custom resources of ``crd`` that someone else made (not owned by another object)."""
+    spec = crd.get("spec") or {}
+    versions = [v["name"] for v in spec.get("versions") or [] if v.get("storage")]
+    kind = (spec.get("names") or {}).get("kind")
+    if not versions or not kind:
+        return []
+    api_version = f"{spec['group']}/{versions[0]}"
+    if not cluster.serves(api_version, kind):
+        return []
+    return [o for o in cluster.list_objects(api_version, kind) if _made_by_others(o)]
+
+
+def objects_left(cluster: Cluster, namespace: str) -> list[Obj]:
+    """Objects in ``namespace`` that meshlift did not make and the cluster did not make."""
+    left: list[Obj] = []
+    for api_version, kind in cluster.namespaced_kinds():
+        if kind in CLUSTER_MADE_KINDS:
+            continue
+        try:
+            found = cluster.list_objects(api_version, kind, namespace)
+        except ClusterError as exc:
+            if exc.status in (403, 404, 405):  # not listable for us: cannot be judged
+                continue
+            raise
+        left.extend(o for o in found if _made_by_others(o))
+    return left
+
+
+def _update(
+    cluster: Cluster, read: Callable[[], Obj | None], change: Callable[[Obj], bool]
+) -> bool:
+    """Read, change and replace an object, again on conflict; False if nothing to change."""
+    for _ in range(_UPDATE_ATTEMPTS):
+        obj = read()
+        if obj is None or not change(obj):
+            return False
+        try:
+            cluster.replace(obj)
+            return True
+        except ClusterError as exc:
+            if exc.status != 409:
+                raise
+    raise ClusterError("an object kept changing while remove updated it; run remove again")
+
+
+def _drop_pull_secret(account: Obj) -> bool:
+    secrets = account.get("imagePullSecrets") or []
+    kept = [s for s in secrets if s.get("name") != SECRET_NAME]
+    labels = account["metadata"].get("labels") or {}
+    if kept == secrets and PULL_SECRET_LABEL not in labels:
+        return False
+    account["imagePullSecrets"] = kept
+    account["metadata"]["labels"] = {k: v for k, v in labels.items() if k != PULL_SECRET_LABEL}
+    return True
+
+
+def _drop_mesh_labels(namespace: Obj) -> bool:
+    labels = namespace["metadata"].get("labels") or {}
+    if not any(labels.get(k) == v for k, v in MESH_LABELS.items()):
+        return False
+    namespace["metadata"]["labels"] = {k: v for k, v in labels.items() if MESH_LABELS.get(k) != v}
+    return True
+
+
+def remove_mesh(
+    cluster: Cluster, namespace: str, on_deleted: Callable[[str], None] = lambda _: None
+) -> Removal:
+    """Remove the mesh deployed in ``namespace``; see the module docstring for the order."""
+    removal = Removal()
+
+    def deleted(obj: Obj) -> None:
+        meta = obj["metadata"]
+        if cluster.delete(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")):
+            removal.deleted.append(describe(obj))
+            on_deleted(describe(obj))
+
+    owned: list[Obj] = []
+    for api_version, kind in tracked_kinds(cluster, namespace):
+        if kind in ("Namespace", "Secret") or not cluster.serves(api_version, kind):
+            continue
+        owned.extend(cluster.list_objects(api_version, kind, label_selector=MESH_SELECTOR))
+    record = [o for o in owned if o["kind"] == "ConfigMap" and o["metadata"]["name"] == RECORD_NAME]
+    for obj in sorted((o for o in owned if o not in record), key=rank, reverse=True):
+        if obj["kind"] == "CustomResourceDefinition":
+            left = custom_resources_left(cluster, obj)
+            if left:
+                removal.kept.append(
+                    f"{describe(obj)}: {len(left)} custom resource(s) made by others remain,"
+                    f" e.g. {describe(left[0])}"
+                )
+                continue
+        deleted(obj)
+    for secret in cluster.list_objects("v1", "Secret", label_selector=SECRET_SELECTOR):
+        deleted(secret)
+    for account in cluster.list_objects("v1", "ServiceAccount", label_selector=PULL_SECRET_LABEL):
+        meta = account["metadata"]
+
+        def read(meta: Obj = meta) -> Obj | None:
+            return cluster.get("v1", "ServiceAccount", meta["name"], meta["namespace"])
+
+        if _update(cluster, read, _drop_pull_secret):
+            removal.cleaned.append(f"ServiceAccount {meta['namespace']}/{meta['name']}")
+    _remove_namespace(cluster, namespace, removal, deleted, record)
+    return removal
+
+
+def _remove_namespace(
+    cluster: Cluster,
+    namespace: str,
+    removal: Removal,
+    deleted: Callable[[Obj], None],
+    record: list[Obj],
+) -> None:
+    found = cluster.get("v1", "Namespace", namespace)
+    if found is None:
+        return
+    created = (found["metadata"].get("annotations") or {}).get(CREATED_ANNOTATION) == CREATED_BY
+    left = objects_left(cluster, namespace)
+    if created and not left:
+        deleted(found)
+        return
+    for obj in record:
+        deleted(obj)
+    reason = "deploy apply created it, but" if created else "deploy apply did not create it;"
+    listed = ", ".join(describe(o) for o in left) or "nothing else"
+    removal.kept.append(
+        f"Namespace {namespace}: {reason} {len(left)} other object(s) remain: {listed}"
+    )
+    if _update(cluster, lambda: cluster.get("v1", "Namespace", namespace), _drop_mesh_labels):
+        removal.cleaned.append(f"Namespace {namespace}")

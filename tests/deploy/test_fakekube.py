@@ -1,0 +1,165 @@
+"""The fake API server, through the real kubernetes client: what the deploy tests rely on."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, UnauthorizedError
+
+from tests.fakekube.fixtures import KubeUnderTest
+from tests.fakekube.selectors import SelectorError, label_selector
+
+
+def config_map(name: str, namespace: str = "default", **labels: str) -> dict[str, object]:
+    meta = {"name": name, "namespace": namespace, "labels": labels}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"k": "v"}}
+
+
+def test_discovery_serves_every_kind_the_bundle_uses(fake_kube: KubeUnderTest) -> None:
+    from deploy.manifests import load_bundle
+
+    for obj in load_bundle("openshift"):
+        resource = fake_kube.client.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        assert resource.namespaced == ("namespace" in obj["metadata"])
+
+
+def test_crud_with_status_objects_on_errors(fake_kube: KubeUnderTest) -> None:
+    created = fake_kube.create(config_map("a"))
+    assert created["metadata"]["resourceVersion"] and created["metadata"]["uid"]
+    with pytest.raises(ConflictError) as conflict:
+        fake_kube.create(config_map("a"))
+    assert conflict.value.summary() == 'configmaps "a" already exists'
+    with pytest.raises(NotFoundError) as missing:
+        fake_kube.create(config_map("b", namespace="nowhere"))
+    assert missing.value.summary() == 'namespaces "nowhere" not found'
+    resource = fake_kube.client.resources.get(api_version="v1", kind="ConfigMap")
+    stale = {**created, "data": {"k": "w"}}
+    resource.replace(body={**created, "data": {"k": "v2"}})
+    with pytest.raises(ConflictError):
+        resource.replace(body=stale)
+    resource.delete(name="a", namespace="default")
+    assert fake_kube.get("v1", "ConfigMap", "a", "default") is None
+
+
+def test_label_selectors_within_and_across_namespaces(fake_kube: KubeUnderTest) -> None:
+    fake_kube.create_namespace("apps")
+    fake_kube.create(config_map("one", "default", usage="x", tier="a"))
+    fake_kube.create(config_map("two", "apps", usage="x", tier="b"))
+    fake_kube.create(config_map("three", "apps", usage="y"))
+
+    def names(selector: str, namespace: str | None = None) -> set[str]:
+        return {
+            o["metadata"]["name"] for o in fake_kube.list("v1", "ConfigMap", namespace, selector)
+        }
+
+    assert names("usage=x") == {"one", "two"}
+    assert names("usage=x", "apps") == {"two"}
+    assert names("usage!=x") >= {"three", "kube-root-ca.crt"}
+    assert names("tier in (a, b),usage==x") == {"one", "two"}
+    assert names("tier notin (a),usage") == {"two", "three"}
+    assert names("!tier,usage") == {"three"}
+    with pytest.raises(SelectorError):
+        label_selector("a in b")
+
+
+def test_server_side_apply_creates_merges_and_leaves_a_no_op_alone(
+    fake_kube: KubeUnderTest,
+) -> None:
+    resource = fake_kube.client.resources.get(api_version="v1", kind="ConfigMap")
+    body = config_map("applied", tier="a")
+    first = resource.server_side_apply(body=body, field_manager="meshlift").to_dict()
+    again = resource.server_side_apply(body=body, field_manager="meshlift").to_dict()
+    assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    more = {**body, "data": {"extra": "1"}}
+    merged = resource.server_side_apply(body=more, field_manager="meshlift").to_dict()
+    assert merged["data"] == {"k": "v", "extra": "1"}
+    assert int(merged["metadata"]["resourceVersion"]) > int(first["metadata"]["resourceVersion"])
+    patches = (
+        [r for r in fake_kube.server.mutations() if r.method == "PATCH"] if fake_kube.server else []
+    )
+    assert patches[0].content_type == "application/apply-patch+yaml"
+    assert "fieldManager=meshlift" in patches[0].query
+
+
+def test_namespace_lifecycle_and_crds(fake_kube: KubeUnderTest) -> None:
+    apps = fake_kube.create_namespace("apps")
+    assert fake_kube.get("v1", "ServiceAccount", "default", apps) is not None
+    fake_kube.create(config_map("mine", apps))
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"kind": "Widget", "plural": "widgets"},
+            "versions": [{"name": "v1", "served": True, "storage": True}],
+        },
+    }
+    created = fake_kube.create(crd)
+    assert {"type": "Established", "status": "True", "reason": "InitialNamesAccepted"} in created[
+        "status"
+    ]["conditions"]
+    widget = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": apps},
+    }
+    fake_kube.create(widget)
+    assert [w["metadata"]["name"] for w in fake_kube.list("example.com/v1", "Widget")] == ["w"]
+    fake_kube.client.resources.get(api_version="v1", kind="Namespace").delete(name=apps)
+    assert fake_kube.get("v1", "Namespace", apps) is None
+    assert fake_kube.list("v1", "ConfigMap", apps) == []
+    assert fake_kube.list("example.com/v1", "Widget") == []
+
+
+def test_watch_streams_added_modified_deleted(fake_kube: KubeUnderTest) -> None:
+    resource = fake_kube.client.resources.get(api_version="v1", kind="ConfigMap")
+    start = fake_kube.client.resources.get(api_version="v1", kind="ConfigMap").get(
+        namespace="default"
+    )["metadata"]["resourceVersion"]
+
+    def changes() -> None:
+        time.sleep(0.2)
+        fake_kube.create(config_map("w", usage="x"))
+        resource.patch(
+            body={"metadata": {"labels": {"usage": "x", "more": "1"}}},
+            name="w",
+            namespace="default",
+            content_type="application/merge-patch+json",
+        )
+        resource.delete(name="w", namespace="default")
+
+    threading.Thread(target=changes).start()
+    seen = []
+    for event in fake_kube.client.watch(
+        resource, namespace="default", label_selector="usage=x", resource_version=start, timeout=3
+    ):
+        seen.append((event["type"], event["object"].metadata.name))
+        if event["type"] == "DELETED":
+            break
+    assert seen == [("ADDED", "w"), ("MODIFIED", "w"), ("DELETED", "w")]
+
+
+def test_workloads_report_ready_unless_told_otherwise(fake_kube: KubeUnderTest) -> None:
+    assert fake_kube.server is not None
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d", "namespace": "default"},
+        "spec": {"replicas": 2},
+    }
+    assert fake_kube.create(deployment)["status"]["availableReplicas"] == 2
+    fake_kube.server.store.set_workloads_ready(False)
+    assert (
+        fake_kube.get("apps/v1", "Deployment", "d", "default")["status"]["availableReplicas"] == 0
+    )
+
+
+def test_wrong_token_is_401(fake_kube: KubeUnderTest) -> None:
+    assert fake_kube.server is not None
+    fake_kube.server.token = "another"
+    with pytest.raises(UnauthorizedError):
+        fake_kube.list("v1", "Namespace")

@@ -1,0 +1,442 @@
+"""The fake cluster's state: API types, objects, resource versions and the event log.
+
+Everything here is thread-safe behind one condition variable; watchers wait on it.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+Obj = dict[str, Any]
+VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+
+
+class ApiError(Exception):
+    """An error the API answers with a Status object."""
+
+    def __init__(self, code: int, reason: str, message: str, details: Obj | None = None) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message, self.details = code, reason, message, details or {}
+
+    def status(self) -> Obj:
+        """The ``Status`` body of this error."""
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "details": self.details,
+            "code": self.code,
+        }
+
+
+def not_found(resource: str, name: str, group: str = "") -> ApiError:
+    """404 in the API's words: ``configmaps "x" not found``."""
+    what = f"{resource}.{group}" if group else resource
+    details = {"name": name, "group": group, "kind": resource}
+    return ApiError(404, "NotFound", f'{what} "{name}" not found', details)
+
+
+@dataclass(frozen=True)
+class ApiType:
+    """One served resource: group, version, plural and kind, namespaced or not."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    builtin: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def discovery(self) -> Obj:
+        """This type's entry in an ``APIResourceList``."""
+        entry: Obj = {
+            "name": self.plural,
+            "singularName": self.kind.lower(),
+            "namespaced": self.namespaced,
+            "kind": self.kind,
+            "verbs": VERBS,
+        }
+        if self.short_names:
+            entry["shortNames"] = list(self.short_names)
+        return entry
+
+
+def _t(group: str, plural: str, kind: str, namespaced: bool = True, *short: str) -> ApiType:
+    return ApiType(group, "v1", plural, kind, namespaced, short)
+
+
+BUILTIN_TYPES = (
+    _t("", "namespaces", "Namespace", False, "ns"),
+    _t("", "pods", "Pod", True, "po"),
+    _t("", "services", "Service", True, "svc"),
+    _t("", "serviceaccounts", "ServiceAccount", True, "sa"),
+    _t("", "secrets", "Secret"),
+    _t("", "configmaps", "ConfigMap", True, "cm"),
+    _t("", "endpoints", "Endpoints", True, "ep"),
+    _t("", "events", "Event", True, "ev"),
+    _t("", "persistentvolumeclaims", "PersistentVolumeClaim", True, "pvc"),
+    _t("apps", "deployments", "Deployment", True, "deploy"),
+    _t("apps", "daemonsets", "DaemonSet", True, "ds"),
+    _t("apps", "statefulsets", "StatefulSet", True, "sts"),
+    _t("apps", "replicasets", "ReplicaSet", True, "rs"),
+    _t("batch", "jobs", "Job"),
+    _t("batch", "cronjobs", "CronJob", True, "cj"),
+    _t("rbac.authorization.k8s.io", "roles", "Role"),
+    _t("rbac.authorization.k8s.io", "rolebindings", "RoleBinding"),
+    _t("rbac.authorization.k8s.io", "clusterroles", "ClusterRole", False),
+    _t("rbac.authorization.k8s.io", "clusterrolebindings", "ClusterRoleBinding", False),
+    _t(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        False,
+        "crd",
+    ),
+    _t(
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        "MutatingWebhookConfiguration",
+        False,
+    ),
+    _t(
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+        "ValidatingWebhookConfiguration",
+        False,
+    ),
+    _t("storage.k8s.io", "csidrivers", "CSIDriver", False),
+    _t("policy", "poddisruptionbudgets", "PodDisruptionBudget", True, "pdb"),
+    _t("coordination.k8s.io", "leases", "Lease"),
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One change: the object before (None when added) and after (None when deleted)."""
+
+    rv: int
+    group: str
+    plural: str
+    old: Obj | None
+    new: Obj | None
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _without_meta(obj: Obj) -> Obj:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+
+
+@dataclass
+class Store:
+    """Objects by (group, plural) then (namespace, name), with a global resource version."""
+
+    workloads_ready: bool = True
+    types: dict[tuple[str, str, str], ApiType] = field(default_factory=dict)
+    objects: dict[tuple[str, str], dict[tuple[str, str], Obj]] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    rv: int = 1
+    closed: bool = False
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def __post_init__(self) -> None:
+        for api_type in BUILTIN_TYPES:
+            self.types[(api_type.group, api_type.version, api_type.plural)] = api_type
+
+    # --- types ----------------------------------------------------------------------------------
+
+    def find_type(self, group: str, version: str, plural: str) -> ApiType | None:
+        return self.types.get((group, version, plural))
+
+    def group_versions(self) -> dict[str, list[str]]:
+        """Served versions of each named group (the core group excluded)."""
+        groups: dict[str, list[str]] = {}
+        for api_type in self.types.values():
+            if api_type.group and api_type.version not in groups.setdefault(api_type.group, []):
+                groups[api_type.group].append(api_type.version)
+        return groups
+
+    def types_in(self, group: str, version: str) -> list[ApiType]:
+        return [t for t in self.types.values() if (t.group, t.version) == (group, version)]
+
+    def type_of(self, obj: Obj) -> ApiType | None:
+        group, _, version = str(obj.get("apiVersion", "")).rpartition("/")
+        for api_type in self.types.values():
+            if (api_type.group, api_type.version, api_type.kind) == (
+                group,
+                version,
+                obj.get("kind"),
+            ):
+                return api_type
+        return None
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    def get(self, api_type: ApiType, namespace: str, name: str) -> Obj:
+        with self.changed:
+            obj = self.objects.get((api_type.group, api_type.plural), {}).get((namespace, name))
+            if obj is None:
+                raise not_found(api_type.plural, name, api_type.group)
+            return self._present(api_type, obj)
+
+    def list(
+        self, api_type: ApiType, namespace: str | None, match: Callable[[Obj], bool]
+    ) -> tuple[int, list[Obj]]:
+        with self.changed:
+            items = [
+                self._present(api_type, obj)
+                for (ns, _), obj in sorted(
+                    self.objects.get((api_type.group, api_type.plural), {}).items()
+                )
+                if (namespace is None or ns == namespace) and match(obj)
+            ]
+            return self.rv, items
+
+    def _present(self, api_type: ApiType, obj: Obj) -> Obj:
+        shown = copy.deepcopy(obj)
+        shown["apiVersion"] = api_type.api_version
+        return shown
+
+    # --- writes ---------------------------------------------------------------------------------
+
+    def _require_namespace(self, api_type: ApiType, namespace: str) -> None:
+        if api_type.namespaced and ("", namespace) not in self.objects.get(("", "namespaces"), {}):
+            raise not_found("namespaces", namespace)
+
+    def create(self, api_type: ApiType, namespace: str, obj: Obj) -> Obj:
+        with self.changed:
+            self._require_namespace(api_type, namespace)
+            meta = obj.setdefault("metadata", {})
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
+            name = meta.get("name")
+            if not name:
+                raise ApiError(
+                    422, "Invalid", f"{api_type.kind} is invalid: metadata.name: Required value"
+                )
+            bucket = self.objects.setdefault((api_type.group, api_type.plural), {})
+            if (namespace, name) in bucket:
+                raise ApiError(
+                    409,
+                    "AlreadyExists",
+                    f'{api_type.plural} "{name}" already exists',
+                    {"name": name, "group": api_type.group, "kind": api_type.plural},
+                )
+            if api_type.namespaced:
+                meta["namespace"] = namespace
+            meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1)
+            return self._write(api_type, None, obj)
+
+    def update(self, api_type: ApiType, namespace: str, name: str, obj: Obj) -> Obj:
+        """Replace an object; a stale ``resourceVersion`` in ``obj`` is a 409 Conflict."""
+        with self.changed:
+            old = self.objects.get((api_type.group, api_type.plural), {}).get((namespace, name))
+            if old is None:
+                raise not_found(api_type.plural, name, api_type.group)
+            wanted = obj.get("metadata", {}).get("resourceVersion")
+            if wanted and wanted != old["metadata"]["resourceVersion"]:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {api_type.plural} "{name}": the object has'
+                    " been modified; please apply your changes to the latest version and try again",
+                    {"name": name, "group": api_type.group, "kind": api_type.plural},
+                )
+            meta = obj.setdefault("metadata", {})
+            for key in ("uid", "creationTimestamp", "namespace", "name"):
+                if key in old["metadata"]:
+                    meta[key] = old["metadata"][key]
+            if "status" not in obj and "status" in old:
+                obj["status"] = old["status"]
+            changed_spec = _without_meta(obj) != _without_meta(old)
+            meta["generation"] = old["metadata"].get("generation", 1) + int(changed_spec)
+            comparable = {
+                **obj,
+                "metadata": {**meta, "resourceVersion": old["metadata"]["resourceVersion"]},
+            }
+            if comparable == old:
+                return self._present(api_type, old)
+            return self._write(api_type, old, obj)
+
+    def delete(self, api_type: ApiType, namespace: str, name: str) -> Obj:
+        with self.changed:
+            bucket = self.objects.get((api_type.group, api_type.plural), {})
+            old = bucket.get((namespace, name))
+            if old is None:
+                raise not_found(api_type.plural, name, api_type.group)
+            if api_type.kind == "Namespace":
+                for (group, plural), objs in list(self.objects.items()):
+                    inner = self.find_any_type(group, plural)
+                    for key in [k for k in objs if k[0] == name and inner and inner.namespaced]:
+                        self._remove(group, plural, key)
+            if api_type.kind == "CustomResourceDefinition":
+                self._unregister(old)
+            self._remove(api_type.group, api_type.plural, (namespace, name))
+            return old
+
+    def find_any_type(self, group: str, plural: str) -> ApiType | None:
+        return next(
+            (t for t in self.types.values() if (t.group, t.plural) == (group, plural)), None
+        )
+
+    def _remove(self, group: str, plural: str, key: tuple[str, str]) -> None:
+        old = self.objects[(group, plural)].pop(key)
+        self.rv += 1
+        self.events.append(Event(self.rv, group, plural, old, None))
+        self.changed.notify_all()
+
+    def _write(self, api_type: ApiType, old: Obj | None, obj: Obj) -> Obj:
+        self.rv += 1
+        obj["apiVersion"], obj["kind"] = api_type.api_version, api_type.kind
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        self._react(api_type, obj)
+        namespace = obj["metadata"].get("namespace", "") if api_type.namespaced else ""
+        stored = copy.deepcopy(obj)
+        self.objects.setdefault((api_type.group, api_type.plural), {})[
+            (namespace, obj["metadata"]["name"])
+        ] = stored
+        self.events.append(Event(self.rv, api_type.group, api_type.plural, old, stored))
+        self.changed.notify_all()
+        if old is None and api_type.kind == "Namespace":
+            self._namespace_defaults(obj["metadata"]["name"])
+        return self._present(api_type, stored)
+
+    # --- what controllers would do, done at once ------------------------------------------------
+
+    def _react(self, api_type: ApiType, obj: Obj) -> None:
+        kind = api_type.kind if api_type.builtin else ""
+        if kind == "Namespace":
+            obj["status"] = {"phase": "Active"}
+        elif kind == "CustomResourceDefinition":
+            self._register(obj)
+        elif kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+            obj["status"] = _workload_status(kind, obj, self.workloads_ready)
+
+    def _namespace_defaults(self, namespace: str) -> None:
+        service_accounts = self.find_any_type("", "serviceaccounts")
+        config_maps = self.find_any_type("", "configmaps")
+        assert service_accounts and config_maps
+        self.create(service_accounts, namespace, {"metadata": {"name": "default"}})
+        ca = {"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": "fake"}}
+        self.create(config_maps, namespace, ca)
+
+    def _register(self, crd: Obj) -> None:
+        spec = crd.get("spec", {})
+        names = spec.get("names", {})
+        for version in spec.get("versions", []):
+            if version.get("served", True):
+                api_type = ApiType(
+                    spec["group"],
+                    version["name"],
+                    names["plural"],
+                    names["kind"],
+                    spec.get("scope") == "Namespaced",
+                    tuple(names.get("shortNames", ())),
+                    builtin=False,
+                )
+                self.types[(api_type.group, api_type.version, api_type.plural)] = api_type
+        crd["status"] = {
+            "acceptedNames": names,
+            "storedVersions": [v["name"] for v in spec.get("versions", []) if v.get("storage")],
+            "conditions": [
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts"},
+                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted"},
+            ],
+        }
+
+    def _unregister(self, crd: Obj) -> None:
+        spec = crd.get("spec", {})
+        plural = spec.get("names", {}).get("plural")
+        for key in [k for k in self.objects.get((spec.get("group"), plural), {})]:
+            self._remove(spec["group"], plural, key)
+        for key in [
+            k for k, t in self.types.items() if (t.group, t.plural) == (spec.get("group"), plural)
+        ]:
+            del self.types[key]
+
+    def set_workloads_ready(self, ready: bool) -> None:
+        """Make every workload report ready (or not) from now on, as a controller would."""
+        with self.changed:
+            self.workloads_ready = ready
+            for kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+                api_type = next(t for t in BUILTIN_TYPES if t.kind == kind)
+                for obj in list(self.objects.get((api_type.group, api_type.plural), {}).values()):
+                    old = copy.deepcopy(obj)
+                    obj["status"] = _workload_status(kind, obj, ready)
+                    if obj != old:
+                        self.rv += 1
+                        obj["metadata"]["resourceVersion"] = str(self.rv)
+                        self.events.append(
+                            Event(self.rv, api_type.group, api_type.plural, old, copy.deepcopy(obj))
+                        )
+            self.changed.notify_all()
+
+    # --- watch ----------------------------------------------------------------------------------
+
+    def events_after(self, rv: int, deadline: float) -> Iterator[Event]:
+        """Events newer than ``rv`` as they happen, until ``deadline`` or the store closes."""
+        seen = rv
+        while True:
+            with self.changed:
+                pending = [e for e in self.events if e.rv > seen]
+                while not pending and not self.closed and time.monotonic() < deadline:
+                    self.changed.wait(min(deadline - time.monotonic(), 0.5))
+                    pending = [e for e in self.events if e.rv > seen]
+                if not pending:
+                    return
+            for event in pending:
+                seen = event.rv
+                yield event
+
+    def close(self) -> None:
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
+
+
+def _workload_status(kind: str, obj: Obj, ready: bool) -> Obj:
+    generation = obj["metadata"].get("generation", 1)
+    if kind == "Job":
+        if not ready:
+            return {"active": 1}
+        return {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+    if kind == "DaemonSet":
+        n = int(ready)
+        return {
+            "observedGeneration": generation,
+            "desiredNumberScheduled": 1,
+            "currentNumberScheduled": 1,
+            "updatedNumberScheduled": 1,
+            "numberReady": n,
+            "numberAvailable": n,
+            "numberMisscheduled": 0,
+        }
+    replicas = obj.get("spec", {}).get("replicas", 1)
+    n = replicas if ready else 0
+    status: Obj = {
+        "observedGeneration": generation,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": n,
+        "availableReplicas": n,
+    }
+    if kind == "StatefulSet":
+        status.update(currentReplicas=replicas, currentRevision="r1", updateRevision="r1")
+    return status
