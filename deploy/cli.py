@@ -199,30 +199,36 @@ def _preflight(plan: Plan, params: dict[str, Any]) -> None:
 
 
 class _RolloutProgress:
-    """A live rich progress display of rollouts on stderr, started at the first update."""
+    """Rollouts on stderr: a live rich display on a terminal, else a line per change."""
 
     def __init__(self) -> None:
+        from rich.console import Console
+
+        self._console = Console(stderr=True)
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
+        self._shown: dict[str, str] = {}
 
     def __call__(self, obj: Obj, state: RolloutState) -> None:
-        from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn
-
         from deploy.manifests import describe
 
+        key = describe(obj)
+        line = f"{'rolled out' if state.done else 'rolling out'} {key}: {state.detail}"
+        if not self._console.is_terminal:
+            if self._shown.get(key) != line:
+                self._shown[key] = line
+                click.echo(line, err=True)
+            return
         if self._progress is None:
+            from rich.progress import Progress, SpinnerColumn, TextColumn
+
             self._progress = Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), console=Console(stderr=True)
+                SpinnerColumn(), TextColumn("{task.description}"), console=self._console
             )
             self._progress.start()
-        key = describe(obj)
         if key not in self._tasks:
-            self._tasks[key] = self._progress.add_task(key, total=1)
-        mark = "rolled out" if state.done else "rolling out"
-        self._progress.update(
-            self._tasks[key], description=f"{key}: {mark}, {state.detail}", completed=state.done
-        )
+            self._tasks[key] = self._progress.add_task(line, total=1)
+        self._progress.update(self._tasks[key], description=line, completed=state.done)
 
     def __enter__(self) -> _RolloutProgress:
         return self

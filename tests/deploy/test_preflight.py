@@ -1,0 +1,87 @@
+"""Preflight: every image the plan pulls must be in the private registry, else exit 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deploy.preflight import missing_images
+from mirror.reference import parse_reference
+from tests.deploy.deploycli import ok, one_line_error, run_deploy
+from tests.fakekube.fixtures import KubeUnderTest
+from tests.imagefactory import make_image, push
+from tests.registries import Registry
+
+WORKLOAD = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: nginx-mesh}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      initContainers: [{name: wait, image: "curlimages/curl:latest"}]
+      containers: [{name: nats, image: "nats:2.9-alpine"}]
+"""
+
+
+def test_missing_images_keeps_order_and_asks_once_per_image() -> None:
+    asked: list[str] = []
+    refs = [parse_reference(t) for t in ("r.example/a:1", "r.example/b:1", "r.example/c:1")]
+
+    def exists(ref: object) -> bool:
+        asked.append(str(ref))
+        return str(ref) == "r.example/b:1"
+
+    assert [str(r) for r in missing_images(refs, exists)] == ["r.example/a:1", "r.example/c:1"]
+    assert asked == ["r.example/a:1", "r.example/b:1", "r.example/c:1"]
+
+
+def test_preflight_against_a_real_registry_lists_the_missing_image(
+    anon_registry: Registry, unique_repo: object, fake_kube: KubeUnderTest, tmp_path: Path
+) -> None:
+    prefix = unique_repo("nsm")  # type: ignore[operator]
+    server = f"{anon_registry.host}/{prefix}"
+    push(anon_registry, f"{prefix}/nats", "2.9-alpine", make_image("nats"))
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(WORKLOAD)
+    args = ["apply", "--registry-server", server, "--disable-public-images"]
+    result = run_deploy(*args, "--manifests", str(manifest), *fake_kube.cli_args())
+    line = one_line_error(result, 1)
+    assert f"preflight: 1 image(s) missing from {server}: {server}/curl:latest." in line
+    assert f"`mirror sync --registry-server {server}`" in line
+    assert fake_kube.server is not None and fake_kube.server.requests == []
+
+    push(anon_registry, f"{prefix}/curl", "latest", make_image("curl"))
+    done = ok(run_deploy(*args, "--manifests", str(manifest), *fake_kube.cli_args()))
+    assert f"preflight: all 2 images are in {server}" in done.stderr
+
+
+def test_preflight_uses_the_deploy_credentials(
+    basic_registry: Registry, unique_repo: object, fake_kube: KubeUnderTest, tmp_path: Path
+) -> None:
+    prefix = unique_repo("nsm")  # type: ignore[operator]
+    server = f"{basic_registry.host}/{prefix}"
+    push(basic_registry, f"{prefix}/nats", "2.9-alpine", make_image("nats"))
+    push(basic_registry, f"{prefix}/curl", "latest", make_image("curl"))
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(WORKLOAD)
+    args = ["apply", "--registry-server", server, "--disable-public-images", "--dry-run"]
+    assert basic_registry.username and basic_registry.password
+    no_config = {"DOCKER_CONFIG": str(tmp_path / "no-docker-config")}
+    anonymous = run_deploy(*args, "--manifests", str(manifest), env=no_config)
+    assert "authentication required and no credentials given" in one_line_error(anonymous, 1)
+    result = ok(
+        run_deploy(
+            *args,
+            "--manifests",
+            str(manifest),
+            "--registry-username",
+            basic_registry.username,
+            "--registry-password-stdin",
+            input=basic_registry.password + "\n",
+            env=no_config,
+        )
+    )
+    assert f"preflight: all 2 images are in {server}" in result.stderr
+    assert basic_registry.password not in result.output
