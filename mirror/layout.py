@@ -23,7 +23,14 @@ from typing import IO, Any, Protocol
 
 from mirror import mediatypes
 from mirror.digest import sha256_digest
-from mirror.errors import ArchiveError, DigestMismatch, HostileContent, InputError, MirrorError
+from mirror.errors import (
+    ArchiveError,
+    DigestMismatch,
+    HostileContent,
+    InputError,
+    InvalidReference,
+    MirrorError,
+)
 from mirror.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
 from mirror.reference import Reference, parse_reference
 
@@ -112,12 +119,15 @@ class DirectoryStorage:
         return data
 
     def blob_size(self, digest: str) -> int | None:
-        """Size of a regular blob file (a link or anything else counts as absent)."""
+        """Size of a blob file; a link or anything but a regular file is an error."""
+        path = self.root / blob_path(digest)
         try:
-            info = os.lstat(self.root / blob_path(digest))
+            info = os.lstat(path)
         except FileNotFoundError:
             return None
-        return info.st_size if stat.S_ISREG(info.st_mode) else None
+        if not stat.S_ISREG(info.st_mode):
+            raise ArchiveError(f"{path}: not a regular file (links are not followed)")
+        return info.st_size
 
     @contextlib.contextmanager
     def stream(self, name: str) -> Iterator[Iterator[bytes]]:
@@ -196,18 +206,21 @@ def _scan_members(path: Path, handle: IO[bytes]) -> dict[str, TarMember]:
     members: dict[str, TarMember] = {}
     others: list[str] = []
     with tarfile.open(fileobj=handle, mode="r:") as tar:
-        for count, info in enumerate(tar, start=1):
-            if count > MAX_MEMBERS:
-                raise ArchiveError(f"{path}: more than {MAX_MEMBERS} members")
-            name = _member_name(path, info)
-            if name is None:
-                continue
-            if not (name in _LAYOUT_FILES or _BLOB_NAME.match(name)):
-                others.append(name)
-            elif name in members:
-                raise ArchiveError(f"{path}: member {name} appears twice")
-            else:
-                members[name] = TarMember(info.offset_data, info.size)
+        try:
+            for count, info in enumerate(tar, start=1):
+                if count > MAX_MEMBERS:
+                    raise ArchiveError(f"{path}: more than {MAX_MEMBERS} members")
+                name = _member_name(path, info)
+                if name is None:
+                    continue
+                if not (name in _LAYOUT_FILES or _BLOB_NAME.match(name)):
+                    others.append(name)
+                elif name in members:
+                    raise ArchiveError(f"{path}: member {name} appears twice")
+                else:
+                    members[name] = TarMember(info.offset_data, info.size)
+        except tarfile.TarError as exc:
+            raise ArchiveError(f"{path}: truncated or corrupt tar ({exc})") from None
         end = tar.offset
     handle.seek(end)
     trailer = handle.read(_TRAILER)
@@ -259,7 +272,7 @@ def entry_reference(name: str, layout_name: str) -> Reference:
     try:
         return parse_reference(f"{layout_name}:{name}")
     except InputError:
-        raise InputError(
+        raise InvalidReference(
             f"ref name {name!r} is a bare tag and the layout name {layout_name!r} is not a"
             " repository name to put it under"
         ) from None
