@@ -49,7 +49,6 @@ def _api_message(exc: Any) -> tuple[str, int | None]:
 def translate(action: str, host: str = "") -> Iterator[None]:
     """Turn client and connection exceptions raised inside into ClusterError naming ``action``."""
     from kubernetes.client.exceptions import ApiException
-    from kubernetes.dynamic.exceptions import ResourceNotFoundError
     from urllib3.exceptions import HTTPError
 
     try:
@@ -59,8 +58,6 @@ def translate(action: str, host: str = "") -> Iterator[None]:
         if status == 401:
             message = "the cluster refused our credentials: check --kubeconfig and --context"
         raise ClusterError(f"{action}: {message} (HTTP {status})", status) from None
-    except ResourceNotFoundError:
-        raise ClusterError(f"{action}: the cluster does not serve this kind") from None
     except HTTPError as exc:
         reason = getattr(exc, "reason", None) or exc
         where = f" at {host}" if host else ""
@@ -259,6 +256,7 @@ class Cluster:
         return dict(applied.to_dict())
 
     def create(self, obj: Obj) -> Obj:
+        """Create ``obj``; a 409 ClusterError if it exists."""
         resource = self.resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
         namespace = meta.get("namespace") if resource.namespaced else None
@@ -362,19 +360,24 @@ class Cluster:
             if remaining <= 0:
                 raise WaitTimeout(f"timed out waiting for {what}")
             since = current["metadata"].get("resourceVersion") if current else None
-            for event, found in self.watch(
-                api_version,
-                kind,
-                namespace=meta.get("namespace"),
-                name=meta["name"],
-                resource_version=since,
-                timeout=min(remaining, 60.0),
-            ):
-                current = None if event == "DELETED" else found
-                if current is not None and condition(current):
-                    break
-                if current is not None:
-                    on_change(current)
+            try:
+                for event, found in self.watch(
+                    api_version,
+                    kind,
+                    namespace=meta.get("namespace"),
+                    name=meta["name"],
+                    resource_version=since,
+                    timeout=min(remaining, 60.0),
+                ):
+                    current = None if event == "DELETED" else found
+                    if current is not None and condition(current):
+                        break
+                    if current is not None:
+                        on_change(current)
+            except ClusterError as exc:
+                if exc.status != 410:  # 410 Gone: our resourceVersion expired; read it again
+                    raise
+                current = self.get(api_version, kind, meta["name"], meta.get("namespace"))
 
 
 def _name(name: str, namespace: str | None) -> str:

@@ -83,18 +83,23 @@ def _add_to_default_account(cluster: Cluster, namespace: str) -> str:
         account = cluster.get("v1", "ServiceAccount", DEFAULT_SERVICE_ACCOUNT, namespace)
         if account is None:
             # The service account controller has not made it yet: make it as it would.
-            cluster.create(
-                {
-                    "apiVersion": "v1",
-                    "kind": "ServiceAccount",
-                    "metadata": {
-                        "name": DEFAULT_SERVICE_ACCOUNT,
-                        "namespace": namespace,
-                        "labels": {PULL_SECRET_LABEL: SECRET_NAME},
-                    },
-                    "imagePullSecrets": [{"name": SECRET_NAME}],
-                }
-            )
+            try:
+                cluster.create(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ServiceAccount",
+                        "metadata": {
+                            "name": DEFAULT_SERVICE_ACCOUNT,
+                            "namespace": namespace,
+                            "labels": {PULL_SECRET_LABEL: SECRET_NAME},
+                        },
+                        "imagePullSecrets": [{"name": SECRET_NAME}],
+                    }
+                )
+            except ClusterError as exc:
+                if exc.status == 409:  # the controller was quicker: update its account
+                    continue
+                raise
             return "added"
         secrets = account.get("imagePullSecrets") or []
         if any(s.get("name") == SECRET_NAME for s in secrets):

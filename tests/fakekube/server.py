@@ -52,7 +52,7 @@ class _Target:
 class FakeKubeServer:
     """The API server: ``start()`` it, point a kubeconfig at ``url``, ``stop()`` it."""
 
-    def __init__(self, token: str = "fake-token") -> None:
+    def __init__(self, token: str | None = "fake-token") -> None:
         self.token = token
         self.store = Store()
         self.requests: list[Request] = []
@@ -85,7 +85,7 @@ class FakeKubeServer:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-            "users": [{"name": "fake", "user": {"token": self.token}}],
+            "users": [{"name": "fake", "user": {"token": self.token} if self.token else {}}],
             "contexts": [{"name": context, "context": {"cluster": "fake", "user": "fake"}}],
             "current-context": context,
         }
@@ -393,7 +393,7 @@ def _handler(server: FakeKubeServer) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             server.requests.append(Request(self.command, url.path, url.query, content_type))
             try:
-                if self.headers.get("Authorization") != f"Bearer {server.token}":
+                if server.token and self.headers.get("Authorization") != f"Bearer {server.token}":
                     raise ApiError(401, "Unauthorized", "Unauthorized")
                 query = parse_qs(url.query)
                 if self.command == "GET" and query.get("watch", [""])[-1] in ("1", "true"):
