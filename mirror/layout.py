@@ -49,6 +49,14 @@ _BLOB_NAME = re.compile(r"^blobs/sha256/[a-f0-9]{64}$")
 _SHA256 = re.compile(r"^sha256:[a-f0-9]{64}$")
 _COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
 _TRAILER = 2 * tarfile.BLOCKSIZE
+_EXTENSION_HEADERS = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
+MAX_EXTENSION_HEADER = 1024 * 1024
 
 
 def blob_path(digest: str) -> str:
@@ -195,6 +203,18 @@ class TarStorage:
             yield _chunks(handle, member.size)
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Refuses, before reading them, the extension headers tarfile would load into memory."""
+
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise tarfile.HeaderError(f"sparse member {self.name!r} refused")
+        if self.type in _EXTENSION_HEADERS and self.size > MAX_EXTENSION_HEADER:
+            raise tarfile.HeaderError(f"extension header of {self.size} bytes refused")
+        processed: tarfile.TarInfo = super()._proc_member(tar)  # type: ignore[misc]
+        return processed
+
+
 def _scan_members(path: Path, handle: IO[bytes]) -> dict[str, TarMember]:
     head = handle.read(tarfile.BLOCKSIZE)
     for magic, kind in _COMPRESSED.items():
@@ -205,7 +225,7 @@ def _scan_members(path: Path, handle: IO[bytes]) -> dict[str, TarMember]:
     handle.seek(0)
     members: dict[str, TarMember] = {}
     others: list[str] = []
-    with tarfile.open(fileobj=handle, mode="r:") as tar:
+    with tarfile.open(fileobj=handle, mode="r:", tarinfo=_BoundedTarInfo) as tar:
         try:
             for count, info in enumerate(tar, start=1):
                 if count > MAX_MEMBERS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -292,3 +293,16 @@ def test_reader_resolves_digest_references(layout_dir: Path) -> None:
     head = reader.head_manifest(parse_reference(f"docker.io/library/other@{digest}"))
     assert head is not None and head.digest == digest
     assert reader.head_manifest(parse_reference("docker.io/library/absent:1")) is None
+
+
+@pytest.mark.parametrize("kind", [tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME])
+def test_huge_extension_headers_are_refused_unread(tmp_path: Path, kind: bytes) -> None:
+    archive = tmp_path / "hostile.tar"
+    info = tarfile.TarInfo("header")
+    info.type, info.size = kind, 1 << 30  # tarfile would read all of it into memory
+    with archive.open("wb") as handle:
+        handle.write(info.tobuf(tarfile.USTAR_FORMAT))
+        handle.seek(1 << 30, os.SEEK_CUR)
+        handle.write(b"\0" * 1024)
+    with pytest.raises(ArchiveError, match="extension header of 1073741824 bytes refused"):
+        open_layout(archive)
