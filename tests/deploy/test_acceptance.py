@@ -73,7 +73,7 @@ def test_apply_then_remove(
         "auths": {server: {"username": user, "password": password, "auth": auth}}
     }
 
-    templates = []
+    templates: list[dict[str, object]] = []
     for api_version, kind in (
         ("apps/v1", "Deployment"),
         ("apps/v1", "StatefulSet"),

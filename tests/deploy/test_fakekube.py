@@ -153,9 +153,8 @@ def test_workloads_report_ready_unless_told_otherwise(fake_kube: KubeUnderTest) 
     }
     assert fake_kube.create(deployment)["status"]["availableReplicas"] == 2
     fake_kube.server.store.set_workloads_ready(False)
-    assert (
-        fake_kube.get("apps/v1", "Deployment", "d", "default")["status"]["availableReplicas"] == 0
-    )
+    found = fake_kube.get("apps/v1", "Deployment", "d", "default")
+    assert found is not None and found["status"]["availableReplicas"] == 0
 
 
 def test_wrong_token_is_401(fake_kube: KubeUnderTest) -> None:

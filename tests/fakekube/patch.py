@@ -1,11 +1,11 @@
-"""Patch semantics: server-side apply (approximated), JSON merge patch and JSON patch."""
+"""Patch semantics: server-side apply (approximated) and JSON merge patch."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
-from tests.fakekube.store import ApiError, Obj
+from tests.fakekube.store import Obj
 
 
 def apply_patch(existing: Obj, applied: Obj) -> Obj:
@@ -37,50 +37,4 @@ def merge_patch(target: Any, patch: Any) -> Any:
             result.pop(key, None)
         else:
             result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-def _pointer(path: str) -> list[str]:
-    if not path.startswith("/"):
-        raise ApiError(422, "Invalid", f"invalid JSON pointer {path!r}")
-    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
-
-
-def _parent(doc: Any, parts: list[str]) -> Any:
-    node = doc
-    for part in parts[:-1]:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    return node
-
-
-def json_patch(doc: Obj, operations: list[Obj]) -> Obj:
-    """RFC 6902 JSON patch: ``add``, ``remove``, ``replace`` and ``test``."""
-    result = copy.deepcopy(doc)
-    for op in operations:
-        parts = _pointer(op["path"])
-        try:
-            parent, last = _parent(result, parts), parts[-1]
-            if op["op"] == "test":
-                current = parent[int(last)] if isinstance(parent, list) else parent[last]
-                if current != op["value"]:
-                    raise ApiError(422, "Invalid", f"test failed at {op['path']}")
-            elif op["op"] == "add":
-                if isinstance(parent, list):
-                    index = len(parent) if last == "-" else int(last)
-                    parent.insert(index, copy.deepcopy(op["value"]))
-                else:
-                    parent[last] = copy.deepcopy(op["value"])
-            elif op["op"] == "remove":
-                del parent[int(last) if isinstance(parent, list) else last]
-            elif op["op"] == "replace":
-                if isinstance(parent, list):
-                    parent[int(last)] = copy.deepcopy(op["value"])
-                elif last not in parent:
-                    raise KeyError(last)
-                else:
-                    parent[last] = copy.deepcopy(op["value"])
-            else:
-                raise ApiError(422, "Invalid", f"unsupported JSON patch op {op['op']!r}")
-        except (KeyError, IndexError, ValueError, TypeError):
-            raise ApiError(422, "Invalid", f"JSON patch path {op['path']} does not exist") from None
     return result

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from tests.fakekube.patch import apply_patch, json_patch, merge_patch
+from tests.fakekube.patch import apply_patch, merge_patch
 from tests.fakekube.selectors import SelectorError, field_selector, label_selector
 from tests.fakekube.store import ApiError, ApiType, Event, Obj, Store
 
@@ -111,6 +111,10 @@ class FakeKubeServer:
         target = self._target(parts)
         if "dryRun" in query:
             raise ApiError(400, "BadRequest", "fakekube does not implement dryRun")
+        if target.subresource is not None and method != "GET":
+            raise ApiError(
+                405, "MethodNotAllowed", f"fakekube serves {target.subresource} read-only"
+            )
         if method == "GET":
             return 200, self._get(target, query)
         if method == "POST" and target.name is None:
@@ -260,9 +264,7 @@ class FakeKubeServer:
                 return 200, self.store.update(target.api_type, namespace, target.name, merged)
         with self.store.changed:
             existing = self.store.get(target.api_type, namespace, target.name)
-            if media == "application/json-patch+json":
-                patched = json_patch(existing, json.loads(body))
-            elif media in (
+            if media in (
                 "application/merge-patch+json",
                 "application/strategic-merge-patch+json",
             ):

@@ -364,12 +364,11 @@ class Store:
     def _unregister(self, crd: Obj) -> None:
         spec = crd.get("spec", {})
         plural = spec.get("names", {}).get("plural")
-        for key in [k for k in self.objects.get((spec.get("group"), plural), {})]:
-            self._remove(spec["group"], plural, key)
-        for key in [
-            k for k, t in self.types.items() if (t.group, t.plural) == (spec.get("group"), plural)
-        ]:
-            del self.types[key]
+        for object_key in list(self.objects.get((spec.get("group"), plural), {})):
+            self._remove(spec["group"], plural, object_key)
+        served = (spec.get("group"), plural)
+        for type_key in [k for k, t in self.types.items() if (t.group, t.plural) == served]:
+            del self.types[type_key]
 
     def set_workloads_ready(self, ready: bool) -> None:
         """Make every workload report ready (or not) from now on, as a controller would."""
