@@ -222,19 +222,25 @@ def test_wait_times_out_with_the_workload_named(fake_kube: KubeUnderTest) -> Non
 
 
 def test_wait_follows_rollouts_until_ready(fake_kube: KubeUnderTest) -> None:
-    assert fake_kube.server is not None
-    store = fake_kube.server.store
-    store.set_workloads_ready(False)
-    timer = threading.Timer(0.5, store.set_workloads_ready, args=(True,))
-    timer.start()
-    started = time.monotonic()
-    result = ok(run_deploy(*apply_args(fake_kube, "--timeout", "20s")))
-    timer.join()
-    assert time.monotonic() - started < 15
+    server = fake_kube.server
+    assert server is not None
+    server.store.set_workloads_ready(False)
+
+    def roll_out_once_watched() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if any("watch=" in r.query.lower() for r in server.requests):
+                server.store.set_workloads_ready(True)
+                return
+            time.sleep(0.05)
+
+    controller = threading.Thread(target=roll_out_once_watched)
+    controller.start()
+    result = ok(run_deploy(*apply_args(fake_kube, "--timeout", "30s")))
+    controller.join()
     assert "applied and rolled out in nginx-mesh" in result.stdout
+    assert "rolling out Deployment nginx-mesh/nginx-mesh-controller: 0/1 available" in result.stderr
     assert "rolled out DaemonSet nginx-mesh/spire-agent: 1/1 available" in result.stderr
-    watches = [r for r in fake_kube.server.requests if "watch=" in r.query.lower()]
-    assert watches, "rollouts are followed with watch requests"
 
 
 def test_namespace_created_by_apply_is_marked_a_pre_existing_one_is_not(
