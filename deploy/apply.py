@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploy.cluster import Cluster
+from deploy.errors import ClusterError
 from deploy.plan import Plan
 from deploy.rollout import ROLLOUT_KINDS, RolloutState, crd_established, rollout_state
 
@@ -20,7 +21,7 @@ CREATED_BY = "deploy-apply"
 
 @dataclass(frozen=True)
 class Applied:
-    """One object sent, and what it did: ``created``, ``configured`` or ``unchanged``."""
+    """One object sent, and what it did: created, configured, replaced or unchanged."""
 
     obj: Obj
     action: str
@@ -38,7 +39,15 @@ def apply_object(cluster: Cluster, obj: Obj) -> Applied:
     before = cluster.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
     if before is None and obj["kind"] == "Namespace":
         _create_namespace(cluster, obj)
-    after = cluster.apply(obj)
+    try:
+        after = cluster.apply(obj)
+    except ClusterError as exc:
+        if exc.status != 422 or obj["kind"] != "Job" or before is None:
+            raise
+        # A Job's pod template cannot change (a new registry or image tag): replace the Job.
+        cluster.delete(obj["apiVersion"], "Job", meta["name"], meta.get("namespace"))
+        cluster.apply(obj)
+        return Applied(obj, "replaced")
     if before is None:
         return Applied(obj, "created")
     same = before["metadata"].get("resourceVersion") == after["metadata"].get("resourceVersion")

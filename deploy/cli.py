@@ -278,9 +278,10 @@ def apply(**params: Any) -> None:
             on_rollout=progress,
         )
     counts = {
-        a: sum(1 for d in done if d.action == a) for a in ("created", "configured", "unchanged")
+        a: sum(1 for d in done if d.action == a)
+        for a in ("created", "configured", "replaced", "unchanged")
     }
-    summary = ", ".join(f"{n} {a}" for a, n in counts.items())
+    summary = ", ".join(f"{n} {a}" for a, n in counts.items() if n)
     rolled = " and rolled out" if params["wait"] else ""
     click.echo(
         f"NGINX Service Mesh applied{rolled} in {plan.settings.namespace} from"

@@ -110,6 +110,25 @@ def test_apply_creates_the_mesh_and_reapplying_changes_nothing(kube: KubeUnderTe
     assert len(kube.list("v1", "Secret", None, "usage=nginx-mesh-registry-key")) == 1
 
 
+def test_a_new_registry_replaces_the_job_whose_template_is_immutable(
+    kube: KubeUnderTest,
+) -> None:
+    namespace = kube.ns("nginx-mesh")
+    ok(run_deploy(*apply_args(kube, "--no-wait", "--disable-public-images")))
+    moved = [a if a != R else "other.example" for a in apply_args(kube, "--no-wait")]
+    result = ok(run_deploy(*moved, "--disable-public-images", "--image-tag", "2.0.1"))
+    assert f"replaced   Job {namespace}/nginx-mesh-upgrade" in result.stdout
+    assert f"configured Deployment {namespace}/nginx-mesh-controller" in result.stdout
+    job = kube.get("batch/v1", "Job", "nginx-mesh-upgrade", namespace)
+    assert job is not None
+    assert [u.image for u in image_uses(job)] == ["other.example/kubectl:latest"]
+    deployment = kube.get("apps/v1", "Deployment", "nginx-mesh-controller", namespace)
+    assert deployment is not None
+    assert [u.image for u in image_uses(deployment)] == [
+        "other.example/nginx-mesh-controller:2.0.1"
+    ]
+
+
 def test_new_password_updates_the_secret_in_place(kube: KubeUnderTest) -> None:
     namespace = kube.ns("nginx-mesh")
     base = [*apply_args(kube, "--no-wait"), "--registry-username", "u", "--registry-password-stdin"]

@@ -265,6 +265,16 @@ class Store:
                     meta[key] = old["metadata"][key]
             if "status" not in obj and "status" in old:
                 obj["status"] = old["status"]
+            if api_type.builtin and api_type.kind == "Job":
+                template = obj.get("spec", {}).get("template")
+                if template != old.get("spec", {}).get("template"):
+                    raise ApiError(
+                        422,
+                        "Invalid",
+                        f'Job.batch "{name}" is invalid: spec.template: Invalid value: field is'
+                        " immutable",
+                        {"name": name, "group": api_type.group, "kind": "Job"},
+                    )
             changed_spec = _without_meta(obj) != _without_meta(old)
             meta["generation"] = old["metadata"].get("generation", 1) + int(changed_spec)
             comparable = {
