@@ -51,14 +51,19 @@ class CredentialStore:
         self._cache: dict[str, Credentials | None] = {}
         self._lock = threading.Lock()
 
-    def lookup(self, host: str) -> Credentials | None:
-        """Credentials for ``host``, or None for anonymous access."""
+    def lookup(self, host: str, server: str | None = None) -> Credentials | None:
+        """Credentials for ``host``, or None for anonymous access.
+
+        Explicit ones are for ``host`` wherever it is reached; the Docker config's are looked
+        up for ``server``, the host actually contacted (an ``--endpoint``), if given.
+        """
         if host in self._explicit:
             return self._explicit[host]
+        server = server or host
         with self._lock:
-            if host not in self._cache:
-                self._cache[host] = self._from_docker_config(host)
-            return self._cache[host]
+            if server not in self._cache:
+                self._cache[server] = self._from_docker_config(server)
+            return self._cache[server]
 
     def _from_docker_config(self, host: str) -> Credentials | None:
         import docker.auth

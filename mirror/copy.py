@@ -7,22 +7,36 @@ failed image never leaves a tag behind.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from mirror.digest import DigestVerifier, sha256_digest
-from mirror.errors import DigestMismatch, Interrupted, MirrorError, NotFound
-from mirror.manifest import Descriptor, Manifest, Platform, parse_manifest, platform_matches
+from mirror.errors import DigestMismatch, HostileContent, Interrupted, MirrorError, NotFound
+from mirror.manifest import (
+    MAX_INDEX_DEPTH,
+    MAX_INDEX_ENTRIES,
+    Descriptor,
+    Manifest,
+    Platform,
+    parse_manifest,
+    platform_matches,
+)
 from mirror.reference import Reference
 from mirror.report import ImageResult
-from mirror.retry import RetryPolicy, retrying
+from mirror.retry import Cancellation as Cancellation
+from mirror.retry import RetryPolicy, retries_reported_to, retrying
 from mirror.transport import ImageDestination, ImageSource
 
 BLOB_WORKERS = 4
+#: After a signal, how long running copies get to wind down before the run stops anyway.
+GRACE_SECONDS = 2.0
+T = TypeVar("T")
+R = TypeVar("R")
 _SKIPPED_LAYER_HINTS = ("foreign", "nondistributable")
 
 
@@ -58,24 +72,8 @@ class CopyOptions:
 
     frozen: bool = False
     dry_run: bool = False
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
-    cancel: Cancellation = field(default_factory=lambda: Cancellation())
-
-
-class Cancellation:
-    """Set by a signal handler; the copy checks it between chunks and stops untagged."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def cancel(self, signum: int) -> None:
-        """Ask every copy to stop."""
-        self.signum = signum
-
-    def check(self) -> None:
-        """Raise Interrupted if cancelled."""
-        if self.signum is not None:
-            raise Interrupted(self.signum)
+    policy: RetryPolicy = field(default_factory=RetryPolicy.from_env)
+    cancel: Cancellation = field(default_factory=Cancellation)
 
 
 class BlobLedger:
@@ -140,13 +138,21 @@ class ImageCopier:
         self.events = events
         self.options = options
         self.ledger = ledger or BlobLedger()
+        self._tally = threading.Lock()
+
+    def _count(self, result: ImageResult, **amounts: int) -> None:
+        """Add to the result's counters (blob threads of one image count concurrently)."""
+        with self._tally:
+            for name, amount in amounts.items():
+                setattr(result, name, getattr(result, name) + amount)
 
     def copy(self, job: CopyJob) -> ImageResult:
         """Copy one image; every failure is caught into the result (status ``failed``)."""
         result = ImageResult(str(job.source), str(job.destination))
         self.events.started(job)
         try:
-            self._copy(job, result)
+            with retries_reported_to(lambda _: self._count(result, retries=1)):
+                self._copy(job, result)
         except Interrupted:
             raise
         except MirrorError as exc:
@@ -191,9 +197,11 @@ class ImageCopier:
             result.status, result.digest = "skipped", top.digest
             result.notes.append(f"would upload {sum(b.size for b in missing)} bytes")
             return
-        with ThreadPoolExecutor(BLOB_WORKERS, thread_name_prefix="blob") as pool:
-            for _ in pool.map(lambda b: self._copy_blob(job, b, result), blobs):
-                pass
+
+        def copy_blob(desc: Descriptor) -> None:
+            self._copy_blob(job, desc, result)
+
+        run_parallel(copy_blob, blobs, BLOB_WORKERS, self.options.cancel, "blob")
         for child in children:
             self.destination.put_manifest(job.destination, child, None)
         self.options.cancel.check()
@@ -201,13 +209,28 @@ class ImageCopier:
         result.status, result.digest = "copied", top.digest
 
     def _children(self, job: CopyJob, top: Manifest) -> list[Manifest]:
-        """Every manifest below ``top`` (indexes may nest), children before parents."""
-        found: list[Manifest] = []
-        for child in top.children:
-            manifest = self.source.get_manifest(job.source, child.digest)
-            found.extend(self._children(job, manifest))
-            found.append(manifest)
-        return found
+        """Every manifest below ``top`` once (indexes may nest), children before parents.
+
+        Nesting deeper than MAX_INDEX_DEPTH, or more than MAX_INDEX_ENTRIES manifests in all,
+        is refused as hostile.
+        """
+        found: dict[str, Manifest] = {}
+
+        def walk(parent: Manifest, depth: int) -> None:
+            for child in parent.children:
+                if child.digest in found:
+                    continue
+                if depth > MAX_INDEX_DEPTH or len(found) >= MAX_INDEX_ENTRIES:
+                    raise HostileContent(
+                        f"{job.source}: indexes nested deeper than {MAX_INDEX_DEPTH} levels or"
+                        f" holding more than {MAX_INDEX_ENTRIES} manifests refused"
+                    )
+                manifest = self.source.get_manifest(job.source, child.digest)
+                walk(manifest, depth + 1)
+                found[child.digest] = manifest
+
+        walk(top, 1)
+        return list(found.values())
 
     def _copy_blob(self, job: CopyJob, desc: Descriptor, result: ImageResult) -> None:
         self.options.cancel.check()
@@ -219,25 +242,22 @@ class ImageCopier:
             )
             # A mount answers "is it there?" too, so a blob this run placed elsewhere skips HEAD.
             if elsewhere and self.destination.mount_blob(job.destination, desc, elsewhere):
-                result.blobs_mounted += 1
+                self._count(result, blobs_mounted=1)
                 self.events.advanced(job, desc.size)
             elif self.destination.has_blob(job.destination, desc):
-                result.blobs_present += 1
+                self._count(result, blobs_present=1)
                 self.events.advanced(job, desc.size)
             else:
-                self._upload(job, desc, result)
-                result.blobs_uploaded += 1
-                result.bytes_uploaded += desc.size
+                self._upload(job, desc)
+                self._count(result, blobs_uploaded=1, bytes_uploaded=desc.size)
             landed = job.destination
         finally:
             if owner:
                 self.ledger.release(desc.digest, landed)
 
-    def _upload(self, job: CopyJob, desc: Descriptor, result: ImageResult) -> None:
-        def count_retry(_: BaseException) -> None:
-            result.retries += 1
-
-        for attempt in retrying(self.options.policy, count_retry):
+    def _upload(self, job: CopyJob, desc: Descriptor) -> None:
+        what = f"the transfer of blob {desc.digest}"
+        for attempt in retrying(self.options.policy, what, self.options.cancel):
             with attempt, self.source.open_blob(job.source, desc) as chunks:
                 self.destination.put_blob(job.destination, desc, self._stream(job, desc, chunks))
 
@@ -275,7 +295,55 @@ def _unique(descs: Iterable[Descriptor]) -> list[Descriptor]:
     return list(seen.values())
 
 
+def run_parallel(
+    fn: Callable[[T], R], items: Sequence[T], workers: int, cancel: Cancellation, name: str
+) -> list[R]:
+    """``fn`` over ``items`` on up to ``workers`` threads; results in order, first error raised.
+
+    Once ``cancel`` is set no item starts, running ones get GRACE_SECONDS to wind down, then
+    Interrupted is raised. The threads are daemons, so one stuck in a network read cannot hold
+    up an interrupted process.
+    """
+    todo = deque(enumerate(items))
+    results: dict[int, R] = {}
+    errors: dict[int, BaseException] = {}
+    running = min(max(1, workers), len(todo))
+    if not running:
+        return []
+    lock, done = threading.Lock(), threading.Event()
+
+    def work() -> None:
+        nonlocal running
+        while not cancel.requested and todo:
+            try:
+                index, item = todo.popleft()
+            except IndexError:
+                break
+            try:
+                results[index] = fn(item)
+            except BaseException as exc:
+                errors[index] = exc
+        with lock:
+            running -= 1
+            if running == 0:
+                done.set()
+
+    context = contextvars.copy_context()
+    for number in range(running):
+        thread = threading.Thread(
+            target=context.copy().run, args=(work,), name=f"{name}-{number}", daemon=True
+        )
+        thread.start()
+    while not done.wait(0.1):
+        if cancel.requested:
+            done.wait(GRACE_SECONDS)
+            break
+    cancel.check()
+    if errors:
+        raise errors[min(errors)]
+    return [results[index] for index in range(len(items))]
+
+
 def run_copies(jobs: list[CopyJob], copier: ImageCopier, workers: int) -> list[ImageResult]:
     """Copy ``jobs`` with ``workers`` images at once; results in job order."""
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="image") as pool:
-        return list(pool.map(copier.copy, jobs))
+    return run_parallel(copier.copy, jobs, workers, copier.options.cancel, "image")

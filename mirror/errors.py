@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 
 class MirrorError(Exception):
     """Base of every error ``mirror`` raises on purpose. Exit code 1 unless overridden."""
@@ -17,6 +19,10 @@ class InputError(MirrorError):
 
 class InvalidReference(InputError):
     """An image reference or registry server that does not parse."""
+
+
+class NotARegistry(InputError):
+    """A registry server or endpoint that answers like a web server, not a registry."""
 
 
 class LockError(InputError):
@@ -60,5 +66,7 @@ class Interrupted(MirrorError):
     """The run was stopped by a signal; unfinished images were not tagged."""
 
     def __init__(self, signum: int) -> None:
-        super().__init__(f"interrupted by signal {signum}")
+        super().__init__(
+            f"interrupted by {signal.Signals(signum).name}; unfinished images were not tagged"
+        )
         self.exit_code = 128 + signum

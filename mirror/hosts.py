@@ -86,7 +86,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _is_insecure(host: str, insecure: frozenset[str]) -> bool:
+def is_insecure(host: str, insecure: frozenset[str]) -> bool:
+    """Whether ``host[:port]`` (or its host part) is listed with ``--insecure-registry``."""
     return host in insecure or host.rsplit(":", 1)[0] in insecure
 
 
@@ -97,13 +98,13 @@ def resolve_endpoint(host: str, options: HostOptions) -> Endpoint:
         url = httpx.URL(mapped)
         base = f"{url.scheme}://{url.netloc.decode()}"
         target = url.netloc.decode()
-        verify = not _is_insecure(target, options.insecure) and not _is_insecure(
+        verify = not is_insecure(target, options.insecure) and not is_insecure(
             host, options.insecure
         )
         return Endpoint((base,), url.path.strip("/"), verify)
     if host == DEFAULT_REGISTRY:
-        return Endpoint((DOCKER_HUB_API,), "", not _is_insecure(host, options.insecure))
-    insecure = _is_insecure(host, options.insecure)
+        return Endpoint((DOCKER_HUB_API,), "", not is_insecure(host, options.insecure))
+    insecure = is_insecure(host, options.insecure)
     urls: tuple[str, ...] = (f"https://{host}",)
     if insecure or is_loopback(host):
         urls += (f"http://{host}",)

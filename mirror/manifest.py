@@ -13,6 +13,7 @@ from mirror.errors import HostileContent, InputError, ManifestError
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_INDEX_ENTRIES = 1000
 MAX_LAYERS = 512
+MAX_INDEX_DEPTH = 4
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import email.utils
+import json
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -22,15 +25,24 @@ from mirror.auth import (
     parse_challenge,
     realm_allowed,
 )
-from mirror.digest import sha256_digest
-from mirror.errors import DigestMismatch, HostileContent, NotFound, RegistryError, Unauthorized
-from mirror.hosts import Endpoint, HostOptions, resolve_endpoint
+from mirror.credentials import Credentials
+from mirror.digest import sha256_digest, verify_bytes
+from mirror.errors import (
+    DigestMismatch,
+    HostileContent,
+    InputError,
+    NotARegistry,
+    NotFound,
+    RegistryError,
+    Unauthorized,
+)
+from mirror.hosts import Endpoint, HostOptions, is_insecure, resolve_endpoint
 from mirror.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
 from mirror.reference import Reference
-from mirror.retry import RetryPolicy, retrying
+from mirror.retry import Cancellation, RetryPolicy, retrying
 
 CHUNK = 1024 * 1024
-_TIMEOUT = httpx.Timeout(connect=15.0, read=60.0, write=60.0, pool=None)
+_ERROR_BODY_LIMIT = 64 * 1024
 _LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32)
 
 
@@ -42,19 +54,53 @@ class RetryableStatus(RegistryError):
         self.retry_after = retry_after
 
 
+def _read_limited(response: httpx.Response, limit: int) -> bytes | None:
+    """The body, or None as soon as it proves longer than ``limit`` (never held whole)."""
+    if int(response.headers.get("content-length") or 0) > limit:
+        return None
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 def _registry_message(response: httpx.Response) -> str:
-    """The registry's own error text from an error body, if it sent one."""
+    """The registry's own error text from an error body (read up to 64 KiB), if it sent one."""
     try:
-        errors = response.json().get("errors") or []
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) >= _ERROR_BODY_LIMIT:
+                return ""
+        errors = json.loads(body).get("errors") or []
         parts = [f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors]
         return "; ".join(p for p in parts if p)
-    except (ValueError, AttributeError, httpx.ResponseNotRead):
+    except (ValueError, AttributeError, TypeError, RecursionError):
         return ""
+    finally:
+        response.close()
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
-    return float(value) if value.strip().isdigit() else None
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date)."""
+    value = response.headers.get("retry-after", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _hashes_to(data: bytes, digest: str) -> bool:
+    try:
+        verify_bytes(data, digest)
+    except (DigestMismatch, InputError):
+        return False
+    return True
 
 
 class RegistryClient:
@@ -65,12 +111,12 @@ class RegistryClient:
         options: HostOptions,
         credentials: CredentialStore,
         policy: RetryPolicy | None = None,
-        on_retry: Callable[[BaseException], None] | None = None,
+        cancel: Cancellation | None = None,
     ) -> None:
         self.options = options
         self.credentials = credentials
-        self.policy = policy or RetryPolicy()
-        self.on_retry = on_retry
+        self.policy = policy or RetryPolicy.from_env()
+        self.cancel = cancel or Cancellation()
         self._tokens = TokenCache()
         self._challenges: dict[str, Challenge] = {}
         self._bases: dict[str, str] = {}
@@ -100,17 +146,28 @@ class RegistryClient:
                     tls = ssl.create_default_context(cafile=certifi.where())
                     if self.options.ca_file:
                         tls.load_verify_locations(cafile=self.options.ca_file)
+                stall = self.policy.timeout
+                timeout = httpx.Timeout(
+                    connect=min(15.0, stall), read=stall, write=stall, pool=None
+                )
                 self._clients[verify] = httpx.Client(
-                    http2=True, verify=tls, timeout=_TIMEOUT, limits=_LIMITS
+                    http2=True, verify=tls, timeout=timeout, limits=_LIMITS
                 )
             return self._clients[verify]
+
+    def _credentials(self, host: str) -> Credentials | None:
+        """Credentials for ``host`` as reached: the Docker config's are looked up under the
+        ``--endpoint`` actually contacted, so a mirror never receives the upstream's."""
+        mapped = self.options.endpoints.get(host)
+        server = httpx.URL(mapped).netloc.decode() if mapped else None
+        return self.credentials.lookup(host, server)
 
     def _auth_header(self, host: str, scopes: tuple[str, ...]) -> dict[str, str]:
         challenge = self._challenges.get(host)
         if challenge is None:
             return {}
         if challenge.scheme == "basic":
-            creds = self.credentials.lookup(host)
+            creds = self._credentials(host)
             return {"Authorization": basic_header(creds)} if creds else {}
         token = self._tokens.get(host, scopes)
         if token is None:
@@ -121,10 +178,8 @@ class RegistryClient:
         realm = httpx.URL(challenge.params.get("realm", ""))
         base = httpx.URL(self._bases.get(host) or self.endpoint(host).urls[0])
         realm_host = realm.netloc.decode()
-        insecure = (
-            realm_host in self.options.insecure or (realm.host or "") in self.options.insecure
-        )
-        creds = self.credentials.lookup(host)
+        insecure = is_insecure(realm_host, self.options.insecure)
+        creds = self._credentials(host)
         if creds is not None and not realm_allowed(base, realm, insecure):
             raise Unauthorized(
                 f"{host}: refusing to send credentials to token realm {realm.scheme}://{realm_host}"
@@ -183,10 +238,95 @@ class RegistryClient:
         call = (method, ref, path, tuple(scopes), dict(headers or {}), ok)
         if callable(getattr(kw.get("content"), "__next__", None)):
             return self._request_once(*call, False, kw)  # a stream is retried by the caller
-        for attempt in retrying(self.policy, self.on_retry):
+        for attempt in retrying(self.policy, f"{method} {path}", self.cancel):
             with attempt:
                 return self._request_once(*call, True, kw)
         raise AssertionError("unreachable")  # pragma: no cover - retrying re-raises
+
+    def fetch(
+        self,
+        ref: Reference,
+        path: str,
+        scopes: Iterable[str],
+        *,
+        headers: dict[str, str],
+        limit: int,
+        what: str,
+    ) -> tuple[httpx.Response, bytes]:
+        """GET a body of at most ``limit`` bytes; faults while reading it are retried too.
+
+        A longer body is refused as HostileContent without being read whole.
+        """
+        wanted = tuple(scopes)
+        for attempt in retrying(self.policy, f"GET {path}", self.cancel):
+            with attempt:
+                response = self._request_once("GET", ref, path, wanted, headers, (200,), True, {})
+                try:
+                    body = _read_limited(response, limit)
+                finally:
+                    response.close()
+                if body is None:
+                    raise HostileContent(f"{ref}: {what} larger than {limit / 2**20:g} MiB refused")
+                return response, body
+        raise AssertionError("unreachable")  # pragma: no cover - retrying re-raises
+
+    def open(self, ref: Reference, path: str, scopes: Iterable[str]) -> httpx.Response:
+        """A streamed GET that follows redirects (as registries do to object storage).
+
+        ``Authorization`` and the other request headers go only to the registry's own origin;
+        another origin's TLS is verified unless that host is listed as insecure.
+        """
+        response = self.request("GET", ref, path, scopes, ok=(200, 301, 302, 303, 307, 308))
+        hops = 0
+        while response.is_redirect:
+            location = response.headers.get("location", "")
+            response.close()
+            hops += 1
+            if hops > 5 or not location:
+                raise RegistryError(f"{ref}: too many redirects for {path}")
+            target = response.url.join(location)
+            same = (target.scheme, target.netloc) == (response.url.scheme, response.url.netloc)
+            headers = dict(response.request.headers) if same else {}
+            headers.pop("host", None)
+            verify = (
+                self.endpoint(ref.registry).verify
+                if same
+                else not is_insecure(target.netloc.decode(), self.options.insecure)
+            )
+            self.cancel.check()
+            client = self._client(verify)
+            response = client.send(
+                client.build_request("GET", target, headers=headers), stream=True
+            )
+            if response.status_code >= 400:
+                _registry_message(response)
+                status = response.status_code
+                raise RegistryError(
+                    f"{ref}: redirect target {target.host} answered HTTP {status}",
+                    status,
+                    retryable=status >= 500 or status == 429,
+                )
+        return response
+
+    def ping(self, host: str) -> None:
+        """Raise NotARegistry if ``host`` answers ``HEAD /v2/`` like a web server, not a registry.
+
+        Only a clear answer counts (404, or an HTML page); unreachable hosts and other answers
+        are left to the requests that need them, so one bad source does not stop a run.
+        """
+        try:
+            response = self._send_any(host, "HEAD", "/v2/", {})
+        except (httpx.HTTPError, RegistryError):
+            return
+        response.close()
+        status = response.status_code
+        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if status == 404 or (kind == "text/html" and status in (200, 401, 403)):
+            shown = f"HTTP {status} {kind}".strip()
+            raise NotARegistry(
+                f"{host}: {response.url} is not a container registry (HEAD /v2/ answered {shown});"
+                " check --registry-server and --endpoint"
+            )
 
     def _request_once(
         self,
@@ -199,6 +339,7 @@ class RegistryClient:
         replayable: bool,
         kw: dict[str, Any],
     ) -> httpx.Response:
+        self.cancel.check()
         host = ref.registry
         with self._lock:
             first = self._first_contact.setdefault(host, threading.Lock())
@@ -238,22 +379,18 @@ class RegistryClient:
             had = self._challenges.get(host)
             self._challenges[host] = challenge
             self._tokens.drop(host, scopes)
-            if challenge.scheme == "basic" and self.credentials.lookup(host) is None:
+            if challenge.scheme == "basic" and self._credentials(host) is None:
                 raise Unauthorized(f"{host}: authentication required and no credentials given", 401)
             if not replayable:
                 raise RegistryError(f"{host}: authentication renewed", 401, retryable=True)
             retry_headers = headers | self._auth_header(host, scopes)
             response = self._send_any(host, method, path, retry_headers, **kw)
             if response.status_code == 401:
-                response.read()
                 message = _registry_message(response) or "authentication failed"
-                response.close()
                 hint = " (check the credentials)" if had or challenge else ""
                 raise Unauthorized(f"{host}: unauthorized: {message}{hint}", 401)
         if response.status_code in ok:
             return response
-        response.read()
-        response.close()
         message = _registry_message(response) or response.reason_phrase
         status = response.status_code
         text = f"{host}: {method} {ref.repository}: HTTP {status}: {message}"
@@ -293,6 +430,11 @@ class RegistryTransport:
     ) -> None:
         self.client.close()
 
+    def ping(self, refs: Iterable[Reference]) -> None:
+        """Raise NotARegistry if the registry of any of ``refs`` is not a registry at all."""
+        for host in dict.fromkeys(ref.registry for ref in refs):
+            self.client.ping(host)
+
     def _repo(self, ref: Reference) -> str:
         return self.client.endpoint(ref.registry).repository(ref.repository)
 
@@ -324,24 +466,18 @@ class RegistryTransport:
         target = digest or ref.digest or ref.tag or "latest"
         headers = {"Accept": mediatypes.ACCEPT_MANIFESTS}
         url = self._url(ref, "manifests", target)
-        response = self.client.request("GET", ref, url, [_pull(self._repo(ref))], headers=headers)
-        try:
-            if int(response.headers.get("content-length") or 0) > MAX_MANIFEST_BYTES:
-                raise HostileContent(f"{ref}: manifest larger than 4 MiB refused")
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_MANIFEST_BYTES:
-                    raise HostileContent(f"{ref}: manifest larger than 4 MiB refused")
-        finally:
-            response.close()
-        raw = bytes(body)
+        scopes = [_pull(self._repo(ref))]
+        response, raw = self.client.fetch(
+            ref, url, scopes, headers=headers, limit=MAX_MANIFEST_BYTES, what="manifest"
+        )
         actual = sha256_digest(raw)
-        expected = digest or ref.digest or response.headers.get("docker-content-digest") or actual
-        if expected.startswith("sha256:") and expected != actual:
-            raise DigestMismatch(
-                f"{ref}: manifest digest mismatch: expected {expected}, got {actual}"
-            )
+        claimed = response.headers.get("docker-content-digest")
+        expected = digest or ref.digest or claimed or actual
+        for wanted in dict.fromkeys(d for d in (expected, claimed) if d):
+            if not _hashes_to(raw, wanted):
+                raise DigestMismatch(
+                    f"{ref}: manifest digest mismatch: expected {wanted}, got {actual}"
+                )
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
         return parse_manifest(raw, media_type, expected)
 
@@ -349,33 +485,14 @@ class RegistryTransport:
     def open_blob(self, ref: Reference, desc: Descriptor) -> Iterator[Iterator[bytes]]:
         """Stream a blob's bytes (unverified: the copy verifies), following redirects."""
         url = self._url(ref, "blobs", desc.digest)
-        response = self.client.request(
-            "GET", ref, url, [_pull(self._repo(ref))], ok=(200, 301, 302, 303, 307, 308)
-        )
-        hops = 0
-        while response.is_redirect:
-            location = response.headers.get("location", "")
+        response = self.client.open(ref, url, [_pull(self._repo(ref))])
+        claimed = response.headers.get("docker-content-digest")
+        if claimed and claimed != desc.digest:
             response.close()
-            hops += 1
-            if hops > 5 or not location:
-                raise RegistryError(f"{ref}: too many redirects for blob {desc.digest}")
-            target = response.url.join(location)
-            same = (target.scheme, target.netloc) == (response.url.scheme, response.url.netloc)
-            headers = dict(response.request.headers) if same else {}
-            headers.pop("host", None)
-            client = self.client._client(self.client.endpoint(ref.registry).verify)
-            response = client.send(
-                client.build_request("GET", target, headers=headers), stream=True
+            raise DigestMismatch(
+                f"{ref}: blob digest mismatch: asked for {desc.digest},"
+                f" the registry says it sent {claimed}"
             )
-            if response.status_code >= 400:
-                response.read()
-                response.close()
-                status = response.status_code
-                raise RegistryError(
-                    f"{ref}: blob redirect target answered HTTP {status}",
-                    status,
-                    retryable=status >= 500 or status == 429,
-                )
         try:
             yield response.iter_raw(CHUNK)
         finally:

@@ -1,28 +1,106 @@
-"""Retry policy for transient registry faults: connection errors, 5xx, 429 with Retry-After."""
+"""Retrying transient registry faults (connection errors, 5xx, 429 with Retry-After), and
+stopping every retry and transfer of a run when it is cancelled by a signal.
+
+The policy's knobs can be set from the environment (mainly for tests and slow links):
+``MESHLIFT_RETRY_ATTEMPTS``, ``MESHLIFT_RETRY_INITIAL_WAIT``, ``MESHLIFT_RETRY_MAX_WAIT``
+(also the most a ``Retry-After`` is honoured) and ``MESHLIFT_HTTP_TIMEOUT`` (seconds a
+network read or write may stall before the attempt counts as failed).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import ssl
-from collections.abc import Callable
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, fields
 
 import httpx
 import tenacity
 
-from mirror.errors import RegistryError
+from mirror.errors import InputError, Interrupted, RegistryError
 
 log = logging.getLogger("mirror.retry")
+
+_ENV = {
+    "attempts": "MESHLIFT_RETRY_ATTEMPTS",
+    "initial_wait": "MESHLIFT_RETRY_INITIAL_WAIT",
+    "max_wait": "MESHLIFT_RETRY_MAX_WAIT",
+    "timeout": "MESHLIFT_HTTP_TIMEOUT",
+}
+_on_retry: ContextVar[Callable[[BaseException], None] | None] = ContextVar(
+    "mirror_on_retry", default=None
+)
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounds on retrying one operation."""
+    """Bounds on retrying one operation, and how long one network read may stall."""
 
     attempts: int = 5
     total_seconds: float = 300.0
     max_wait: float = 30.0
     initial_wait: float = 0.5
+    timeout: float = 60.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> RetryPolicy:
+        """The default policy, with the overrides the environment sets."""
+        values: dict[str, float] = {}
+        for item in fields(cls):
+            name = _ENV.get(item.name)
+            if name is None or name not in environ:
+                continue
+            try:
+                value = float(environ[name])
+            except ValueError:
+                value = -1.0
+            if value < 0 or (item.name == "attempts" and (value < 1 or value != int(value))):
+                raise InputError(f"{name}={environ[name]!r}: expected a non-negative number")
+            values[item.name] = value
+        attempts = int(values.pop("attempts", cls.attempts))
+        return cls(attempts=attempts, **values)
+
+
+class Cancellation:
+    """Set by a signal handler; retries, requests and transfers of the run stop soon after."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._event = threading.Event()
+
+    @property
+    def requested(self) -> bool:
+        """Whether the run was asked to stop."""
+        return self._event.is_set()
+
+    def cancel(self, signum: int) -> None:
+        """Ask every copy to stop."""
+        self.signum = signum
+        self._event.set()
+
+    def check(self) -> None:
+        """Raise Interrupted if cancelled."""
+        if self.signum is not None:
+            raise Interrupted(self.signum)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (a retry's backoff), raising Interrupted as soon as cancelled."""
+        self._event.wait(seconds)
+        self.check()
+
+
+@contextmanager
+def retries_reported_to(callback: Callable[[BaseException], None]) -> Iterator[None]:
+    """Tell ``callback`` of every retry made in this context (and contexts copied from it)."""
+    token = _on_retry.set(callback)
+    try:
+        yield
+    finally:
+        _on_retry.reset(token)
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -40,7 +118,7 @@ class _Wait(tenacity.wait.wait_base):
     def __init__(self, policy: RetryPolicy) -> None:
         self._policy = policy
         self._backoff = tenacity.wait_exponential_jitter(
-            initial=policy.initial_wait, max=policy.max_wait
+            initial=policy.initial_wait, max=policy.max_wait, jitter=policy.initial_wait
         )
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
@@ -52,16 +130,28 @@ class _Wait(tenacity.wait.wait_base):
 
 
 def retrying(
-    policy: RetryPolicy, on_retry: Callable[[BaseException], None] | None = None
+    policy: RetryPolicy, what: str, cancel: Cancellation | None = None
 ) -> tenacity.Retrying:
-    """A tenacity ``Retrying`` for ``policy``; ``on_retry`` is told of each retried fault."""
+    """A tenacity ``Retrying`` for ``policy``; each retry of ``what`` is logged (debug) and
+    reported to the context's callback; ``cancel`` cuts the waits short."""
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        if exc is not None:
-            log.debug("retrying after %s (attempt %d)", exc, state.attempt_number)
-            if on_retry:
-                on_retry(exc)
+        if exc is None:  # pragma: no cover - only failed attempts are retried
+            return
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.debug(
+            "retry %d/%d of %s in %.2fs after %s: %s",
+            state.attempt_number,
+            policy.attempts - 1,
+            what,
+            wait,
+            type(exc).__name__,
+            exc,
+        )
+        callback = _on_retry.get()
+        if callback is not None:
+            callback(exc)
 
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(policy.attempts)
@@ -69,5 +159,6 @@ def retrying(
         wait=_Wait(policy),
         retry=tenacity.retry_if_exception(is_retryable),
         before_sleep=before_sleep,
+        sleep=cancel.sleep if cancel else tenacity.nap.sleep,
         reraise=True,
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from mirror.auth import CredentialStore
 from mirror.copy import (
+    Cancellation,
     CopyEvents,
     CopyJob,
     CopyOptions,
@@ -38,14 +39,17 @@ class Destination:
 
 
 def open_registries(
-    hosts: HostOptions, destination: Destination | None, policy: RetryPolicy | None = None
+    hosts: HostOptions,
+    destination: Destination | None,
+    policy: RetryPolicy | None = None,
+    cancel: Cancellation | None = None,
 ) -> RegistryTransport:
     """One registry transport for both ends (shared connections and tokens)."""
     explicit = {}
     if destination is not None and destination.credentials is not None:
         explicit[destination.server.host] = destination.credentials
     store = CredentialStore(explicit, hosts.auth_file)
-    return RegistryTransport(RegistryClient(hosts, store, policy))
+    return RegistryTransport(RegistryClient(hosts, store, policy, cancel))
 
 
 def plan_jobs(
@@ -71,7 +75,8 @@ def sync(
     """Copy every entry from its source registry to the destination registry."""
     planned = plan_jobs(entries, destination.server, platforms)
     started = time.monotonic()
-    with open_registries(hosts, destination, options.policy) as registry:
+    with open_registries(hosts, destination, options.policy, options.cancel) as registry:
+        registry.ping([ref for job in planned for ref in (job.source, job.destination)])
         copier = ImageCopier(registry, registry, events, options)
         results = run_copies(planned, copier, jobs)
     command = "sync --dry-run" if options.dry_run else "sync"
@@ -90,6 +95,7 @@ def verify(
     planned = plan_jobs(entries, destination.server, platforms)
     started = time.monotonic()
     with open_registries(hosts, destination) as registry:
+        registry.ping([ref for job in planned for ref in (job.source, job.destination)])
 
         def check(job: CopyJob) -> ImageResult:
             result = ImageResult(str(job.source), str(job.destination))
@@ -125,6 +131,7 @@ def resolve_digests(
 ) -> dict[str, str]:
     """Each entry's current source digest, keyed by its source reference (for ``mirror lock``)."""
     with open_registries(hosts, None) as registry:
+        registry.ping([entry.source for entry in entries])
 
         def resolve(entry: LockEntry) -> tuple[str, str]:
             head = registry.head_manifest(entry.source)
