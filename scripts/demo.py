@@ -63,6 +63,12 @@ def main() -> None:
             )
             run(*mirror, "list", "--registry-server", server)
             print(f"\nThe images landed in the private registry {private.url} under {server}/.")
+            out = Path(tmp) / "manifests"
+            deploy = [sys.executable, "-m", "deploy", "render", "--registry-server", server]
+            run(*deploy, *creds, "--disable-public-images", "--output", str(out), stdin="demo-pw\n")
+            controller = next(out.glob("*-deployment-nginx-mesh-controller.yaml"))
+            print(f"\n{controller.name} (one of {len(list(out.iterdir()))} manifests):")
+            print(controller.read_text())
         finally:
             public.stop()
             private.stop()
