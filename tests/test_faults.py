@@ -1,0 +1,431 @@
+"""Registries that fail, throttle and lie, behind a fault-injecting proxy (issue 8).
+
+Every test runs ``mirror sync`` as a user would, with the source images (and often the
+destination) reached through :class:`tests.faultproxy.FaultProxy` in front of real registries.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+import pytest
+
+from tests.faultproxy import FaultProxy, ProxyFactory
+from tests.imagefactory import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Image,
+    Index,
+    make_image,
+    make_index,
+    make_layer,
+    push,
+    registry_client,
+    sha256,
+)
+from tests.mirrorcli import REPO_ROOT, PublicImages, report_of, run_mirror
+from tests.registries import Registry
+
+#: Fast backoff, so retried faults cost milliseconds.
+FAST = {"MESHLIFT_RETRY_INITIAL_WAIT": "0.01", "MESHLIFT_RETRY_MAX_WAIT": "0.05"}
+MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
+ALPHA, BETA, GAMMA = "quay.io/faults/alpha:1", "quay.io/faults/beta:2", "ghcr.io/faults/gamma:3"
+
+
+@pytest.fixture
+def proxies() -> Iterator[ProxyFactory]:
+    """``proxies(url)`` starts a fault proxy in front of ``url``, stopped at test end."""
+    factory = ProxyFactory()
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def public(anon_registry: Registry) -> PublicImages:
+    """An image with three own layers, a two-platform index and a small image, sharing a base."""
+    images = PublicImages(anon_registry, f"faults-{uuid.uuid4().hex[:8]}")
+    base = [make_layer("faults-base", 40_000)]
+    images.add(ALPHA, make_image("faults-alpha", [60_000, 30_000, 20_000], base=base))
+    beta = [
+        make_image("faults-beta-amd64", [50_000], base=base),
+        make_image("faults-beta-arm64", [45_000], base=base, platform=("linux", "arm64")),
+    ]
+    images.add(BETA, make_index(beta))
+    images.add(GAMMA, make_image("faults-gamma", [10_000], base=base, fmt="docker"))
+    return images
+
+
+@dataclass
+class Setup:
+    """Public images behind ``source``; destination ``registry``/``prefix`` behind ``dest``."""
+
+    public: PublicImages
+    source: FaultProxy
+    dest: FaultProxy
+    registry: Registry
+    prefix: str
+    lock: Path
+
+    def sync(
+        self, *extra: str, env: dict[str, str] | None = None, debug: bool = False
+    ) -> tuple[int, dict[str, Any], str]:
+        """``mirror sync --output json`` through both proxies: (exit code, report, stderr)."""
+        debugging = ["--debug"] if debug else []
+        command = [*debugging, *self.args(), "--output", "json", *extra]
+        result = run_mirror(*command, env={**FAST, **(env or {})})
+        report = report_of(result) if result.stdout.strip() else {}
+        return result.returncode, report, result.stderr
+
+    def args(self) -> list[str]:
+        """The sync command line (without extra options)."""
+        endpoints = [
+            a.replace(self.public.registry.url, self.source.url)
+            for a in self.public.endpoint_args()
+        ]
+        server = f"{self.dest.host}/{self.prefix}"
+        return ["sync", "--lock", str(self.lock), "--registry-server", server, *endpoints]
+
+    def digest(self, source: str) -> str | None:
+        """The digest the destination tag for ``source`` points to (None if untagged)."""
+        name, tag = source.rsplit("/", 1)[-1].split(":")
+        with registry_client(self.registry) as client:
+            response = client.head(
+                f"/v2/{self.prefix}/{name}/manifests/{tag}",
+                headers={"Accept": ", ".join(MANIFEST_TYPES)},
+            )
+        return response.headers["docker-content-digest"] if response.status_code == 200 else None
+
+    def assert_mirrored(self, *sources: str) -> None:
+        """Each source's destination tag has the source digest, with every child and blob."""
+        for source in sources or tuple(self.public.artifacts):
+            artifact = self.public.artifacts[source]
+            assert self.digest(source) == artifact.digest, source
+            name = source.rsplit("/", 1)[-1].split(":")[0]
+            assert_complete(self.registry, f"{self.prefix}/{name}", artifact)
+
+
+def assert_complete(registry: Registry, repo: str, artifact: Image | Index) -> None:
+    """Every child manifest and blob of ``artifact`` is in ``repo``."""
+    images = artifact.images if isinstance(artifact, Index) else (artifact,)
+    with registry_client(registry) as client:
+        for image in images:
+            headers = {"Accept": image.media_type}
+            response = client.head(f"/v2/{repo}/manifests/{image.digest}", headers=headers)
+            assert response.status_code == 200
+            for blob in image.blobs:
+                assert client.head(f"/v2/{repo}/blobs/{blob.digest}").status_code == 200
+
+
+@pytest.fixture
+def setup(
+    public: PublicImages,
+    anon_registry: Registry,
+    proxies: ProxyFactory,
+    tmp_path: Path,
+) -> Setup:
+    lock = public.write_lock(tmp_path / "images.lock")
+    prefix = f"dest-{uuid.uuid4().hex[:8]}"
+    return Setup(
+        public, proxies(anon_registry.url), proxies(anon_registry.url), anon_registry, prefix, lock
+    )
+
+
+def retry_lines(stderr: str) -> list[str]:
+    """The debug log lines of retries."""
+    return [line for line in stderr.splitlines() if line.startswith("DEBUG mirror.retry: retry ")]
+
+
+TRANSIENT = {
+    "503 on manifest GETs": ("source", "status", "GET", "/manifests/sha256:", 2, {}),
+    "500 on blob uploads": ("dest", "status", "PUT", "/blobs/uploads/", 2, {"status": 500}),
+    "reset halfway through a blob": ("source", "reset", "GET", "/blobs/sha256:", 2, {}),
+    "short blob body": ("source", "short", "GET", "/blobs/sha256:", 2, {}),
+    "short manifest body": ("source", "short", "GET", "/manifests/sha256:", 2, {}),
+    "reset on tag HEADs": ("dest", "reset", "HEAD", "/manifests/", 2, {}),
+    "stalled blob read": ("source", "stall", "GET", "/blobs/sha256:", 1, {"seconds": 5}),
+    "stalled manifest push": ("dest", "stall", "PUT", "/manifests/", 1, {"seconds": 5}),
+}
+
+
+@pytest.mark.parametrize("case", TRANSIENT)
+def test_transient_faults_are_retried_logged_and_counted(case: str, setup: Setup) -> None:
+    side, kind, method, path, times, params = TRANSIENT[case]
+    proxy = setup.source if side == "source" else setup.dest
+    rule = proxy.rule(kind, method, path, times, **params)
+    code, report, stderr = setup.sync(env={"MESHLIFT_HTTP_TIMEOUT": "1"}, debug=True)
+    assert code == 0, stderr
+    assert rule.injected == times
+    assert {i["status"] for i in report["images"]} == {"copied"}
+    setup.assert_mirrored()
+    assert report["summary"]["retries"] == times
+    assert len(retry_lines(stderr)) == times, stderr
+
+
+def test_429_waits_as_long_as_retry_after_says(setup: Setup) -> None:
+    rule = setup.source.rule(
+        "status", "GET", "/manifests/sha256:", status=429, headers={"Retry-After": "1"}
+    )
+    code, report, stderr = setup.sync(env={"MESHLIFT_RETRY_MAX_WAIT": "30"})
+    assert code == 0, stderr
+    setup.assert_mirrored()
+    assert report["summary"]["retries"] == 1
+    assert 0.95 <= retry_gap(setup.source, rule.fired_at[0]) < 5
+
+
+def test_retry_after_is_bounded_by_the_maximum_wait(setup: Setup) -> None:
+    rule = setup.source.rule(
+        "status", "GET", "/manifests/sha256:", status=429, headers={"Retry-After": "3600"}
+    )
+    code, _, stderr = setup.sync(env={"MESHLIFT_RETRY_MAX_WAIT": "0.5"})
+    assert code == 0, stderr
+    setup.assert_mirrored()
+    assert 0.45 <= retry_gap(setup.source, rule.fired_at[0]) < 3
+
+
+def retry_gap(proxy: FaultProxy, fired: float) -> float:
+    """Seconds between a fault and the next request for the same path."""
+    faulted = next(r for r in proxy.requests if r.at == fired)
+    retried = next(r for r in proxy.requests if r.at > fired and r.path == faulted.path)
+    return retried.at - fired
+
+
+def own_layer(public: PublicImages, source: str) -> str:
+    """The digest of a layer only ``source`` has."""
+    artifact = public.artifacts[source]
+    assert isinstance(artifact, Image)
+    return artifact.layers[-1].digest
+
+
+LIES: dict[str, Callable[[PublicImages], tuple[str, str]]] = {
+    "wrong blob bytes": lambda p: ("corrupt", f"/blobs/{own_layer(p, ALPHA)}"),
+    "wrong manifest bytes": lambda p: ("corrupt", f"/manifests/{p.artifacts[ALPHA].digest}"),
+    "wrong blob digest header": lambda p: ("wrong-digest", f"/blobs/{own_layer(p, ALPHA)}"),
+    "wrong manifest digest header": lambda p: (
+        "wrong-digest",
+        f"/manifests/{p.artifacts[ALPHA].digest}",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", LIES)
+def test_a_lying_source_fails_that_image_untagged_and_a_rerun_fixes_it(
+    case: str, setup: Setup
+) -> None:
+    kind, path = LIES[case](setup.public)
+    setup.source.rule(kind, "GET", path, times=None)
+    code, report, stderr = setup.sync()
+    assert code == 1, stderr
+    by_source = {i["source"]: i for i in report["images"]}
+    assert by_source[ALPHA]["status"] == "failed"
+    assert "digest mismatch" in by_source[ALPHA]["error"]
+    assert setup.digest(ALPHA) is None
+    assert {by_source[s]["status"] for s in (BETA, GAMMA)} == {"copied"}
+    setup.assert_mirrored(BETA, GAMMA)
+
+    setup.source.clear()
+    code, report, stderr = setup.sync()
+    assert code == 0, stderr
+    assert {i["source"]: i["status"] for i in report["images"]}[ALPHA] == "copied"
+    setup.assert_mirrored()
+
+
+def test_blob_redirect_to_another_origin_carries_no_authorization(
+    basic_registry: Registry,
+    anon_registry: Registry,
+    proxies: ProxyFactory,
+    tmp_path: Path,
+) -> None:
+    image = make_image("redirected", [30_000, 20_000])
+    repo = f"redirect-{uuid.uuid4().hex[:8]}/app"
+    push(basic_registry, repo, "1", image)
+    proxy = proxies(basic_registry.url)
+    proxy.rule("redirect", "GET", "/blobs/sha256:", times=None)
+    auth = base64.b64encode(f"{basic_registry.username}:{basic_registry.password}".encode())
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"auths": {proxy.host: {"auth": auth.decode()}}}))
+    lock = tmp_path / "images.lock"
+    lock.write_text(f'version = 1\n[[images]]\nsource = "{proxy.host}/{repo}:1"\n')
+    prefix = f"dest-{uuid.uuid4().hex[:8]}"
+    result = run_mirror(
+        "sync", "--lock", str(lock), "--registry-server", f"{anon_registry.host}/{prefix}",
+        "--auth-file", str(config), "--output", "json", env=FAST,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert_complete(anon_registry, f"{prefix}/app", image)
+    assert len(proxy.blobs.requests) == len(image.blobs)
+    assert not [h for h in proxy.blobs.requests if "authorization" in h]
+    blob_gets = proxy.seen("GET", "/blobs/sha256:")
+    assert blob_gets and all(
+        r.headers.get("authorization", "").startswith("Basic ") for r in blob_gets
+    )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_stops_within_seconds_untagged_and_a_rerun_uploads_only_the_rest(
+    signum: signal.Signals, setup: Setup
+) -> None:
+    stalled = own_layer(setup.public, ALPHA)
+    stall = setup.source.rule("stall", "GET", f"/blobs/{stalled}", times=None, seconds=120)
+    setup.dest.clear()
+    alpha = setup.public.artifacts[ALPHA]
+    assert isinstance(alpha, Image)
+    finished = [b.digest for b in alpha.blobs if b.digest != stalled]
+    process = start_mirror(*setup.args(), "--output", "json", env=FAST)
+    try:
+        wait_for(lambda: stall.injected >= 1 and setup.digest(BETA) and setup.digest(GAMMA))
+        wait_for(lambda: all(has_blob(setup, "alpha", d) for d in finished))
+        started = time.monotonic()
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=30)
+        elapsed = time.monotonic() - started
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signum, stderr
+    assert elapsed < 5, f"took {elapsed:.1f}s to stop"
+    assert f"interrupted by {signum.name}" in stderr
+    assert setup.digest(ALPHA) is None
+
+    setup.source.clear()
+    mark = len(setup.dest.requests)
+    code, report, stderr = setup.sync()
+    assert code == 0, stderr
+    assert {i["source"]: i["status"] for i in report["images"]} == {
+        ALPHA: "copied",
+        BETA: "present",
+        GAMMA: "present",
+    }
+    uploads = [
+        unquote(r.path)
+        for r in setup.dest.requests[mark:]
+        if r.method == "PUT" and "/blobs/" in r.path
+    ]
+    assert len(uploads) == 1 and stalled in uploads[0]
+    setup.assert_mirrored()
+
+
+def start_mirror(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start ``python -m mirror ARGS`` as :func:`run_mirror` would, without waiting for it."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MESHLIFT_")}
+    clean.setdefault("DOCKER_CONFIG", str(REPO_ROOT / "tests" / "data" / "no-docker-config"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "mirror", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**clean, **env},
+    )
+
+
+def has_blob(setup: Setup, name: str, digest: str) -> bool:
+    with registry_client(setup.registry) as client:
+        return client.head(f"/v2/{setup.prefix}/{name}/blobs/{digest}").status_code == 200
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.05)
+
+
+def test_hostile_manifests_are_refused_without_being_loaded(
+    anon_registry: Registry, proxies: ProxyFactory, tmp_path: Path
+) -> None:
+    public = PublicImages(anon_registry, f"hostile-{uuid.uuid4().hex[:8]}")
+    layer = make_layer("hostile-layer", 1000)
+    small = make_image("hostile-small", [layer])
+    for source in ("quay.io/h/big:1", "quay.io/h/endless:1", "quay.io/h/ok:1"):
+        public.add(source, small if source.endswith("ok:1") else make_image(source, [500]))
+    repo = f"{public.prefix}/quay.io/h"
+    entries = [small.descriptor()] * 1001
+    layers = [layer.descriptor()] * 513
+    with registry_client(anon_registry) as client:
+        for name in ("wide", "layered", "deep"):
+            push(anon_registry, f"{repo}/{name}", None, small, client)
+        put(client, f"{repo}/wide", "1", OCI_INDEX, {"manifests": entries})
+        put(
+            client,
+            f"{repo}/layered",
+            "1",
+            OCI_MANIFEST,
+            {"config": small.config.descriptor(), "layers": layers},
+        )
+        nested = small.descriptor()
+        for _ in range(5):
+            nested = put(client, f"{repo}/deep", "1", OCI_INDEX, {"manifests": [nested]})
+    proxy = proxies(anon_registry.url)
+    big = public.artifacts["quay.io/h/big:1"].digest
+    endless = public.artifacts["quay.io/h/endless:1"].digest
+    json_type = {"Content-Type": OCI_MANIFEST}
+    proxy.rule(
+        "replace",
+        "GET",
+        f"/manifests/{big}",
+        times=None,
+        status=200,
+        headers=json_type,
+        body=b"{" * (5 << 20),
+    )
+    chunks = lambda: (b" " * (1 << 20) for _ in range(256))  # noqa: E731 - 256 MiB, chunked
+    endless_rule = proxy.rule(
+        "replace",
+        "GET",
+        f"/manifests/{endless}",
+        times=None,
+        status=200,
+        headers=json_type,
+        body=chunks,
+    )
+    sources = [*public.artifacts, "quay.io/h/wide:1", "quay.io/h/layered:1", "quay.io/h/deep:1"]
+    lock = public.write_lock(tmp_path / "images.lock", sources)
+    endpoints = [a.replace(anon_registry.url, proxy.url) for a in public.endpoint_args()]
+    prefix = f"dest-{uuid.uuid4().hex[:8]}"
+    result = run_mirror(
+        "sync", "--lock", str(lock), "--registry-server", f"{anon_registry.host}/{prefix}",
+        *endpoints, "--output", "json", env=FAST,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    errors = {i["source"]: i["error"] for i in report_of(result)["images"]}
+    assert errors["quay.io/h/ok:1"] is None
+    assert "manifest larger than 4 MiB refused" in errors["quay.io/h/big:1"]
+    assert "manifest larger than 4 MiB refused" in errors["quay.io/h/endless:1"]
+    assert endless_rule.bytes_sent < 32 << 20
+    assert "1001 entries (limit 1000)" in errors["quay.io/h/wide:1"]
+    assert "513 layers (limit 512)" in errors["quay.io/h/layered:1"]
+    assert "nested deeper than 4 levels" in errors["quay.io/h/deep:1"]
+    with registry_client(anon_registry) as client:
+        tags = [
+            client.head(f"/v2/{prefix}/{n}/manifests/1").status_code
+            for n in ("big", "endless", "wide", "layered", "deep")
+        ]
+    assert tags == [404] * 5
+
+
+def put(
+    client: httpx.Client, repo: str, tag: str, media_type: str, doc: dict[str, Any]
+) -> dict[str, Any]:
+    """Push a hand-made manifest under ``tag``; return its descriptor."""
+    raw = json.dumps({"schemaVersion": 2, "mediaType": media_type, **doc}).encode()
+    response = client.put(
+        f"/v2/{repo}/manifests/{tag}", content=raw, headers={"Content-Type": media_type}
+    )
+    response.raise_for_status()
+    return {"mediaType": media_type, "digest": sha256(raw), "size": len(raw)}
