@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from mirror.command import credentials_from, exits_on_errors, registry_credential_options
+from mirror.command import (
+    Duration,
+    compose_options,
+    credentials_from,
+    exits_on_errors,
+    registry_credential_options,
+)
 from mirror.errors import MirrorError
 
 if TYPE_CHECKING:
@@ -25,39 +29,7 @@ if TYPE_CHECKING:
 
 Obj = dict[str, Any]
 _handled = exits_on_errors(MirrorError)
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-def _compose(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def apply(func: Any) -> Any:
-        for decorator in reversed(decorators):
-            func = decorator(func)
-        return func
-
-    return apply
-
-
-class Duration(click.ParamType[float]):
-    """``90``, ``30s``, ``5m`` or ``1h30m``, in seconds."""
-
-    name = "duration"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, int | float):
-            return float(value)
-        text = str(value).strip()
-        if text.isdigit():
-            return float(text)
-        match = _DURATION.match(text)
-        if not text or not match:
-            self.fail(f"{value!r} is not a duration like 90s, 5m or 1h30m", param, ctx)
-        hours, minutes, seconds = (int(g or 0) for g in match.groups())
-        return float(hours * 3600 + minutes * 60 + seconds)
-
-
-cluster_options = _compose(
+cluster_options = compose_options(
     click.option(
         "--kubeconfig",
         metavar="FILE",
@@ -74,7 +46,7 @@ _MESH_NAMESPACE = click.option(
     metavar="NS",
     help="The mesh's namespace.",
 )
-plan_options = _compose(
+plan_options = compose_options(
     click.option(
         "--registry-server",
         required=True,

@@ -21,6 +21,36 @@ class ExitCoded(Protocol):
     exit_code: int
 
 
+def compose_options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """One decorator applying ``decorators`` in the order written (a reusable option group)."""
+
+    def apply(func: Any) -> Any:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+class Duration(click.ParamType[float]):
+    """``90``, ``30s``, ``10m``, ``6h`` or ``1h30m``, converted to seconds."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        from mirror.errors import InputError
+        from mirror.schedule import parse_duration
+
+        try:
+            return parse_duration(str(value))
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def registry_credential_options(func: F) -> F:
     """Add the seed's ``--registry-username/--registry-password[-stdin]/--registry-key``."""
     options = [
