@@ -135,7 +135,7 @@ def fetch_token(
     response = send(request)
     if response.status_code in (401, 403):
         raise Unauthorized(
-            f"token server {httpx.URL(realm).host} refused the credentials"
+            f"unauthorized: token server {httpx.URL(realm).host} refused the credentials"
             f" (HTTP {response.status_code})",
             response.status_code,
         )
