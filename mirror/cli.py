@@ -99,6 +99,11 @@ destination_options = _compose(
     ),
     registry_credential_options,
 )
+_DOCKER_HOST = click.option(
+    "--docker-host",
+    metavar="URL",
+    help="The Docker daemon (default: DOCKER_HOST, else the local socket).",
+)
 report_options = _compose(
     _OUTPUT,
     click.option(
@@ -316,6 +321,15 @@ def _run_copy(
 @click.option(
     "--shard", metavar="I/N", help="Sync only shard I of N of the lock (stable by source)."
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["registry", "docker"]),
+    default="registry",
+    show_default=True,
+    help="docker: pull and push through a Docker daemon (it re-encodes manifests).",
+)
+@_DOCKER_HOST
+@click.option("--keep", is_flag=True, help="--engine docker: keep the pulled images in the daemon.")
 def sync(**params: Any) -> None:
     """Copy every locked image into --registry-server, preserving digests.
 
@@ -338,8 +352,25 @@ def sync(**params: Any) -> None:
     interval = parse_duration(params["interval"]) if params["interval"] else None
     jitter = parse_duration(params["jitter"])
 
+    if params["engine"] != "docker" and (params["keep"] or params["docker_host"]):
+        raise click.UsageError("--keep and --docker-host need --engine docker")
+
     def runner(progress: Any, options: Any) -> Report:
         options.frozen, options.dry_run = params["frozen"], params["dry_run"]
+        if params["engine"] == "docker":
+            from mirror.daemon import sync_through_daemon
+
+            return sync_through_daemon(
+                entries,
+                destination,
+                hosts,
+                progress,
+                options,
+                docker_host=params["docker_host"],
+                keep=params["keep"],
+                platforms=platforms,
+                jobs=params["jobs"],
+            )
         return run_sync(
             entries, destination, hosts, progress, options, platforms=platforms, jobs=params["jobs"]
         )
@@ -492,6 +523,12 @@ def lock_command(lock_path: str, check: bool, **params: Any) -> None:
     is_flag=True,
     help="Fail images whose source tag no longer matches the locked digest.",
 )
+@click.option(
+    "--from-docker",
+    is_flag=True,
+    help="Take the images from a Docker daemon (e.g. locally built ones) instead.",
+)
+@_DOCKER_HOST
 def save(**params: Any) -> None:
     """Save every locked image into an OCI image layout archive, preserving digests."""
     from mirror.airgap import save as run_save
@@ -502,11 +539,26 @@ def save(**params: Any) -> None:
     hosts = _hosts(params["endpoints"], params["insecure"], params["ca_file"], params["auth_file"])
     platforms = _platforms(params["platforms"])
 
+    if params["from_docker"] and platforms:
+        raise click.UsageError("--from-docker saves the one platform the daemon holds")
+
     def runner(progress: Any, options: Any) -> Report:
         options.frozen = params["frozen"]
-        report = run_save(
-            entries, target, hosts, progress, options, platforms=platforms, jobs=params["jobs"]
-        )
+        if params["from_docker"]:
+            from mirror.daemon import save_from_daemon
+
+            report = save_from_daemon(
+                entries,
+                target,
+                progress,
+                options,
+                docker_host=params["docker_host"],
+                jobs=params["jobs"],
+            )
+        else:
+            report = run_save(
+                entries, target, hosts, progress, options, platforms=platforms, jobs=params["jobs"]
+            )
         if report.failed and target.is_tar:
             click.echo(
                 f"{target.path}: not written as images failed; what was fetched stays in"
@@ -526,17 +578,53 @@ def save(**params: Any) -> None:
     metavar="FILE.tar|DIR",
     help="The archive or OCI layout directory to load (mirror save's, or skopeo's oci:).",
 )
-@destination_options
+@click.option(
+    "--registry-server",
+    metavar="HOST[:PORT][/PATH]",
+    help="The private registry images go to (with --to-docker: a second name for each).",
+)
+@registry_credential_options
 @source_options
 @report_options
+@click.option(
+    "--to-docker",
+    is_flag=True,
+    help="Load the images into a Docker daemon under their source names instead.",
+)
+@_DOCKER_HOST
 def load(**params: Any) -> None:
-    """Push every image of an archive into --registry-server, preserving digests."""
+    """Push every image of an archive into --registry-server, preserving digests.
+
+    With --to-docker, load them into a Docker daemon instead.
+    """
     from mirror.airgap import load as run_load
     from mirror.airgap import plan_load
     from mirror.reference import parse_registry_server
     from mirror.sync import Destination
 
     credentials = credentials_from(params)
+    if params["to_docker"]:
+        from mirror.daemon import load_into_daemon, plan_daemon_load
+
+        server = params["registry_server"]
+        daemon_plan = plan_daemon_load(
+            params["input_path"], parse_registry_server(server) if server else None
+        )
+
+        def to_docker(progress: Any, options: Any) -> Report:
+            return load_into_daemon(
+                daemon_plan,
+                progress,
+                options,
+                docker_host=params["docker_host"],
+                jobs=params["jobs"],
+            )
+
+        count = len(daemon_plan.jobs)
+        _run_copy(to_docker, params["quiet"], count, params["output"], params["report_path"])
+        return
+    if not params["registry_server"]:
+        raise click.UsageError("Missing option '--registry-server' (or give --to-docker).")
     destination = Destination(parse_registry_server(params["registry_server"]), credentials)
     hosts = _hosts(params["endpoints"], params["insecure"], params["ca_file"], params["auth_file"])
     plan = plan_load(params["input_path"], destination.server)

@@ -33,6 +33,12 @@ class ArchiveError(InputError):
     """An archive or layout that is not a usable OCI image layout."""
 
 
+class DaemonUnavailable(MirrorError):
+    """The Docker daemon is not running, not reachable, or refused the connection: exit 2."""
+
+    exit_code = 2
+
+
 class RegistryError(MirrorError):
     """A registry answered with an error, or could not be reached."""
 

@@ -1,0 +1,702 @@
+"""The Docker daemon transport, through the Docker SDK (imported only when a daemon is used).
+
+``sync --engine docker`` is :class:`DaemonEngine`, not an ImageSource/ImageDestination pair.
+Those protocols move blobs through this process and put manifests byte for byte, while the
+point of this engine is that the daemon moves the bytes itself (through its proxy and registry
+mirrors): it pulls the image, and on push re-encodes the manifest (OCI to Docker v2 schema 2)
+and recompresses the layers. Neither end can honestly be written as blob reads and writes whose
+digests we verify. So the engine keeps the copier's contract instead: ``copy(job)`` never raises
+for one image, reports through the same :class:`~mirror.copy.CopyEvents`, fills the same
+:class:`~mirror.report.ImageResult` (``source_digest`` the source manifest, ``digest`` the one
+the daemon pushed) and retries with :func:`~mirror.retry.retrying`.
+
+Where the daemon gives or takes whole images the protocols do fit: ``save --from-docker`` reads
+``docker save`` output as an image source (:class:`DaemonSource`) for the one copy algorithm,
+and ``load --to-docker`` streams each image of a layout into ``docker load``
+(:func:`~mirror.dockerarchive.load_stream`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from mirror.auth import CredentialStore
+from mirror.copy import (
+    CopyEvents,
+    CopyJob,
+    CopyOptions,
+    ImageCopier,
+    run_copies,
+    run_parallel,
+)
+from mirror.dockerarchive import SavedImage, load_stream
+from mirror.errors import (
+    DaemonUnavailable,
+    InputError,
+    Interrupted,
+    MirrorError,
+    NotFound,
+    RegistryError,
+    Unauthorized,
+)
+from mirror.hosts import HostOptions, resolve_endpoint
+from mirror.lock import LockEntry
+from mirror.manifest import Descriptor, Manifest, Platform, platform_matches
+from mirror.reference import Reference, RegistryServer
+from mirror.report import ImageResult, Report
+from mirror.retry import retries_reported_to, retrying
+from mirror.sync import DEFAULT_JOBS, Destination, plan_jobs
+from mirror.transport import ImageSource
+
+if TYPE_CHECKING:
+    from mirror.airgap import LoadPlan, SaveTarget
+
+T = TypeVar("T")
+TIMEOUT = 300
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+REENCODED = (
+    "the daemon re-encodes manifests (Docker v2 schema 2, recompressed layers):"
+    " destination digest {digest} differs from the source's {source}"
+)
+_TRANSIENT = re.compile(
+    r"\b(429|5\d\d)\b|toomanyrequests|too many requests|connection (refused|reset)|timeout"
+    r"|timed out|\bEOF\b|temporar|unavailable|bad gateway",
+    re.IGNORECASE,
+)
+_NOT_FOUND = re.compile(r"manifest unknown|not found", re.IGNORECASE)
+_DENIED = re.compile(r"unauthorized|authentication required|denied|forbidden", re.IGNORECASE)
+
+
+def daemon_error(subject: str, message: str) -> MirrorError:
+    """Our error for a failure the daemon reported; transient ones are retryable."""
+    text = f"{subject}: {message.strip()}"
+    if _DENIED.search(message):
+        return Unauthorized(text)
+    if _NOT_FOUND.search(message):
+        return NotFound(text)
+    return RegistryError(text, retryable=bool(_TRANSIENT.search(message)))
+
+
+@contextlib.contextmanager
+def _reported(subject: str) -> Iterator[None]:
+    """Turn the SDK's API errors into ours (with the daemon's own message)."""
+    import docker.errors
+
+    try:
+        yield
+    except docker.errors.APIError as exc:
+        raise daemon_error(subject, str(exc.explanation or exc)) from None
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost OS error of a connection failure (``Connection refused``), else the text."""
+    pending: list[object] = [exc]
+    while pending:
+        item = pending.pop(0)
+        if isinstance(item, OSError) and item.strerror:
+            return item.strerror
+        if isinstance(item, BaseException):
+            pending += [*item.args, item.__cause__, item.__context__]
+    return str(exc)
+
+
+class Daemon:
+    """A connection to a Docker daemon (the SDK's low-level client) and its platform."""
+
+    def __init__(self, api: Any, address: str, platform: Platform) -> None:
+        self.api = api
+        self.address = address
+        self.platform = platform
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.api.close()
+
+    def image_id(self, name: str) -> str | None:
+        """The ID of the local image ``name`` (tag, digest reference or ID), or None."""
+        import docker.errors
+
+        try:
+            return str(self.api.inspect_image(name)["Id"])
+        except docker.errors.ImageNotFound:
+            return None
+
+    def remove(self, name: str) -> str | None:
+        """Remove the local name (the image too, once nothing names it); a problem, or None."""
+        import docker.errors
+
+        try:
+            self.api.remove_image(name)
+        except docker.errors.APIError as exc:
+            return f"could not remove {name}: {exc.explanation or exc}"
+        return None
+
+
+def connect(docker_host: str | None, workers: int = DEFAULT_JOBS) -> Daemon:
+    """Connect to ``docker_host`` (default ``DOCKER_HOST``, else the local socket).
+
+    A daemon that is not running, not reachable or refusing is :class:`DaemonUnavailable`.
+    """
+    import docker
+    import docker.errors
+    import requests
+
+    environment = dict(os.environ)
+    if docker_host:
+        environment["DOCKER_HOST"] = docker_host
+    address = environment.get("DOCKER_HOST") or DEFAULT_SOCKET
+    try:
+        client = docker.from_env(
+            environment=environment, version="auto", timeout=TIMEOUT, max_pool_size=workers + 4
+        )
+        version = client.api.version()
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise DaemonUnavailable(
+            f"cannot use the Docker daemon at {address}: {_root_cause(exc)}"
+            " (is it running? set --docker-host or DOCKER_HOST)"
+        ) from None
+    platform = Platform(str(version.get("Os", "linux")), str(version.get("Arch", "amd64")))
+    return Daemon(client.api, address, platform)
+
+
+def pull_repository(source: Reference, hosts: HostOptions) -> str:
+    """Where the daemon pulls ``source`` from: its ``--endpoint`` mapping applied."""
+    if source.registry not in hosts.endpoints:
+        return source.name
+    endpoint = resolve_endpoint(source.registry, hosts)
+    netloc = endpoint.urls[0].split("://", 1)[1]
+    return f"{netloc}/{endpoint.repository(source.repository)}"
+
+
+def auth_config(store: CredentialStore, host: str) -> dict[str, str]:
+    """The ``X-Registry-Auth`` body for ``host``; empty means anonymous (never the SDK's own
+    config lookup). The daemon uses it for this request only and writes it nowhere."""
+    credentials = store.lookup(host)
+    if credentials is None:
+        return {}
+    return {
+        "username": credentials.username,
+        "password": credentials.password,
+        "serveraddress": host,
+    }
+
+
+def _check(message: dict[str, Any], subject: str) -> None:
+    """Raise the error a progress stream reported, if this message is one."""
+    if "error" in message or "errorDetail" in message:
+        detail = message.get("errorDetail") or {}
+        raise daemon_error(subject, str(detail.get("message") or message.get("error")))
+
+
+@dataclass
+class PushProgress:
+    """What a push stream said: bytes per layer, how each layer got there, the digest."""
+
+    current: dict[str, int] = field(default_factory=dict)
+    total: dict[str, int] = field(default_factory=dict)
+    uploaded: set[str] = field(default_factory=set)
+    mounted: set[str] = field(default_factory=set)
+    present: set[str] = field(default_factory=set)
+    digest: str | None = None
+
+    def update(self, message: dict[str, Any]) -> int:
+        """Take one message; return how many more bytes were pushed."""
+        status, layer = str(message.get("status", "")), str(message.get("id", ""))
+        detail = message.get("progressDetail") or {}
+        aux = message.get("aux") or {}
+        if isinstance(aux, dict) and aux.get("Digest"):
+            self.digest = str(aux["Digest"])
+        if status == "Pushing" and "current" in detail:
+            total = int(detail.get("total") or 0)
+            now = min(int(detail["current"]), total) if total else int(detail["current"])
+            before = self.current.get(layer, 0)
+            self.current[layer], self.total[layer] = max(now, before), total
+            return max(0, now - before)
+        if status == "Pushed":
+            self.uploaded.add(layer)
+        elif status == "Layer already exists":
+            self.present.add(layer)
+        elif status.startswith("Mounted from"):
+            self.mounted.add(layer)
+        return 0
+
+    @property
+    def bytes_uploaded(self) -> int:
+        """Layer bytes the daemon read for the layers it uploaded (before compression)."""
+        return sum(self.total.get(layer) or self.current.get(layer, 0) for layer in self.uploaded)
+
+
+class LocalNames:
+    """Local image names the run uses, counted across concurrent images.
+
+    A name that did not exist before the run is removed when its last user releases it; a
+    name the user already had is never removed.
+    """
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+        self._lock = threading.Lock()
+        self._users: dict[str, int] = {}
+        self._ours: set[str] = set()
+
+    def acquire(self, name: str) -> None:
+        """Start using ``name`` (before it is pulled or tagged)."""
+        with self._lock:
+            if not self._users.get(name) and self._daemon.image_id(name) is None:
+                self._ours.add(name)
+            self._users[name] = self._users.get(name, 0) + 1
+
+    def release(self, name: str) -> str | None:
+        """Stop using ``name``; remove it if this run created it and nobody else uses it."""
+        with self._lock:
+            self._users[name] -= 1
+            if self._users[name] or name not in self._ours:
+                return None
+            self._ours.discard(name)
+            return self._daemon.remove(name)
+
+
+class DaemonEngine:
+    """``sync``'s copy through a Docker daemon: pull, tag, push, untag (see the module doc)."""
+
+    def __init__(
+        self,
+        daemon: Daemon,
+        hosts: HostOptions,
+        credentials: CredentialStore,
+        events: CopyEvents,
+        options: CopyOptions,
+        keep: bool = False,
+    ) -> None:
+        self.daemon = daemon
+        self.hosts = hosts
+        self.credentials = credentials
+        self.events = events
+        self.options = options
+        self.keep = keep
+        self.names = LocalNames(daemon)
+
+    def copy(self, job: CopyJob) -> ImageResult:
+        """Copy one image; every failure is caught into the result (status ``failed``)."""
+        result = ImageResult(str(job.source), str(job.destination))
+        self.events.started(job)
+        held: list[str] = []
+        try:
+            self._copy(job, result, held)
+        except Interrupted:
+            raise
+        except MirrorError as exc:
+            result.status, result.error = "failed", str(exc)
+        except Exception as exc:  # the daemon connection broke, or the SDK failed
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+        finally:
+            for name in reversed(held):
+                problem = self.names.release(name)
+                if problem:
+                    result.notes.append(problem)
+        self.events.finished(job, result)
+        return result
+
+    def _retry(self, result: ImageResult, what: str, action: Callable[[], T]) -> T:
+        def count(_: BaseException) -> None:
+            result.retries += 1
+
+        with retries_reported_to(count):
+            for attempt in retrying(self.options.policy, what, self.options.cancel):
+                with attempt:
+                    return action()
+        raise AssertionError("unreachable")  # pragma: no cover - retrying re-raises
+
+    def _distribution(self, name: str, auth: dict[str, str]) -> dict[str, Any] | None:
+        """What the registry says ``name`` is (asked through the daemon), or None if absent."""
+        try:
+            with _reported(name):
+                return dict(self.daemon.api.inspect_distribution(name, auth_config=auth))
+        except NotFound:
+            return None
+
+    def _copy(self, job: CopyJob, result: ImageResult, held: list[str]) -> None:
+        if job.destination.tag is None:
+            raise InputError(f"{job.source}: the daemon pushes tags only; lock it with a tag")
+        repo = pull_repository(job.source, self.hosts)
+        head, wanted = self._resolve(job, repo, result)
+        destination = f"{job.destination.name}:{job.destination.tag}"
+        dest_auth = auth_config(self.credentials, job.destination.registry)
+        before = self._retry(
+            result, f"inspect {destination}", lambda: self._distribution(destination, dest_auth)
+        )
+        before_digest = (before or {}).get("Descriptor", {}).get("digest")
+        platform = str(job.platforms[0]) if job.platforms else None
+        if self.options.dry_run:
+            result.status = "skipped"
+            result.notes.append(
+                f"would pull {repo}@{wanted} ({platform or self.daemon.platform}) through the"
+                f" daemon at {self.daemon.address} and push it as {destination}"
+                + (f" (which now holds {before_digest})" if before_digest else "")
+            )
+            return
+        image = self._pull(job, f"{repo}@{wanted}", platform, result, held)
+        self.names.acquire(destination)
+        held.append(destination)
+        self.daemon.api.tag(image["Id"], job.destination.name, job.destination.tag)
+        self.events.sized(job, int(image.get("Size") or 0))
+        pushed = self._retry(result, f"push {destination}", lambda: self._push(job, dest_auth))
+        if self.keep and job.source.tag:
+            self.daemon.api.tag(image["Id"], job.source.name, job.source.tag)
+        result.digest = pushed.digest
+        result.status = "present" if pushed.digest == before_digest else "copied"
+        result.bytes_uploaded = pushed.bytes_uploaded
+        result.blobs_uploaded = len(pushed.uploaded)
+        result.blobs_mounted = len(pushed.mounted)
+        result.blobs_present = len(pushed.present)
+        result.notes += _changes(image, head, wanted, pushed.digest)
+
+    def _resolve(
+        self, job: CopyJob, repo: str, result: ImageResult
+    ) -> tuple[dict[str, Any] | None, str]:
+        """What the source tag points to (through the daemon) and the digest to copy."""
+        auth = auth_config(self.credentials, job.source.registry)
+        target = f"{repo}:{job.source.tag}" if job.source.tag else f"{repo}@{job.source.digest}"
+        head = self._retry(result, f"inspect {target}", lambda: self._distribution(target, auth))
+        current = (head or {}).get("Descriptor", {}).get("digest")
+        if current is None and job.locked_digest is None:
+            raise NotFound(f"{job.source}: not found at the source")
+        result.source_digest = current or job.locked_digest
+        if job.locked_digest and current and current != job.locked_digest:
+            result.drift = True
+            result.notes.append(f"drift: source tag now points to {current}")
+            if self.options.frozen:
+                raise MirrorError(
+                    f"{job.source}: drift: tag points to {current}, lock says"
+                    f" {job.locked_digest} (--frozen)"
+                )
+        return head, str(job.locked_digest or current)
+
+    def _pull(
+        self, job: CopyJob, pulled: str, platform: str | None, result: ImageResult, held: list[str]
+    ) -> dict[str, Any]:
+        """Have the daemon pull ``pulled`` (``repo@digest``); the local image's inspect data."""
+        auth = auth_config(self.credentials, job.source.registry)
+        self.names.acquire(pulled)
+        held.append(pulled)
+
+        def pull() -> None:
+            with _reported(pulled):
+                stream = self.daemon.api.pull(
+                    pulled, platform=platform, auth_config=auth, stream=True, decode=True
+                )
+                for message in stream:
+                    self.options.cancel.check()
+                    _check(message, str(job.source))
+
+        self._retry(result, f"pull {pulled}", pull)
+        return dict(self.daemon.api.inspect_image(pulled))
+
+    def _push(self, job: CopyJob, auth: dict[str, str]) -> PushProgress:
+        """Have the daemon push the destination tag, following its progress."""
+        destination = str(job.destination)
+        progress = PushProgress()
+        with _reported(destination):
+            stream = self.daemon.api.push(
+                job.destination.name,
+                tag=job.destination.tag,
+                auth_config=auth,
+                stream=True,
+                decode=True,
+            )
+            for message in stream:
+                self.options.cancel.check()
+                _check(message, destination)
+                self.events.advanced(job, progress.update(message))
+        if progress.digest is None:
+            raise RegistryError(f"{destination}: the daemon did not report a pushed digest")
+        return progress
+
+
+def _changes(
+    image: dict[str, Any], head: dict[str, Any] | None, source: str, pushed: str | None
+) -> list[str]:
+    """What the daemon changed (manifest digest, platforms) and the image ID it kept."""
+    notes = [f"image ID {image['Id']}"]
+    if pushed != source:
+        notes.append(REENCODED.format(digest=pushed, source=source))
+    platforms = (head or {}).get("Platforms") or []
+    if len(platforms) > 1:
+        variant = f"/{image['Variant']}" if image.get("Variant") else ""
+        notes.append(
+            f"multi-platform source ({len(platforms)} platforms) became single-platform"
+            f" {image.get('Os')}/{image.get('Architecture')}{variant}"
+        )
+    return notes
+
+
+def sync_through_daemon(
+    entries: Sequence[LockEntry],
+    destination: Destination,
+    hosts: HostOptions,
+    events: CopyEvents,
+    options: CopyOptions,
+    *,
+    docker_host: str | None = None,
+    keep: bool = False,
+    platforms: Sequence[Platform] = (),
+    jobs: int = DEFAULT_JOBS,
+) -> Report:
+    """``sync --engine docker``: every entry pulled and pushed by the daemon."""
+    if hosts.ca_file or hosts.insecure:
+        raise InputError(
+            "--ca-file and --insecure-registry do not apply to --engine docker: the daemon"
+            " uses its own (insecure-registries in daemon.json, /etc/docker/certs.d)"
+        )
+    if len(platforms) > 1:
+        raise InputError("--engine docker copies one platform per image: give one --platform")
+    planned = plan_jobs(entries, destination.server, platforms)
+    explicit = {destination.server.host: destination.credentials} if destination.credentials else {}
+    credentials = CredentialStore(explicit, hosts.auth_file)
+    started = time.monotonic()
+    with connect(docker_host, jobs) as daemon:
+        engine = DaemonEngine(daemon, hosts, credentials, events, options, keep)
+        results = run_parallel(engine.copy, planned, jobs, options.cancel, "image")
+    command = "sync --engine docker" + (" --dry-run" if options.dry_run else "")
+    return Report(command, results, time.monotonic() - started)
+
+
+def select_image(
+    source: ImageSource, ref: Reference, top: Manifest, platform: Platform
+) -> Manifest:
+    """The image manifest of ``top`` for ``platform`` (``top`` itself if it is one)."""
+    while top.is_index:
+        child = next((c for c in top.children if platform_matches(platform, c.platform)), None)
+        if child is None:
+            raise NotFound(f"{ref}: {top.digest} has no image for platform {platform}")
+        top = source.get_manifest(ref, child.digest)
+    return top
+
+
+class DaemonLoader:
+    """Images of an image source (an archive) loaded into the daemon with ``docker load``."""
+
+    def __init__(
+        self,
+        daemon: Daemon,
+        source: ImageSource,
+        events: CopyEvents,
+        options: CopyOptions,
+        tags: Callable[[CopyJob], Sequence[Reference]],
+    ) -> None:
+        self.daemon = daemon
+        self.source = source
+        self.events = events
+        self.options = options
+        self.tags = tags
+
+    def copy(self, job: CopyJob) -> ImageResult:
+        """Load one image under its tags; every failure is caught into the result."""
+        result = ImageResult(str(job.source), str(job.destination))
+        self.events.started(job)
+        try:
+            self._load(job, result)
+        except Interrupted:
+            raise
+        except MirrorError as exc:
+            result.status, result.error = "failed", str(exc)
+        except Exception as exc:  # the daemon connection broke, or the SDK failed
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+        self.events.finished(job, result)
+        return result
+
+    def _load(self, job: CopyJob, result: ImageResult) -> None:
+        top = self.source.get_manifest(job.source, job.locked_digest)
+        platform = job.platforms[0] if job.platforms else self.daemon.platform
+        image = select_image(self.source, job.source, top, platform)
+        if image.config is None:
+            raise MirrorError(f"{job.source}: {image.digest} has no config")
+        image_id = image.config.digest
+        tags = [str(t) for t in self.tags(job)]
+        result.source_digest, result.digest = top.digest, image_id
+        result.notes.append(f"image ID {image_id}; tags {', '.join(tags) or '(none)'}")
+        if top.is_index:
+            result.notes.append(f"multi-platform source: loaded {platform} only")
+        if tags and all(self.daemon.image_id(t) == image_id for t in tags):
+            result.status = "present"
+            return
+        blobs = {d.digest: d for d in (image.config, *image.layers)}.values()
+        self.events.sized(job, sum(d.size for d in blobs))
+
+        def advanced(nbytes: int) -> None:
+            self.options.cancel.check()
+            result.bytes_uploaded += nbytes
+            self.events.advanced(job, nbytes)
+
+        stream = load_stream(self.source, job.source, image, tags, advanced)
+        with _reported(f"{job.source}: docker load"):
+            for message in self.daemon.api.load_image(stream, quiet=True):
+                _check(message, f"{job.source}: docker load")
+        loaded = self.daemon.image_id(tags[0] if tags else image_id)
+        if loaded != image_id:
+            raise MirrorError(f"{job.source}: the daemon holds {loaded}, expected {image_id}")
+        result.status, result.blobs_uploaded = "copied", len(blobs)
+
+
+def plan_daemon_load(path: str, server: RegistryServer | None) -> LoadPlan:
+    """``load``'s plan for ``--to-docker``: each image's destination is its source name unless
+    a registry server gives it a second name."""
+    from mirror.airgap import LoadPlan, plan_load
+
+    if server is not None:
+        return plan_load(path, server)
+    plan = plan_load(path, RegistryServer("localhost"))  # the names are replaced just below
+
+    def named(job: CopyJob) -> CopyJob:
+        return replace(job, destination=job.source)
+
+    refused = {named(job): reason for job, reason in plan.refused.items()}
+    return LoadPlan(plan.layout, tuple(map(named, plan.jobs)), refused)
+
+
+def load_into_daemon(
+    plan: LoadPlan,
+    events: CopyEvents,
+    options: CopyOptions,
+    *,
+    docker_host: str | None = None,
+    jobs: int = DEFAULT_JOBS,
+) -> Report:
+    """``load --to-docker``: each planned image loaded under its source and destination names."""
+
+    def tags(job: CopyJob) -> list[Reference]:
+        return [name for name in dict.fromkeys([job.source, job.destination]) if name.tag]
+
+    results: dict[CopyJob, ImageResult] = {}
+    for job, reason in plan.refused.items():
+        events.started(job)
+        results[job] = ImageResult(
+            str(job.source), str(job.destination), "failed", error=f"{job.source}: {reason}"
+        )
+        events.finished(job, results[job])
+    todo = [job for job in plan.jobs if job not in plan.refused]
+    started = time.monotonic()
+    with connect(docker_host, jobs) as daemon:
+        loader = DaemonLoader(daemon, plan.layout, events, options, tags)
+        loaded = run_parallel(loader.copy, todo, jobs, options.cancel, "image")
+        results.update(zip(todo, loaded, strict=True))
+    report = [results[job] for job in plan.jobs]
+    return Report("load --to-docker", report, time.monotonic() - started)
+
+
+class DaemonSource:
+    """Images of the local daemon as an image source for the one copy algorithm.
+
+    Each image is ``docker save``d once into a temporary file (in ``TMPDIR``, removed on
+    close) and read from there as a :class:`~mirror.dockerarchive.SavedImage`.
+    """
+
+    name = "docker"
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self._dir = Path(tempfile.mkdtemp(prefix="meshlift-docker-save-"))
+        self._saved: dict[Reference, SavedImage | None] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> DaemonSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _image(self, ref: Reference) -> SavedImage | None:
+        with self._lock:
+            if ref in self._saved:
+                return self._saved[ref]
+            path = self._dir / f"{len(self._saved)}.tar"
+        import docker.errors
+
+        saved: SavedImage | None = None
+        try:
+            with _reported(f"{ref}: docker save"), path.open("wb") as out:
+                for chunk in self.daemon.api.get_image(str(ref), chunk_size=1024 * 1024):
+                    out.write(chunk)
+            saved = SavedImage(path)
+        except docker.errors.ImageNotFound:
+            pass
+        with self._lock:
+            self._saved[ref] = saved
+        return saved
+
+    def head_manifest(self, ref: Reference) -> Descriptor | None:
+        """The manifest built for the daemon's image ``ref``, or None if the daemon has none."""
+        saved = self._image(ref)
+        return saved.head_manifest(ref) if saved else None
+
+    def get_manifest(self, ref: Reference, digest: str | None) -> Manifest:
+        """The manifest built for the daemon's image ``ref``."""
+        saved = self._image(ref)
+        if saved is None:
+            raise NotFound(f"{ref}: not in the Docker daemon at {self.daemon.address}")
+        return saved.get_manifest(ref, digest)
+
+    def open_blob(
+        self, ref: Reference, desc: Descriptor
+    ) -> contextlib.AbstractContextManager[Iterator[bytes]]:
+        """Stream the config or a layer of the saved image."""
+        saved = self._image(ref)
+        if saved is None:
+            raise NotFound(f"{ref}: not in the Docker daemon at {self.daemon.address}")
+        return saved.open_blob(ref, desc)
+
+
+def save_from_daemon(
+    entries: Sequence[LockEntry],
+    target: SaveTarget,
+    events: CopyEvents,
+    options: CopyOptions,
+    *,
+    docker_host: str | None = None,
+    jobs: int = DEFAULT_JOBS,
+) -> Report:
+    """``save --from-docker``: the daemon's images copied into the layout, as ``save`` does.
+
+    The lock written into the archive pins each image to the manifest built for it.
+    """
+    from mirror.airgap import render_lock
+    from mirror.layout import LayoutWriter, pack_layout
+
+    planned = [CopyJob(e.source, e.source) for e in entries]
+    started = time.monotonic()
+    with connect(docker_host, jobs) as daemon, DaemonSource(daemon) as source:
+        layout = LayoutWriter(target.layout_dir)
+        results = run_copies(planned, ImageCopier(source, layout, events, options), jobs)
+    saved = [
+        replace(e, digest=None if r.status == "failed" else r.source_digest, platforms=())
+        for e, r in zip(entries, results, strict=True)
+    ]
+    layout.commit(render_lock(saved))
+    report = Report("save --from-docker", results, time.monotonic() - started)
+    if target.is_tar and not report.failed:
+        pack_layout(target.layout_dir, target.path)
+        shutil.rmtree(target.layout_dir)
+    return report
