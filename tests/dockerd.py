@@ -136,9 +136,12 @@ def start_dockerd(timeout: float = 60) -> Dockerd:
         )
     daemon = Dockerd(root, process)
     if not _wait_ready(daemon, timeout):
-        reason = _failure(daemon.log_tail(200)) or f"dockerd did not answer within {timeout}s"
+        code = daemon.process.poll()
+        reason = _failure(daemon.log_tail(200))
         daemon.stop()
-        raise DockerdUnavailable(f"dockerd did not start: {reason}")
+        if code is None:
+            raise DockerdUnavailable(f"dockerd did not answer within {timeout}s: {reason}")
+        raise DockerdUnavailable(f"dockerd exited with code {code}: {reason}")
     return daemon
 
 
@@ -162,8 +165,9 @@ def _wait_ready(daemon: Dockerd, timeout: float) -> bool:
 
 
 def _failure(log: str) -> str:
-    """The daemon's own error line (``failed to start daemon: …``), if it wrote one."""
-    lines = [line for line in log.splitlines() if "level=fatal" in line or "level=error" in line]
-    line = lines[-1] if lines else ""
+    """The daemon's own error: its last fatal or error line, else its last line."""
+    lines = [line for line in log.splitlines() if line.strip()]
+    errors = [line for line in lines if "level=fatal" in line or "level=error" in line]
+    line = (errors or lines or ["(no output)"])[-1]
     marker = 'msg="'
     return line[line.index(marker) + len(marker) :].rstrip('"') if marker in line else line
