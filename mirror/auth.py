@@ -16,6 +16,7 @@ from mirror.errors import InputError, RegistryError, Unauthorized
 
 _PARAM_RE = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 _TOKEN_MARGIN = 10.0
+_DEFAULT_TOKEN_LIFETIME = 60.0
 
 
 @dataclass(frozen=True)
@@ -147,10 +148,13 @@ def fetch_token(
         )
     try:
         body = response.json()
-        token = body.get("token") or body.get("access_token")
-        lifetime = float(body.get("expires_in") or 60)
-    except (ValueError, AttributeError):
+    except (ValueError, RecursionError):
         raise RegistryError("token server answered with something that is not JSON") from None
+    token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
     if not isinstance(token, str) or not token:
         raise RegistryError("token server answered without a token")
+    try:
+        lifetime = float(body.get("expires_in") or _DEFAULT_TOKEN_LIFETIME)
+    except (TypeError, ValueError):  # a bad lifetime is the spec's default, not a failure
+        lifetime = _DEFAULT_TOKEN_LIFETIME
     return token, lifetime

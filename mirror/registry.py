@@ -39,7 +39,7 @@ from mirror.errors import (
 from mirror.hosts import Endpoint, HostOptions, is_insecure, resolve_endpoint
 from mirror.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
 from mirror.reference import Reference
-from mirror.retry import Cancellation, RetryPolicy, retrying
+from mirror.retry import Cancellation, RetryPolicy, is_retryable, retrying
 
 CHUNK = 1024 * 1024
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -95,6 +95,28 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+@contextlib.contextmanager
+def _naming(host: str, request: str) -> Iterator[None]:
+    """Turn transport errors into RegistryErrors that name the registry and the request."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        text = f"{host}: {request}: {type(exc).__name__}: {exc}".rstrip(": ")
+        raise RegistryError(text, retryable=is_retryable(exc)) from exc
+
+
+def _trusted(ca_file: str | None) -> ssl.SSLContext:
+    """The usual CAs (certifi) plus ``--ca-file``, which must hold a usable certificate."""
+    tls = ssl.create_default_context(cafile=certifi.where())
+    if ca_file:
+        try:
+            tls.load_verify_locations(cafile=ca_file)
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc.strerror or "unreadable"
+            raise InputError(f"--ca-file {ca_file}: no usable CA certificate ({reason})") from None
+    return tls
+
+
 def _hashes_to(data: bytes, digest: str) -> bool:
     try:
         verify_bytes(data, digest)
@@ -112,11 +134,15 @@ class RegistryClient:
         credentials: CredentialStore,
         policy: RetryPolicy | None = None,
         cancel: Cancellation | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.options = options
         self.credentials = credentials
         self.policy = policy or RetryPolicy.from_env()
         self.cancel = cancel or Cancellation()
+        self._tls = _trusted(options.ca_file)
+        self._transport = transport
         self._tokens = TokenCache()
         self._challenges: dict[str, Challenge] = {}
         self._bases: dict[str, str] = {}
@@ -141,17 +167,16 @@ class RegistryClient:
     def _client(self, verify: bool) -> httpx.Client:
         with self._lock:
             if verify not in self._clients:
-                tls: ssl.SSLContext | bool = False
-                if verify:
-                    tls = ssl.create_default_context(cafile=certifi.where())
-                    if self.options.ca_file:
-                        tls.load_verify_locations(cafile=self.options.ca_file)
                 stall = self.policy.timeout
                 timeout = httpx.Timeout(
                     connect=min(15.0, stall), read=stall, write=stall, pool=None
                 )
                 self._clients[verify] = httpx.Client(
-                    http2=True, verify=tls, timeout=timeout, limits=_LIMITS
+                    http2=True,
+                    verify=self._tls if verify else False,
+                    timeout=timeout,
+                    limits=_LIMITS,
+                    transport=self._transport,
                 )
             return self._clients[verify]
 
@@ -262,7 +287,8 @@ class RegistryClient:
             with attempt:
                 response = self._request_once("GET", ref, path, wanted, headers, (200,), True, {})
                 try:
-                    body = _read_limited(response, limit)
+                    with _naming(ref.registry, f"GET {path}"):
+                        body = _read_limited(response, limit)
                 finally:
                     response.close()
                 if body is None:
@@ -295,9 +321,9 @@ class RegistryClient:
             )
             self.cancel.check()
             client = self._client(verify)
-            response = client.send(
-                client.build_request("GET", target, headers=headers), stream=True
-            )
+            with _naming(ref.registry, f"GET {target.copy_with(query=None)} (redirected)"):
+                request = client.build_request("GET", target, headers=headers)
+                response = client.send(request, stream=True)
             if response.status_code >= 400:
                 _registry_message(response)
                 status = response.status_code
@@ -343,15 +369,15 @@ class RegistryClient:
         host = ref.registry
         with self._lock:
             first = self._first_contact.setdefault(host, threading.Lock())
-        if host not in self._learned:
-            with first:  # concurrent first requests wait to learn the auth challenge once
-                try:
-                    return self._authenticated(
-                        method, ref, path, scopes, headers, ok, replayable, kw
-                    )
-                finally:
-                    self._learned.add(host)
-        return self._authenticated(method, ref, path, scopes, headers, ok, replayable, kw)
+        call = (method, ref, path, scopes, headers, ok, replayable, kw)
+        with _naming(host, f"{method} {httpx.URL(path).path}"):
+            if host not in self._learned:
+                with first:  # concurrent first requests wait to learn the auth challenge once
+                    try:
+                        return self._authenticated(*call)
+                    finally:
+                        self._learned.add(host)
+            return self._authenticated(*call)
 
     def _authenticated(
         self,
@@ -401,6 +427,11 @@ class RegistryClient:
         if status in (401, 403):
             raise Unauthorized(text, status)
         raise RegistryError(text, status)
+
+
+def _chunks(response: httpx.Response, host: str, request: str) -> Iterator[bytes]:
+    with _naming(host, request):
+        yield from response.iter_raw(CHUNK)
 
 
 def _pull(repo: str) -> str:
@@ -494,7 +525,7 @@ class RegistryTransport:
                 f" the registry says it sent {claimed}"
             )
         try:
-            yield response.iter_raw(CHUNK)
+            yield _chunks(response, ref.registry, f"GET {url}")
         finally:
             response.close()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -117,16 +118,15 @@ class _Wait(tenacity.wait.wait_base):
 
     def __init__(self, policy: RetryPolicy) -> None:
         self._policy = policy
-        self._backoff = tenacity.wait_exponential_jitter(
-            initial=policy.initial_wait, max=policy.max_wait, jitter=policy.initial_wait
-        )
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         after = getattr(exc, "retry_after", None)
         if isinstance(after, (int, float)) and after >= 0:
             return float(min(after, self._policy.max_wait))
-        return float(self._backoff(retry_state))
+        initial = self._policy.initial_wait
+        backoff = initial * 2.0 ** min(retry_state.attempt_number - 1, 30)
+        return min(backoff + random.uniform(0, initial), self._policy.max_wait)
 
 
 def retrying(
