@@ -102,33 +102,40 @@ class Setup:
 
     def digest(self, source: str) -> str | None:
         """The digest the destination tag for ``source`` points to (None if untagged)."""
-        name, tag = source.rsplit("/", 1)[-1].split(":")
         with registry_client(self.registry) as client:
-            response = client.head(
-                f"/v2/{self.prefix}/{name}/manifests/{tag}",
-                headers={"Accept": ", ".join(MANIFEST_TYPES)},
-            )
-        return response.headers["docker-content-digest"] if response.status_code == 200 else None
+            return tag_digest(client, self.prefix, source)
 
     def assert_mirrored(self, *sources: str) -> None:
         """Each source's destination tag has the source digest, with every child and blob."""
-        for source in sources or tuple(self.public.artifacts):
-            artifact = self.public.artifacts[source]
-            assert self.digest(source) == artifact.digest, source
-            name = source.rsplit("/", 1)[-1].split(":")[0]
-            assert_complete(self.registry, f"{self.prefix}/{name}", artifact)
+        with registry_client(self.registry) as client:
+            for source in sources or tuple(self.public.artifacts):
+                assert_mirrored(client, self.prefix, source, self.public.artifacts[source])
 
 
-def assert_complete(registry: Registry, repo: str, artifact: Image | Index) -> None:
+def tag_digest(client: httpx.Client, prefix: str, source: str) -> str | None:
+    """The digest of the destination tag for ``source`` under ``prefix`` (None if untagged)."""
+    name, tag = source.rsplit("/", 1)[-1].split(":")
+    accept = {"Accept": ", ".join(MANIFEST_TYPES)}
+    response = client.head(f"/v2/{prefix}/{name}/manifests/{tag}", headers=accept)
+    return response.headers["docker-content-digest"] if response.status_code == 200 else None
+
+
+def assert_mirrored(
+    client: httpx.Client, prefix: str, source: str, artifact: Image | Index
+) -> None:
+    """The destination tag has the source's digest and every child manifest and blob."""
+    assert tag_digest(client, prefix, source) == artifact.digest, source
+    assert_complete(client, f"{prefix}/{source.rsplit('/', 1)[-1].split(':')[0]}", artifact)
+
+
+def assert_complete(client: httpx.Client, repo: str, artifact: Image | Index) -> None:
     """Every child manifest and blob of ``artifact`` is in ``repo``."""
-    images = artifact.images if isinstance(artifact, Index) else (artifact,)
-    with registry_client(registry) as client:
-        for image in images:
-            headers = {"Accept": image.media_type}
-            response = client.head(f"/v2/{repo}/manifests/{image.digest}", headers=headers)
-            assert response.status_code == 200
-            for blob in image.blobs:
-                assert client.head(f"/v2/{repo}/blobs/{blob.digest}").status_code == 200
+    for image in artifact.images if isinstance(artifact, Index) else (artifact,):
+        headers = {"Accept": image.media_type}
+        response = client.head(f"/v2/{repo}/manifests/{image.digest}", headers=headers)
+        assert response.status_code == 200
+        for blob in image.blobs:
+            assert client.head(f"/v2/{repo}/blobs/{blob.digest}").status_code == 200
 
 
 @pytest.fixture
@@ -266,7 +273,8 @@ def test_blob_redirect_to_another_origin_carries_no_authorization(
         "--auth-file", str(config), "--output", "json", env=FAST,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert_complete(anon_registry, f"{prefix}/app", image)
+    with registry_client(anon_registry) as client:
+        assert_complete(client, f"{prefix}/app", image)
     assert len(proxy.blobs.requests) == len(image.blobs)
     assert not [h for h in proxy.blobs.requests if "authorization" in h]
     blob_gets = proxy.seen("GET", "/blobs/sha256:")
@@ -429,3 +437,92 @@ def put(
     )
     response.raise_for_status()
     return {"mediaType": media_type, "digest": sha256(raw), "size": len(raw)}
+
+
+RUNS, IMAGES_PER_RUN, FAULT_RATE = 10, 20, 0.10
+
+
+def repositories(client: httpx.Client) -> list[str]:
+    """Every repository of a registry (the catalog, page by page)."""
+    found: list[str] = []
+    while True:
+        params = {"n": 1000, "last": found[-1]} if found else {"n": 1000}
+        page = client.get("/v2/_catalog", params=params).json()["repositories"]
+        found += page
+        if len(page) < 1000:
+            return found
+
+
+@pytest.fixture(scope="module")
+def twenty(anon_registry: Registry) -> PublicImages:
+    """20 small images under three hosts: 14 single-platform (OCI and Docker), 6 indexes."""
+    images = PublicImages(anon_registry, f"acceptance-{uuid.uuid4().hex[:8]}")
+    bases = [[make_layer(f"acceptance-base-{n}", 20_000)] for n in range(3)]
+    for n in range(IMAGES_PER_RUN):
+        host = ("quay.io", "ghcr.io", "gcr.io")[n % 3]
+        base, fmt = bases[n % 3], ("oci", "docker")[n % 2]
+        if n % 10 < 3:
+            pair = [
+                make_image(
+                    f"acceptance-{n}-{arch}",
+                    [8_000 + n],
+                    base=base,
+                    platform=("linux", arch),
+                    fmt=fmt,
+                )
+                for arch in ("amd64", "arm64")
+            ]
+            images.add(f"{host}/acceptance/index-{n}:v{n}", make_index(pair, fmt=fmt))
+        else:
+            images.add(
+                f"{host}/acceptance/image-{n}:v{n}",
+                make_image(f"acceptance-{n}", [12_000 + n, 3_000], base=base, fmt=fmt),
+            )
+    return images
+
+
+def test_acceptance_200_syncs_with_10_percent_of_requests_faulted(
+    twenty: PublicImages, anon_registry: Registry, proxies: ProxyFactory, tmp_path: Path
+) -> None:
+    """200 image copies (10 ``mirror sync`` runs of 20 images, each into a fresh path of the
+    destination) with 10% of all requests to both registries faulted at random (seeded)."""
+    source, dest = proxies(anon_registry.url), proxies(anon_registry.url)
+    lock = twenty.write_lock(tmp_path / "images.lock")
+    endpoints = [a.replace(anon_registry.url, source.url) for a in twenty.endpoint_args()]
+    env = {**FAST, "MESHLIFT_HTTP_TIMEOUT": "0.5"}
+    prefixes, retries, started = [], 0, time.monotonic()
+    for run in range(RUNS):
+        source.randomize(FAULT_RATE, seed=2 * run, stall=0.7)
+        dest.randomize(FAULT_RATE, seed=2 * run + 1, stall=0.7)
+        prefixes.append(f"acceptance-{uuid.uuid4().hex[:8]}")
+        result = run_mirror(
+            "sync", "--lock", str(lock), "--registry-server", f"{dest.host}/{prefixes[-1]}",
+            *endpoints, "--output", "json", env=env,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        summary = report_of(result)["summary"]
+        assert summary["copied"] == IMAGES_PER_RUN
+        retries += summary["retries"]
+    duration = time.monotonic() - started
+    requests = len(source.requests) + len(dest.requests)
+    faults = source.faults + dest.faults
+    kinds = {
+        k: source.random_faults.get(k, 0) + dest.random_faults.get(k, 0)
+        for k in source.random_faults | dest.random_faults
+    }
+    print(
+        f"\nacceptance: {RUNS * IMAGES_PER_RUN} image copies in {RUNS} syncs, {requests} requests,"
+        f" {faults} faults injected {kinds}, {retries} retries, {duration:.1f}s"
+    )
+    assert faults >= 0.05 * requests and retries >= faults * 0.9
+
+    with registry_client(anon_registry) as client:
+        catalog = repositories(client)
+        for prefix in prefixes:
+            for source_ref, artifact in twenty.artifacts.items():
+                name, tag = source_ref.rsplit("/", 1)[-1].split(":")
+                tags = client.get(f"/v2/{prefix}/{name}/tags/list").json()["tags"]
+                assert tags == [tag], f"{prefix}/{name}: tags {tags}"
+                assert_mirrored(client, prefix, source_ref, artifact)
+            repos = {r for r in catalog if r.startswith(f"{prefix}/")}
+            assert len(repos) == IMAGES_PER_RUN, f"unexpected repositories under {prefix}"
