@@ -11,7 +11,7 @@ import json
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mirror import mediatypes
@@ -30,6 +30,7 @@ from mirror.manifest import Descriptor, Platform
 from mirror.reference import RegistryServer
 from mirror.report import ImageResult, Report
 from mirror.sync import DEFAULT_JOBS, Destination, open_registries
+from mirror.transport import ImageSource
 
 
 @dataclass(frozen=True)
@@ -93,22 +94,35 @@ def save(
     planned = [
         CopyJob(e.source, e.source, e.digest, tuple(platforms) or e.platforms) for e in entries
     ]
+    with open_registries(hosts, None, options.policy) as registry:
+        return write_layout(registry, entries, planned, target, events, options, jobs, "save")
+
+
+def write_layout(
+    source: ImageSource,
+    entries: Sequence[LockEntry],
+    planned: Sequence[CopyJob],
+    target: SaveTarget,
+    events: CopyEvents,
+    options: CopyOptions,
+    jobs: int,
+    command: str,
+) -> Report:
+    """Copy ``planned`` from ``source`` into the target's layout, then write its lock (pinned to
+    what was saved) and index, and pack a tar if every image made it."""
     started = time.monotonic()
     layout = LayoutWriter(target.layout_dir)
-    with open_registries(hosts, None, options.policy) as registry:
-        results = run_copies(planned, ImageCopier(registry, layout, events, options), jobs)
+    results = run_copies(list(planned), ImageCopier(source, layout, events, options), jobs)
     saved = [
-        LockEntry(
-            e.source,
-            e.component,
-            e.digest or (r.source_digest if r.status in ("copied", "present") else None),
-            job.platforms,
-            e.environment,
+        replace(
+            entry,
+            digest=entry.digest or (None if result.status == "failed" else result.source_digest),
+            platforms=job.platforms,
         )
-        for e, job, r in zip(entries, planned, results, strict=True)
+        for entry, job, result in zip(entries, planned, results, strict=True)
     ]
     layout.commit(render_lock(saved))
-    report = Report("save", results, time.monotonic() - started)
+    report = Report(command, results, time.monotonic() - started)
     if target.is_tar and not report.failed:
         pack_layout(target.layout_dir, target.path)
         shutil.rmtree(target.layout_dir)
@@ -123,9 +137,27 @@ class LoadPlan:
     jobs: tuple[CopyJob, ...]
     refused: dict[CopyJob, str] = field(default_factory=dict)
 
+    def refusals(self, events: CopyEvents) -> dict[CopyJob, ImageResult]:
+        """A failed result for each refused image, reported to ``events`` as it would be."""
+        results = {}
+        for job, reason in self.refused.items():
+            events.started(job)
+            results[job] = ImageResult(
+                str(job.source), str(job.destination), "failed", error=f"{job.source}: {reason}"
+            )
+            events.finished(job, results[job])
+        return results
 
-def plan_load(path: str, server: RegistryServer) -> LoadPlan:
+    @property
+    def todo(self) -> list[CopyJob]:
+        """The jobs that were not refused."""
+        return [job for job in self.jobs if job not in self.refused]
+
+
+def plan_load(path: str, server: RegistryServer | None) -> LoadPlan:
     """Open the archive and plan each image's destination (errors here change nothing).
+
+    Without a ``server`` each image keeps its source name (``load --to-docker``).
 
     With an ``images.lock`` in the archive its entries are the intended set, and each must be
     in the index under its full name with the locked digest (unless the lock selected
@@ -151,7 +183,8 @@ def plan_load(path: str, server: RegistryServer) -> LoadPlan:
         )
     jobs: list[CopyJob] = []
     refused: dict[CopyJob, str] = {}
-    for entry, destination in plan_destinations(entries, server):
+    planned = plan_destinations(entries, server) if server else [(e, e.source) for e in entries]
+    for entry, destination in planned:
         found = layout.find(entry.source)
         digest = found.descriptor.digest if found else entry.digest
         job = CopyJob(entry.source, destination, digest)
@@ -174,14 +207,8 @@ def load(
 ) -> Report:
     """Copy the planned images from the archive into the destination registry."""
     started = time.monotonic()
-    done: dict[CopyJob, ImageResult] = {}
-    for job, reason in plan.refused.items():
-        events.started(job)
-        done[job] = ImageResult(
-            str(job.source), str(job.destination), "failed", error=f"{job.source}: {reason}"
-        )
-        events.finished(job, done[job])
-    todo = [job for job in plan.jobs if job not in plan.refused]
+    done = plan.refusals(events)
+    todo = plan.todo
     with open_registries(hosts, destination, options.policy) as registry:
         copier = ImageCopier(plan.layout, registry, events, options)
         done.update(zip(todo, run_copies(todo, copier, jobs), strict=True))

@@ -604,10 +604,10 @@ def load(**params: Any) -> None:
 
     credentials = credentials_from(params)
     if params["to_docker"]:
-        from mirror.daemon import load_into_daemon, plan_daemon_load
+        from mirror.daemon import load_into_daemon
 
         server = params["registry_server"]
-        daemon_plan = plan_daemon_load(
+        daemon_plan = plan_load(
             params["input_path"], parse_registry_server(server) if server else None
         )
 

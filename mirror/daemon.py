@@ -36,8 +36,6 @@ from mirror.copy import (
     CopyEvents,
     CopyJob,
     CopyOptions,
-    ImageCopier,
-    run_copies,
     run_parallel,
 )
 from mirror.dockerarchive import SavedImage, load_stream
@@ -53,7 +51,7 @@ from mirror.errors import (
 from mirror.hosts import HostOptions, resolve_endpoint
 from mirror.lock import LockEntry
 from mirror.manifest import Descriptor, Manifest, Platform, platform_matches
-from mirror.reference import Reference, RegistryServer
+from mirror.reference import Reference
 from mirror.report import ImageResult, Report
 from mirror.retry import retries_reported_to, retrying
 from mirror.sync import DEFAULT_JOBS, Destination, plan_jobs
@@ -556,22 +554,6 @@ class DaemonLoader:
         result.status, result.blobs_uploaded = "copied", len(blobs)
 
 
-def plan_daemon_load(path: str, server: RegistryServer | None) -> LoadPlan:
-    """``load``'s plan for ``--to-docker``: each image's destination is its source name unless
-    a registry server gives it a second name."""
-    from mirror.airgap import LoadPlan, plan_load
-
-    if server is not None:
-        return plan_load(path, server)
-    plan = plan_load(path, RegistryServer("localhost"))  # the names are replaced just below
-
-    def named(job: CopyJob) -> CopyJob:
-        return replace(job, destination=job.source)
-
-    refused = {named(job): reason for job, reason in plan.refused.items()}
-    return LoadPlan(plan.layout, tuple(map(named, plan.jobs)), refused)
-
-
 def load_into_daemon(
     plan: LoadPlan,
     events: CopyEvents,
@@ -585,14 +567,8 @@ def load_into_daemon(
     def tags(job: CopyJob) -> list[Reference]:
         return [name for name in dict.fromkeys([job.source, job.destination]) if name.tag]
 
-    results: dict[CopyJob, ImageResult] = {}
-    for job, reason in plan.refused.items():
-        events.started(job)
-        results[job] = ImageResult(
-            str(job.source), str(job.destination), "failed", error=f"{job.source}: {reason}"
-        )
-        events.finished(job, results[job])
-    todo = [job for job in plan.jobs if job not in plan.refused]
+    results = plan.refusals(events)
+    todo = plan.todo
     started = time.monotonic()
     with connect(docker_host, jobs) as daemon:
         loader = DaemonLoader(daemon, plan.layout, events, options, tags)
@@ -682,21 +658,11 @@ def save_from_daemon(
 
     The lock written into the archive pins each image to the manifest built for it.
     """
-    from mirror.airgap import render_lock
-    from mirror.layout import LayoutWriter, pack_layout
+    from mirror.airgap import write_layout
 
-    planned = [CopyJob(e.source, e.source) for e in entries]
-    started = time.monotonic()
+    # The archive's lock pins each image to the manifest built for it, not the lock's digest.
+    unpinned = [replace(e, digest=None, platforms=()) for e in entries]
+    planned = [CopyJob(e.source, e.source) for e in unpinned]
     with connect(docker_host, jobs) as daemon, DaemonSource(daemon) as source:
-        layout = LayoutWriter(target.layout_dir)
-        results = run_copies(planned, ImageCopier(source, layout, events, options), jobs)
-    saved = [
-        replace(e, digest=None if r.status == "failed" else r.source_digest, platforms=())
-        for e, r in zip(entries, results, strict=True)
-    ]
-    layout.commit(render_lock(saved))
-    report = Report("save --from-docker", results, time.monotonic() - started)
-    if target.is_tar and not report.failed:
-        pack_layout(target.layout_dir, target.path)
-        shutil.rmtree(target.layout_dir)
-    return report
+        command = "save --from-docker"
+        return write_layout(source, unpinned, planned, target, events, options, jobs, command)
