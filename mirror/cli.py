@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mirror.command import credentials_from, exits_on_errors, registry_credential_options
+from mirror.command import (
+    compose_options,
+    credentials_from,
+    exits_on_errors,
+    registry_credential_options,
+)
 from mirror.errors import MirrorError
 
 if TYPE_CHECKING:
@@ -35,16 +40,7 @@ _OUTPUT = click.option(
 )
 
 
-def _compose(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def apply(func: Any) -> Any:
-        for decorator in reversed(decorators):
-            func = decorator(func)
-        return func
-
-    return apply
-
-
-lock_options = _compose(
+lock_options = compose_options(
     click.option(
         "--lock",
         "lock_path",
@@ -66,7 +62,7 @@ platform_option = click.option(
     metavar="OS/ARCH",
     help="Copy only these platforms of multi-platform images (repeatable).",
 )
-source_options = _compose(
+source_options = compose_options(
     click.option(
         "--endpoint",
         "endpoints",
@@ -90,7 +86,7 @@ source_options = _compose(
         help="Docker config with registry credentials (default: the user's).",
     ),
 )
-destination_options = _compose(
+destination_options = compose_options(
     click.option(
         "--registry-server",
         required=True,
@@ -104,7 +100,7 @@ _DOCKER_HOST = click.option(
     metavar="URL",
     help="The Docker daemon (default: DOCKER_HOST, else the local socket).",
 )
-report_options = _compose(
+report_options = compose_options(
     _OUTPUT,
     click.option(
         "--report", "report_path", metavar="FILE.json", help="Also write the JSON report here."
