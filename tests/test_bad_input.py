@@ -7,7 +7,9 @@ whatever a registry or token server answers, only our typed errors escape.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +28,7 @@ from mirror.registry import RegistryClient, RegistryTransport
 from mirror.retry import RetryPolicy
 from tests.faultproxy import FaultProxy, ProxyFactory
 from tests.imagefactory import OCI_MANIFEST, make_image, sha256
-from tests.mirrorcli import PublicImages, run_mirror
+from tests.mirrorcli import REPO_ROOT, PublicImages, run_mirror
 from tests.registries import Registry
 
 SOURCE = "quay.io/team/app:1"
@@ -190,6 +192,45 @@ def test_a_web_server_is_not_a_registry(
     if where == "source":
         line = one_error_line(run_mirror("lock", "--lock", str(lock), *endpoints))
         assert "is not a container registry" in line
+
+
+def run_deploy(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m deploy ARGS`` with no MESHLIFT_* or KUBECONFIG from the environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHLIFT_")}
+    env.pop("KUBECONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "deploy", *args],
+        capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120,
+    )  # fmt: skip
+
+
+BAD_YAML = {
+    "unclosed flow": "apiVersion: v1\nkind: [unclosed\n",
+    "tab indent": "apiVersion: v1\nmetadata:\n\tname: x\n",
+    "NUL byte": "\x00garbage: : :\n",
+}
+
+
+@pytest.mark.parametrize("case", BAD_YAML)
+def test_bad_manifests_yaml(case: str, tmp_path: Path) -> None:
+    manifests = tmp_path / "mesh.yaml"
+    manifests.write_text(BAD_YAML[case])
+    result = run_deploy(
+        "render", "--registry-server", "r.example", "-o", "-", "--manifests", str(manifests)
+    )
+    assert str(manifests) in one_error_line(result)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="deploy/cluster.py load_api_client lets yaml.YAMLError escape (traceback, exit 1)",
+)
+@pytest.mark.parametrize("case", BAD_YAML)
+def test_bad_kubeconfig(case: str, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(BAD_YAML[case])
+    result = run_deploy("status", "--kubeconfig", str(kubeconfig))
+    assert str(kubeconfig) in one_error_line(result)
 
 
 # --- hostile answers, in process ---------------------------------------------------------------
