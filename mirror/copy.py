@@ -314,7 +314,7 @@ def run_parallel(
 
     def work() -> None:
         nonlocal running
-        while not cancel.requested and todo:
+        while not cancel.requested:
             try:
                 index, item = todo.popleft()
             except IndexError:

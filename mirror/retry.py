@@ -132,8 +132,10 @@ class _Wait(tenacity.wait.wait_base):
 def retrying(
     policy: RetryPolicy, what: str, cancel: Cancellation | None = None
 ) -> tenacity.Retrying:
-    """A tenacity ``Retrying`` for ``policy``; each retry of ``what`` is logged (debug) and
-    reported to the context's callback; ``cancel`` cuts the waits short."""
+    """A tenacity ``Retrying`` for ``policy``; ``cancel`` cuts its waits short.
+
+    Each retry of ``what`` is logged at debug level and reported to the context's callback.
+    """
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

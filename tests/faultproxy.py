@@ -17,7 +17,7 @@ Fault kinds:
 - ``corrupt``: forward with the body's first byte flipped (same length).
 - ``wrong-digest``: forward with a ``Docker-Content-Digest`` that is not the content's.
 - ``redirect``: fetch the body from upstream and answer 307 to :attr:`FaultProxy.blobs`, a
-  second loopback origin that serves it once and records the headers it received.
+  second loopback origin that serves it and records the headers it received.
 - ``replace``: answer ``status``, ``headers`` and ``body`` (bytes, or a callable returning an
   iterable of chunks, sent chunked) without forwarding.
 """
@@ -37,7 +37,6 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -163,17 +162,6 @@ class FaultProxy:
         self.host = f"127.0.0.1:{self._server.server_address[1]}"
         self.url = f"http://{self.host}"
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def __enter__(self) -> FaultProxy:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def stop(self) -> None:
         """Stop serving (stalled requests are released)."""
