@@ -95,6 +95,7 @@ def load_api_client(kubeconfig: str | None, context: str | None) -> Any:
                 "no kubeconfig: give --kubeconfig, set KUBECONFIG or create ~/.kube/config"
             ) from None
         return client.ApiClient(configuration)
+    _check_kubeconfig(path)
     try:
         if context:
             contexts, _ = config.list_kube_config_contexts(config_file=path)
@@ -108,6 +109,25 @@ def load_api_client(kubeconfig: str | None, context: str | None) -> Any:
         )
     except (ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ConfigError(f"kubeconfig {path}: {exc}") from None
+
+
+def _check_kubeconfig(path: str) -> None:
+    """Refuse a kubeconfig that is not a YAML mapping with the client's usual sections."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"kubeconfig {path}: cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigError(f"kubeconfig {path}: not valid YAML{line}") from None
+    if not isinstance(doc, dict) or not any(k in doc for k in ("clusters", "contexts", "users")):
+        raise ConfigError(f"kubeconfig {path}: not a kubeconfig (no clusters, contexts or users)")
+    for key in ("clusters", "contexts", "users"):
+        if not isinstance(doc.get(key, []), list):
+            raise ConfigError(f"kubeconfig {path}: '{key}' must be a list")
 
 
 class Cluster:

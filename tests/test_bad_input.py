@@ -221,16 +221,20 @@ def test_bad_manifests_yaml(case: str, tmp_path: Path) -> None:
     assert str(manifests) in one_error_line(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deploy/cluster.py load_api_client lets yaml.YAMLError escape (traceback, exit 1)",
-)
 @pytest.mark.parametrize("case", BAD_YAML)
 def test_bad_kubeconfig(case: str, tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(BAD_YAML[case])
     result = run_deploy("status", "--kubeconfig", str(kubeconfig))
     assert str(kubeconfig) in one_error_line(result)
+
+
+@pytest.mark.parametrize("text", ["- just\n- a list\n", "42\n", "clusters: 7\n"])
+def test_kubeconfig_of_the_wrong_shape(text: str, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(text)
+    line = one_error_line(run_deploy("status", "--kubeconfig", str(kubeconfig)))
+    assert str(kubeconfig) in line and ("not a kubeconfig" in line or "must be a list" in line)
 
 
 # --- hostile answers, in process ---------------------------------------------------------------
