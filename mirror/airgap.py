@@ -94,7 +94,7 @@ def save(
     planned = [
         CopyJob(e.source, e.source, e.digest, tuple(platforms) or e.platforms) for e in entries
     ]
-    with open_registries(hosts, None, options.policy) as registry:
+    with open_registries(hosts, None, options.policy, options.cancel) as registry:
         return write_layout(registry, entries, planned, target, events, options, jobs, "save")
 
 
@@ -209,7 +209,7 @@ def load(
     started = time.monotonic()
     done = plan.refusals(events)
     todo = plan.todo
-    with open_registries(hosts, destination, options.policy) as registry:
+    with open_registries(hosts, destination, options.policy, options.cancel) as registry:
         copier = ImageCopier(plan.layout, registry, events, options)
         done.update(zip(todo, run_copies(todo, copier, jobs), strict=True))
     return Report("load", [done[job] for job in plan.jobs], time.monotonic() - started)
