@@ -85,6 +85,12 @@ source_options = compose_options(
         type=click.Path(dir_okay=False),
         help="Docker config with registry credentials (default: the user's).",
     ),
+    click.option(
+        "--max-requests-per-second",
+        type=click.FloatRange(min=0, min_open=True),
+        metavar="N",
+        help="At most N requests per second to each registry (default: no limit).",
+    ),
 )
 destination_options = compose_options(
     click.option(
@@ -137,16 +143,22 @@ def _entries(lock_path: str | None, environment: str) -> tuple[str, tuple[LockEn
     return lock.path, lock.select(environment)
 
 
-def _hosts(
-    endpoints: Sequence[str], insecure: Sequence[str], ca_file: str | None, auth_file: str | None
-) -> HostOptions:
+def _hosts(params: dict[str, Any]) -> HostOptions:
+    """The registry-reaching options (source options) of a command."""
     from mirror.errors import InputError
     from mirror.hosts import HostOptions, parse_endpoints, parse_insecure
 
+    ca_file, auth_file = params["ca_file"], params["auth_file"]
     for path, flag in ((ca_file, "--ca-file"), (auth_file, "--auth-file")):
         if path is not None and not os.access(path, os.R_OK):
             raise InputError(f"{flag} {path}: file not found or not readable")
-    return HostOptions(parse_endpoints(endpoints), parse_insecure(insecure), ca_file, auth_file)
+    return HostOptions(
+        parse_endpoints(params["endpoints"]),
+        parse_insecure(params["insecure"]),
+        ca_file,
+        auth_file,
+        params.get("max_requests_per_second"),
+    )
 
 
 def _platforms(values: Sequence[str]) -> tuple[Platform, ...]:
@@ -343,7 +355,7 @@ def sync(**params: Any) -> None:
         entries = tuple(
             select_shard(entries, lambda e: str(e.source), parse_shard(params["shard"]))
         )
-    hosts = _hosts(params["endpoints"], params["insecure"], params["ca_file"], params["auth_file"])
+    hosts = _hosts(params)
     platforms = _platforms(params["platforms"])
     interval = parse_duration(params["interval"]) if params["interval"] else None
     jitter = parse_duration(params["jitter"])
@@ -454,7 +466,7 @@ def verify(**params: Any) -> None:
     credentials = credentials_from(params)
     destination = Destination(parse_registry_server(params["registry_server"]), credentials)
     _, entries = _entries(params["lock_path"], params["environment"])
-    hosts = _hosts(params["endpoints"], params["insecure"], params["ca_file"], params["auth_file"])
+    hosts = _hosts(params)
     report = run_verify(
         entries, destination, hosts, platforms=_platforms(params["platforms"]), jobs=params["jobs"]
     )
@@ -482,7 +494,7 @@ def lock_command(lock_path: str, check: bool, **params: Any) -> None:
     from mirror.sync import resolve_digests
 
     lock = load_lock(lock_path)
-    hosts = _hosts(params["endpoints"], params["insecure"], params["ca_file"], params["auth_file"])
+    hosts = _hosts(params)
     digests = resolve_digests(lock.entries, hosts)
     stale = [e for e in lock.entries if e.digest != digests.get(str(e.source))]
     for entry in stale:
@@ -532,7 +544,7 @@ def save(**params: Any) -> None:
 
     target = save_target(params["output_path"])
     _, entries = _entries(params["lock_path"], params["environment"])
-    hosts = _hosts(params["endpoints"], params["insecure"], params["ca_file"], params["auth_file"])
+    hosts = _hosts(params)
     platforms = _platforms(params["platforms"])
 
     if params["from_docker"] and platforms:
@@ -622,7 +634,7 @@ def load(**params: Any) -> None:
     if not params["registry_server"]:
         raise click.UsageError("Missing option '--registry-server' (or give --to-docker).")
     destination = Destination(parse_registry_server(params["registry_server"]), credentials)
-    hosts = _hosts(params["endpoints"], params["insecure"], params["ca_file"], params["auth_file"])
+    hosts = _hosts(params)
     plan = plan_load(params["input_path"], destination.server)
 
     def runner(progress: Any, options: Any) -> Report:

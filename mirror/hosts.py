@@ -29,12 +29,13 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class HostOptions:
-    """Per-run options for reaching registries: endpoints, insecure hosts, CA, auth file."""
+    """Per-run options for reaching registries: endpoints, insecure hosts, CA, auth file, pace."""
 
     endpoints: Mapping[str, str] = field(default_factory=dict)
     insecure: frozenset[str] = frozenset()
     ca_file: str | None = None
     auth_file: str | None = None
+    max_requests_per_second: float | None = None
 
 
 def parse_endpoints(values: Iterable[str]) -> dict[str, str]:

@@ -38,6 +38,7 @@ from mirror.errors import (
 )
 from mirror.hosts import Endpoint, HostOptions, is_insecure, resolve_endpoint
 from mirror.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
+from mirror.ratelimit import RateLimiter
 from mirror.reference import Reference
 from mirror.retry import Cancellation, RetryPolicy, is_retryable, retrying
 
@@ -151,6 +152,7 @@ class RegistryClient:
         self._lock = threading.Lock()
         self._first_contact: dict[str, threading.Lock] = {}
         self._learned: set[str] = set()
+        self._pace = RateLimiter(options.max_requests_per_second)
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -225,6 +227,7 @@ class RegistryClient:
         for base in (known,) if known else endpoint.urls:
             url = path if path.startswith(("http://", "https://")) else base + path
             request = client.build_request(method, url, headers=headers, **kw)
+            self._pace.acquire(host)
             try:
                 response = client.send(request, stream=True)
             except httpx.ConnectError as exc:
@@ -241,6 +244,7 @@ class RegistryClient:
                     raise
                 continue
             self._bases[host] = base
+            self._pace.observe(host, response.headers)
             return response
         raise RegistryError(f"{host}: no endpoint answered")  # pragma: no cover - loop returns
 

@@ -183,3 +183,20 @@ def test_systemd_examples_run_mirror_sync() -> None:
     timer = (REPO_ROOT / "examples" / "systemd" / "meshlift-mirror.timer").read_text()
     assert "ExecStart=/usr/local/bin/mirror sync" in service
     assert "OnCalendar=" in timer and "Persistent=true" in timer
+
+
+def test_max_requests_per_second_paces_each_registry(
+    public: PublicImages, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    dest = make_registry("anon")
+    lock = public.write_lock(tmp_path / "images.lock", ["docker.io/curlimages/curl:latest"])
+    mark = dest.mark()
+    started = time.monotonic()
+    result = run_mirror(
+        *sync_args(public, dest, lock, tmp_path / "state"), "--max-requests-per-second", "10"
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    sent = len(dest.requests(mark))
+    assert sent >= 8
+    assert elapsed >= (sent - 1) / 10  # never faster than 10 requests a second to one registry
