@@ -489,7 +489,11 @@ def test_acceptance_200_syncs_with_10_percent_of_requests_faulted(
     source, dest = proxies(anon_registry.url), proxies(anon_registry.url)
     lock = twenty.write_lock(tmp_path / "images.lock")
     endpoints = [a.replace(anon_registry.url, source.url) for a in twenty.endpoint_args()]
-    env = {**FAST, "MESHLIFT_HTTP_TIMEOUT": "0.5"}
+    # A blob transfer is a GET stream and a PUT stream, so at 10% faults one attempt fails
+    # about 19% of the time; with the default 5 attempts roughly one of the ~1,000 blobs of
+    # this test would exhaust them (0.19**5 = 2.5e-4 each). A mirror on a link this bad is
+    # configured with more attempts, as here: 0.19**10 = 6e-8.
+    env = {**FAST, "MESHLIFT_HTTP_TIMEOUT": "0.5", "MESHLIFT_RETRY_ATTEMPTS": "10"}
     prefixes, retries, started = [], 0, time.monotonic()
     for run in range(RUNS):
         source.randomize(FAULT_RATE, seed=2 * run, stall=0.7)
