@@ -20,9 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
-from tests.imagefactory import Blob, make_image, make_index, push, registry_client, sha256
+from tests.imagefactory import Blob, make_image, make_index, push, sha256
 from tests.registries import Registry, start_registry
 from tests.skopeo import isolated_skopeo_command
 
@@ -200,8 +198,7 @@ def get_requests(registry: Registry, mark: int) -> int:
     return sum(1 for r in registry.requests(mark) if r.method == "GET")
 
 
-def w1_w2(bench: Bench, rounds: int, count: int) -> tuple[Workload, Workload]:
-    repos = seed_w1(bench, count)
+def w1_w2(bench: Bench, rounds: int, repos: Sequence[str]) -> tuple[Workload, Workload]:
     lock = w1_lock(bench, repos)
     w1 = Workload("W1 cold sync", "meshlift <= 0.5 x skopeo sync, <= 0.8 x 4 parallel skopeo copy")
     w2 = Workload("W2 no-op re-sync", "meshlift <= 0.1 x skopeo re-sync; zero GETs")
@@ -248,8 +245,7 @@ def w3(bench: Bench, rounds: int, size: int) -> Workload:
     return work
 
 
-def w4(bench: Bench, rounds: int) -> Workload:
-    repos = [r for r in (f"bench/w1/img-{i:02d}" for i in range(100)) if _exists(bench.source, r)]
+def w4(bench: Bench, rounds: int, repos: Sequence[str]) -> Workload:
     lock = w1_lock(bench, repos)
     work = Workload(
         "W4 air gap (save + load)", "meshlift <= 1.0 x skopeo copy to oci-archive and back"
@@ -308,14 +304,6 @@ def _in_fours(commands: list[list[str]]) -> Run:
     return Run(time.perf_counter() - started, max(r.peak_rss_mib for r in runs))
 
 
-def _exists(registry: Registry, repo: str) -> bool:
-    with registry_client(registry) as client:
-        try:
-            return client.head(f"/v2/{repo}/manifests/1.0").status_code == 200
-        except httpx.HTTPError:
-            return False
-
-
 def w5(bench: Bench, rounds: int) -> Workload:
     work = Workload("W5 start-up", "<= 0.4 s each")
     for _ in range(max(rounds, 5)):
@@ -359,12 +347,12 @@ def main() -> None:
         bench = Bench(Path(tmp))
         try:
             results: list[Workload] = []
-            if {"W1", "W2"} & set(args.only):
-                results += w1_w2(bench, args.rounds, args.images)
-            if "W4" in args.only:
-                if not results:
-                    seed_w1(bench, args.images)
-                results.append(w4(bench, args.rounds))
+            if {"W1", "W2", "W4"} & set(args.only):
+                repos = seed_w1(bench, args.images)
+                if {"W1", "W2"} & set(args.only):
+                    results += w1_w2(bench, args.rounds, repos)
+                if "W4" in args.only:
+                    results.append(w4(bench, args.rounds, repos))
             if "W3" in args.only:
                 results.append(w3(bench, args.rounds, args.large_mib * MiB))
             if "W5" in args.only:
