@@ -42,7 +42,6 @@ from mirror.ratelimit import RateLimiter
 from mirror.reference import Reference
 from mirror.retry import Cancellation, RetryPolicy, is_retryable, retrying
 
-CHUNK = 1024 * 1024
 _ERROR_BODY_LIMIT = 64 * 1024
 _LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32)
 
@@ -80,6 +79,27 @@ def _registry_message(response: httpx.Response) -> str:
         return "; ".join(p for p in parts if p)
     except (ValueError, AttributeError, TypeError, RecursionError):
         return ""
+    finally:
+        response.close()
+
+
+_DRAIN_LIMIT = 64 * 1024
+
+
+def _release(response: httpx.Response) -> None:
+    """Read what is left of a small answer, then close it, so its connection is reused.
+
+    Closing an unread answer (even an empty one) makes httpcore drop the connection; a body
+    longer than 64 KiB is not worth reading and the connection is dropped instead.
+    """
+    drained = 0
+    try:
+        for chunk in response.iter_raw():
+            drained += len(chunk)
+            if drained > _DRAIN_LIMIT:
+                break
+    except (httpx.HTTPError, httpx.StreamError):
+        pass
     finally:
         response.close()
 
@@ -348,7 +368,7 @@ class RegistryClient:
             response = self._send_any(host, "HEAD", "/v2/", {})
         except (httpx.HTTPError, RegistryError):
             return
-        response.close()
+        _release(response)
         status = response.status_code
         kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if status == 404 or (kind == "text/html" and status in (200, 401, 403)):
@@ -399,7 +419,7 @@ class RegistryClient:
             host, method, path, headers | self._auth_header(host, scopes), **kw
         )
         if response.status_code == 401:
-            response.close()
+            _release(response)
             header = response.headers.get("www-authenticate", "")
             challenge = parse_challenge(header) if header else None
             if challenge is None or challenge.scheme not in ("basic", "bearer"):
@@ -435,7 +455,7 @@ class RegistryClient:
 
 def _chunks(response: httpx.Response, host: str, request: str) -> Iterator[bytes]:
     with _naming(host, request):
-        yield from response.iter_raw(CHUNK)
+        yield from response.iter_raw()  # as received (64 KiB reads): no re-chunking copies
 
 
 def _pull(repo: str) -> str:
@@ -487,7 +507,7 @@ class RegistryTransport:
             )
         except NotFound:
             return None
-        response.close()
+        _release(response)
         digest = response.headers.get("docker-content-digest") or ref.digest
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
         size = int(response.headers.get("content-length") or 0)
@@ -537,7 +557,7 @@ class RegistryTransport:
         """Whether the repository already holds the blob (HEAD)."""
         url = self._url(ref, "blobs", desc.digest)
         try:
-            self.client.request("HEAD", ref, url, [_push(self._repo(ref))]).close()
+            _release(self.client.request("HEAD", ref, url, [_push(self._repo(ref))]))
         except NotFound:
             return False
         return True
@@ -554,11 +574,12 @@ class RegistryTransport:
             params={"mount": desc.digest, "from": other},
             ok=(201, 202),
         )
-        response.close()
+        _release(response)
         if response.status_code == 202 and response.headers.get("location"):
             with contextlib.suppress(RegistryError, httpx.HTTPError):
                 location = response.headers["location"]
-                self.client.request("DELETE", ref, location, [_push(repo)], ok=(204, 404)).close()
+                deleted = self.client.request("DELETE", ref, location, [_push(repo)], ok=(204, 404))
+                _release(deleted)
         return response.status_code == 201
 
     def put_blob(self, ref: Reference, desc: Descriptor, chunks: Iterable[bytes]) -> None:
@@ -567,13 +588,13 @@ class RegistryTransport:
         start = self.client.request(
             "POST", ref, f"/v2/{repo}/blobs/uploads/", [_push(repo)], ok=(202,)
         )
-        start.close()
+        _release(start)
         location = start.headers.get("location")
         if not location:
             raise RegistryError(f"{ref}: registry started an upload without a Location")
         target = start.url.join(location)
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)}
-        self.client.request(
+        done = self.client.request(
             "PUT",
             ref,
             str(target.copy_merge_params({"digest": desc.digest})),
@@ -581,13 +602,14 @@ class RegistryTransport:
             headers=headers,
             content=iter(chunks),
             ok=(201,),
-        ).close()
+        )
+        _release(done)
 
     def put_manifest(self, ref: Reference, manifest: Manifest, tag: str | None) -> None:
         """Upload raw manifest bytes under ``tag`` (or by digest when tag is None)."""
         url = self._url(ref, "manifests", tag or manifest.digest)
         headers = {"Content-Type": manifest.media_type}
-        self.client.request(
+        done = self.client.request(
             "PUT",
             ref,
             url,
@@ -595,4 +617,5 @@ class RegistryTransport:
             headers=headers,
             content=manifest.raw,
             ok=(201, 200),
-        ).close()
+        )
+        _release(done)
