@@ -315,18 +315,23 @@ def w5(bench: Bench, rounds: int) -> Workload:
 def report(workloads: Sequence[Workload]) -> dict[str, object]:
     """Print the table; return the JSON shape of the results."""
     out: dict[str, object] = {}
-    print(f"\n{'workload':34} {'tool':24} {'median s':>9} {'ratio':>7} {'peak RSS MiB':>13}")
+    header = f"{'workload':34} {'tool':24} {'median s':>9} {'ratio':>7} {'peak RSS MiB':>13}"
+    print(f"\n{header}  ratio per round (meshlift/tool)")
     for work in workloads:
-        base = work.median("meshlift") if "meshlift" in work.runs else None
+        ours = work.runs.get("meshlift", [])
+        base = work.median("meshlift") if ours else None
         rows = {}
         for tool, runs in work.runs.items():
             median = work.median(tool)
             ratio = f"{base / median:.2f}" if base and tool != "meshlift" else ""
-            print(f"{work.name:34} {tool:24} {median:9.3f} {ratio:>7} {work.peak(tool):13.1f}")
-            per_round = [round(r.seconds, 3) for r in runs]
+            rounds = [round(m.seconds / r.seconds, 2) for m, r in zip(ours, runs, strict=False)]
+            shown = " ".join(f"{x:.2f}" for x in rounds) if ratio else ""
+            line = f"{work.name:34} {tool:24} {median:9.3f} {ratio:>7} {work.peak(tool):13.1f}"
+            print(f"{line}  {shown}")
             rows[tool] = {
                 "median_s": round(median, 3),
-                "rounds_s": per_round,
+                "rounds_s": [round(r.seconds, 3) for r in runs],
+                "ratio_per_round": rounds if ratio else [],
                 "peak_rss_mib": round(work.peak(tool), 1),
             }
         for note in work.notes:
