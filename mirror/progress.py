@@ -5,21 +5,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import TextIO
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
+from typing import TYPE_CHECKING, TextIO
 
 from mirror.copy import CopyJob
 from mirror.report import ImageResult
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
 
 
 def _outcome(result: ImageResult) -> str:
@@ -71,6 +64,15 @@ class LiveProgress:
     """A rich live display: one row per image (state, bytes, speed) and a total row."""
 
     def __init__(self, console: Console, count: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TransferSpeedColumn,
+        )
+
         self._progress = Progress(
             TextColumn("{task.description}", markup=False),
             BarColumn(),
@@ -119,8 +121,12 @@ class LiveProgress:
 
 
 def choose_progress(quiet: bool, count: int) -> LineProgress | LiveProgress:
-    """Live display on a terminal, plain lines otherwise, errors only with ``quiet``."""
-    console = Console(stderr=True)
-    if quiet or not console.is_terminal:
+    """Live display on a terminal, plain lines otherwise, errors only with ``quiet``.
+
+    rich is imported only for the live display: unattended runs start faster without it.
+    """
+    if quiet or not sys.stderr.isatty():
         return LineProgress(sys.stderr, quiet=quiet)
-    return LiveProgress(console, count)
+    from rich.console import Console
+
+    return LiveProgress(Console(stderr=True), count)
