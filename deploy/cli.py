@@ -15,6 +15,7 @@ from mirror.command import (
     Duration,
     compose_options,
     credentials_from,
+    enable_debug,
     exits_on_errors,
     registry_credential_options,
 )
@@ -129,10 +130,7 @@ plan_options = compose_options(
 def cli(debug: bool) -> None:
     """Deploy NGINX Service Mesh from your private registry, and remove it again."""
     if debug:
-        import logging
-
-        os.environ["MESHLIFT_DEBUG"] = "1"
-        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+        enable_debug()
 
 
 def _plan(params: dict[str, Any]) -> Plan:

@@ -17,6 +17,7 @@ import click
 from mirror.command import (
     compose_options,
     credentials_from,
+    enable_debug,
     exits_on_errors,
     registry_credential_options,
 )
@@ -132,12 +133,7 @@ report_options = compose_options(
 def cli(debug: bool) -> None:
     """Mirror NGINX Service Mesh images into a private registry, or across an air gap."""
     if debug:
-        import logging
-
-        os.environ["MESHLIFT_DEBUG"] = "1"
-        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
-        for noisy in ("httpcore", "hpack"):
-            logging.getLogger(noisy).setLevel(logging.INFO)
+        enable_debug()
 
 
 def _entries(lock_path: str | None, environment: str) -> tuple[str, tuple[LockEntry, ...]]:

@@ -89,6 +89,16 @@ def credentials_from(params: dict[str, Any]) -> Credentials | None:
     )
 
 
+def enable_debug() -> None:
+    """``--debug``: debug logs on stderr, and tracebacks instead of one-line errors."""
+    import logging
+
+    os.environ["MESHLIFT_DEBUG"] = "1"
+    logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpcore", "hpack"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
+
+
 def fail(message: str, exit_code: int) -> NoReturn:
     """Print one line on stderr and exit."""
     click.echo(f"Error: {message}", err=True)
