@@ -17,6 +17,7 @@ from mirror.command import (
     credentials_from,
     enable_debug,
     exits_on_errors,
+    lock_option,
     registry_credential_options,
 )
 from mirror.errors import MirrorError
@@ -74,12 +75,7 @@ plan_options = compose_options(
         show_default=True,
         help="openshift adds the SPIFFE CSI driver.",
     ),
-    click.option(
-        "--lock",
-        "lock_path",
-        metavar="FILE",
-        help="Lock file (default: ./images.lock, else the embedded NSM 2.0.0 lock).",
-    ),
+    lock_option,
     click.option(
         "--manifests",
         "manifest_paths",

@@ -19,6 +19,7 @@ from mirror.command import (
     credentials_from,
     enable_debug,
     exits_on_errors,
+    lock_option,
     registry_credential_options,
 )
 from mirror.errors import MirrorError
@@ -46,12 +47,7 @@ _OUTPUT = click.option(
 
 
 lock_options = compose_options(
-    click.option(
-        "--lock",
-        "lock_path",
-        metavar="FILE",
-        help="Lock file (default: ./images.lock, else the embedded NSM 2.0.0 lock).",
-    ),
+    lock_option,
     click.option(
         "--environment",
         type=_ENV_CHOICES,

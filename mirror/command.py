@@ -51,6 +51,14 @@ class Duration(click.ParamType[float]):
             self.fail(str(exc), param, ctx)
 
 
+lock_option = click.option(
+    "--lock",
+    "lock_path",
+    metavar="FILE",
+    help="Lock file (default: ./images.lock, else the embedded NSM 2.0.0 lock).",
+)
+
+
 def registry_credential_options(func: F) -> F:
     """Add the seed's ``--registry-username/--registry-password[-stdin]/--registry-key``."""
     options = [

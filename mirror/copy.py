@@ -108,6 +108,18 @@ class BlobLedger:
             event.set()
 
 
+def check_drift(job: CopyJob, current: str | None, result: ImageResult, frozen: bool) -> None:
+    """Note drift (the source tag moved off the locked digest); with ``frozen`` it fails."""
+    if job.locked_digest and current and current != job.locked_digest:
+        result.drift = True
+        result.notes.append(f"drift: source tag now points to {current}")
+        if frozen:
+            raise MirrorError(
+                f"{job.source}: drift: tag points to {current}, lock says"
+                f" {job.locked_digest} (--frozen)"
+            )
+
+
 def select_platforms(index: Manifest, platforms: tuple[Platform, ...]) -> Manifest:
     """A new index holding only the entries matching ``platforms`` (its digest differs)."""
     chosen = [
@@ -168,14 +180,7 @@ class ImageCopier:
             raise NotFound(f"{job.source}: not found at the source")
         result.source_digest = head.digest if head else None
         wanted = job.locked_digest or (head.digest if head else None)
-        if job.locked_digest and head and head.digest != job.locked_digest:
-            result.drift = True
-            result.notes.append(f"drift: source tag now points to {head.digest}")
-            if self.options.frozen:
-                raise MirrorError(
-                    f"{job.source}: drift: tag points to {head.digest}, lock says"
-                    f" {job.locked_digest} (--frozen)"
-                )
+        check_drift(job, head.digest if head else None, result, self.options.frozen)
         if not job.platforms:
             existing = self.destination.head_manifest(job.destination)
             if existing is not None and existing.digest == wanted:

@@ -36,6 +36,7 @@ from mirror.copy import (
     CopyEvents,
     CopyJob,
     CopyOptions,
+    check_drift,
     run_parallel,
 )
 from mirror.dockerarchive import SavedImage, load_stream
@@ -378,14 +379,7 @@ class DaemonEngine:
         if current is None and job.locked_digest is None:
             raise NotFound(f"{job.source}: not found at the source")
         result.source_digest = current or job.locked_digest
-        if job.locked_digest and current and current != job.locked_digest:
-            result.drift = True
-            result.notes.append(f"drift: source tag now points to {current}")
-            if self.options.frozen:
-                raise MirrorError(
-                    f"{job.source}: drift: tag points to {current}, lock says"
-                    f" {job.locked_digest} (--frozen)"
-                )
+        check_drift(job, current, result, self.options.frozen)
         return head, str(job.locked_digest or current)
 
     def _pull(

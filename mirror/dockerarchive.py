@@ -26,11 +26,11 @@ from typing import IO, Any
 from mirror import mediatypes
 from mirror.digest import DigestVerifier, sha256_digest
 from mirror.errors import ArchiveError, DigestMismatch, MirrorError
+from mirror.layout import read_chunks
 from mirror.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
 from mirror.reference import Reference
 from mirror.transport import ImageSource
 
-CHUNK = 1024 * 1024
 MANIFEST_FILE = "manifest.json"
 _BLOCK = tarfile.BLOCKSIZE
 _BLOB_PATH = re.compile(r"^blobs/sha256/([a-f0-9]{64})$")
@@ -187,17 +187,7 @@ class SavedImage:
             raise ArchiveError(f"{ref}: blob {desc.digest} is not in the saved image")
         with self.path.open("rb") as handle:
             handle.seek(member.offset)
-            yield _chunks(handle, member.size)
-
-
-def _chunks(handle: IO[bytes], size: int) -> Iterator[bytes]:
-    remaining = size
-    while remaining > 0:
-        chunk = handle.read(min(CHUNK, remaining))
-        if not chunk:
-            return
-        remaining -= len(chunk)
-        yield chunk
+            yield read_chunks(handle, member.size)
 
 
 def _resolve(members: dict[str, tarfile.TarInfo], name: str, hops: int = 0) -> str:

@@ -82,7 +82,9 @@ class LayoutStorage(Protocol):
         """The bytes of a file present in the layout, in chunks of at most 1 MiB."""
 
 
-def _chunks(handle: IO[bytes], size: int) -> Iterator[bytes]:
+def read_chunks(handle: IO[bytes], size: int) -> Iterator[bytes]:
+    """``size`` bytes from ``handle``'s position, in chunks of at most CHUNK (fewer if the
+    file ends early: the copy's size check catches that)."""
     remaining = size
     while remaining > 0:
         chunk = handle.read(min(CHUNK, remaining))
@@ -144,7 +146,7 @@ class DirectoryStorage:
         if handle is None:
             raise ArchiveError(f"{self.root / name}: missing")
         with handle:
-            yield _chunks(handle, os.fstat(handle.fileno()).st_size)
+            yield read_chunks(handle, os.fstat(handle.fileno()).st_size)
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,7 @@ class TarStorage:
             raise ArchiveError(f"{self.path}: {name} missing")
         with self.path.open("rb") as handle:
             handle.seek(member.offset)
-            yield _chunks(handle, member.size)
+            yield read_chunks(handle, member.size)
 
 
 class _BoundedTarInfo(tarfile.TarInfo):

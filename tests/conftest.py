@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.faultproxy import ProxyFactory
 from tests.registries import Registry, RegistryFactory, registries_in, start_registry
 from tests.registries import unique_repo as unique_repo_name
 
@@ -49,6 +50,14 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
 def make_registry(tmp_path: Path) -> Iterator[RegistryFactory]:
     """``make_registry(kind, **opts)`` starts a fresh registry, stopped at test end."""
     factory = RegistryFactory(tmp_path / "registries")
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture
+def proxies() -> Iterator[ProxyFactory]:
+    """``proxies(url)`` starts a fault proxy in front of ``url``, stopped at test end."""
+    factory = ProxyFactory()
     yield factory
     factory.stop_all()
 

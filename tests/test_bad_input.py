@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -32,13 +32,6 @@ from tests.mirrorcli import REPO_ROOT, PublicImages, run_mirror
 from tests.registries import Registry
 
 SOURCE = "quay.io/team/app:1"
-
-
-@pytest.fixture
-def proxies() -> Iterator[ProxyFactory]:
-    factory = ProxyFactory()
-    yield factory
-    factory.stop_all()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,14 +45,6 @@ from tests.registries import Registry
 FAST = {"MESHLIFT_RETRY_INITIAL_WAIT": "0.01", "MESHLIFT_RETRY_MAX_WAIT": "0.05"}
 MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
 ALPHA, BETA, GAMMA = "quay.io/faults/alpha:1", "quay.io/faults/beta:2", "ghcr.io/faults/gamma:3"
-
-
-@pytest.fixture
-def proxies() -> Iterator[ProxyFactory]:
-    """``proxies(url)`` starts a fault proxy in front of ``url``, stopped at test end."""
-    factory = ProxyFactory()
-    yield factory
-    factory.stop_all()
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 from deploy.cli import cli
+from tests.fakekube.fixtures import KubeUnderTest
 
 R = "reg.example:5000"
 
@@ -50,3 +51,23 @@ def one_line_error(result: Result, code: int, only: bool = True) -> str:
 def decoded_config(secret: dict[str, Any]) -> dict[str, Any]:
     """The ``.dockerconfigjson`` of a Secret, decoded."""
     return dict(json.loads(base64.b64decode(secret["data"][".dockerconfigjson"])))
+
+
+def apply_mesh(kube: KubeUnderTest, namespace: str, *extra: str) -> Result:
+    """``deploy apply`` of the bundle into ``namespace`` with credentials, no preflight/wait."""
+    return ok(
+        run_deploy(
+            "apply",
+            "--registry-server",
+            R,
+            "--namespace",
+            namespace,
+            "--skip-preflight",
+            "--no-wait",
+            "--registry-username",
+            "u",
+            *kube.cli_args(),
+            *extra,
+            env={"MESHLIFT_REGISTRY_PASSWORD": "pw"},
+        )
+    )

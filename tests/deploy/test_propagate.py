@@ -10,7 +10,7 @@ from click.testing import Result
 
 from deploy.cluster import Cluster
 from deploy.propagate import Propagated, watch_and_propagate
-from tests.deploy.deploycli import R, ok, one_line_error, run_deploy
+from tests.deploy.deploycli import R, apply_mesh, ok, one_line_error, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
 
 INJECT = {"injector.nsm.nginx.com/auto-inject": "enabled"}
@@ -18,21 +18,7 @@ INJECT = {"injector.nsm.nginx.com/auto-inject": "enabled"}
 
 def deploy_mesh(kube: KubeUnderTest) -> str:
     namespace = kube.ns("nginx-mesh")
-    ok(
-        run_deploy(
-            "apply",
-            "--registry-server",
-            R,
-            "--namespace",
-            namespace,
-            "--skip-preflight",
-            "--no-wait",
-            "--registry-username",
-            "u",
-            *kube.cli_args(),
-            env={"MESHLIFT_REGISTRY_PASSWORD": "pw"},
-        )
-    )
+    apply_mesh(kube, namespace)
     return namespace
 
 

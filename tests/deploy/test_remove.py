@@ -4,29 +4,10 @@ from __future__ import annotations
 
 from click.testing import Result
 
-from tests.deploy.deploycli import R, ok, run_deploy
+from tests.deploy.deploycli import apply_mesh, ok, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
 
 SELECTOR = "usage=nginx-mesh-registry-key"
-
-
-def apply(kube: KubeUnderTest, namespace: str, *extra: str) -> Result:
-    return ok(
-        run_deploy(
-            "apply",
-            "--registry-server",
-            R,
-            "--namespace",
-            namespace,
-            "--skip-preflight",
-            "--no-wait",
-            "--registry-username",
-            "u",
-            *kube.cli_args(),
-            *extra,
-            env={"MESHLIFT_REGISTRY_PASSWORD": "pw"},
-        )
-    )
 
 
 def remove(kube: KubeUnderTest, namespace: str) -> Result:
@@ -45,7 +26,7 @@ def test_remove_deletes_what_apply_and_propagate_made_and_nothing_else(kube: Kub
     kube.create(secret(apps, "user-secret"))
     other = kube.create_namespace("other")
     kube.create(secret(other, "nginx-mesh-registry-key"))
-    apply(kube, mesh)
+    apply_mesh(kube, mesh)
     ok(run_deploy("propagate", "--mesh-namespace", mesh, "--namespace", apps, *kube.cli_args()))
     assert len(kube.list("v1", "Secret", None, SELECTOR)) == 2
 
@@ -87,7 +68,7 @@ def test_a_namespace_apply_did_not_create_is_kept_and_its_contents_listed(
             "metadata": {"name": "settings", "namespace": mine},
         }
     )
-    apply(kube, mine)
+    apply_mesh(kube, mine)
     result = remove(kube, mine)
     assert (
         f"kept       Namespace {mine}: deploy apply did not create it; 1 other object(s) remain:"
@@ -105,7 +86,7 @@ def test_a_namespace_apply_created_is_kept_while_others_objects_are_in_it(
     kube: KubeUnderTest,
 ) -> None:
     mesh = kube.ns("nginx-mesh")
-    apply(kube, mesh)
+    apply_mesh(kube, mesh)
     kube.create(secret(mesh, "added-later"))
     result = remove(kube, mesh)
     assert (
@@ -121,7 +102,7 @@ def test_a_namespace_apply_created_is_kept_while_others_objects_are_in_it(
 
 
 def test_a_crd_with_someone_elses_custom_resources_is_kept(fake_kube: KubeUnderTest) -> None:
-    apply(fake_kube, "nginx-mesh")
+    apply_mesh(fake_kube, "nginx-mesh")
     apps = fake_kube.create_namespace("apps")
     fake_kube.create(
         {
@@ -142,6 +123,6 @@ def test_a_crd_with_someone_elses_custom_resources_is_kept(fake_kube: KubeUnderT
 
 def test_remove_twice_and_remove_without_apply_are_harmless(fake_kube: KubeUnderTest) -> None:
     assert "removed 0 objects" in remove(fake_kube, "nginx-mesh").stdout
-    apply(fake_kube, "nginx-mesh")
+    apply_mesh(fake_kube, "nginx-mesh")
     remove(fake_kube, "nginx-mesh")
     assert "removed 0 objects" in remove(fake_kube, "nginx-mesh").stdout
