@@ -187,6 +187,12 @@ class RegistryClient:
             return self._endpoints[host]
 
     def _client(self, verify: bool) -> httpx.Client:
+        """The pooled client for verified or unverified TLS.
+
+        HTTP/1.1 only: over TLS, httpx's HTTP/2 (the pure-Python h2) spent 2.5 times the CPU
+        of HTTP/1.1 on a 100 MiB blob and downloaded it 2.5 times slower; a pool of
+        connections serves concurrent transfers better than one multiplexed connection.
+        """
         with self._lock:
             if verify not in self._clients:
                 stall = self.policy.timeout
@@ -194,7 +200,6 @@ class RegistryClient:
                     connect=min(15.0, stall), read=stall, write=stall, pool=None
                 )
                 self._clients[verify] = httpx.Client(
-                    http2=True,
                     verify=self._tls if verify else False,
                     timeout=timeout,
                     limits=_LIMITS,
