@@ -175,21 +175,22 @@ class ImageCopier:
         return result
 
     def _copy(self, job: CopyJob, result: ImageResult) -> None:
-        head = self.source.head_manifest(job.source)
-        if head is None and job.locked_digest is None:
-            raise NotFound(f"{job.source}: not found at the source")
-        result.source_digest = head.digest if head else None
-        wanted = job.locked_digest or (head.digest if head else None)
-        check_drift(job, head.digest if head else None, result, self.options.frozen)
-        if not job.platforms:
-            existing = self.destination.head_manifest(job.destination)
-            if existing is not None and existing.digest == wanted:
-                result.status, result.digest = "present", wanted
+        existing = None if job.platforms else self.destination.head_manifest(job.destination)
+        if existing is None and not job.platforms and job.locked_digest is None:
+            # Nothing to compare a source digest with: fetch by tag, one round trip fewer.
+            try:
+                top = self.source.get_manifest(job.source, None)
+            except NotFound:
+                raise NotFound(f"{job.source}: not found at the source") from None
+            result.source_digest = top.digest
+        else:
+            needed = self._top_if_missing(job, existing, result)
+            if needed is None:
                 return
-        top = self.source.get_manifest(job.source, wanted)
+            top = needed
         if job.platforms and top.is_index:
+            result.notes.append(f"platform subset: destination digest differs from {top.digest}")
             top = select_platforms(top, job.platforms)
-            result.notes.append(f"platform subset: destination digest differs from {wanted}")
             existing = self.destination.head_manifest(job.destination)
             if existing is not None and existing.digest == top.digest:
                 result.status, result.digest = "present", top.digest
@@ -212,6 +213,22 @@ class ImageCopier:
         self.options.cancel.check()
         self.destination.put_manifest(job.destination, top, job.destination.tag)
         result.status, result.digest = "copied", top.digest
+
+    def _top_if_missing(
+        self, job: CopyJob, existing: Descriptor | None, result: ImageResult
+    ) -> Manifest | None:
+        """The source's manifest after a HEAD on its tag (for drift), or None if the
+        destination already holds it."""
+        head = self.source.head_manifest(job.source)
+        if head is None and job.locked_digest is None:
+            raise NotFound(f"{job.source}: not found at the source")
+        result.source_digest = head.digest if head else None
+        wanted = job.locked_digest or (head.digest if head else None)
+        check_drift(job, head.digest if head else None, result, self.options.frozen)
+        if existing is not None and existing.digest == wanted:
+            result.status, result.digest = "present", wanted
+            return None
+        return self.source.get_manifest(job.source, wanted)
 
     def _children(self, job: CopyJob, top: Manifest) -> list[Manifest]:
         """Every manifest below ``top`` once (indexes may nest), children before parents.

@@ -367,7 +367,8 @@ class RegistryClient:
         """Raise NotARegistry if ``host`` answers ``HEAD /v2/`` like a web server, not a registry.
 
         Only a clear answer counts (404, or an HTML page); unreachable hosts and other answers
-        are left to the requests that need them, so one bad source does not stop a run.
+        are left to the requests that need them, so one bad source does not stop a run. An
+        authentication challenge is kept, so the first real request already carries credentials.
         """
         try:
             response = self._send_any(host, "HEAD", "/v2/", {})
@@ -375,6 +376,10 @@ class RegistryClient:
             return
         _release(response)
         status = response.status_code
+        header = response.headers.get("www-authenticate", "")
+        challenge = parse_challenge(header) if status == 401 and header else None
+        if challenge is not None and challenge.scheme in ("basic", "bearer"):
+            self._challenges.setdefault(host, challenge)
         kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if status == 404 or (kind == "text/html" and status in (200, 401, 403)):
             shown = f"HTTP {status} {kind}".strip()
