@@ -358,7 +358,7 @@ def report(workloads: Sequence[Workload]) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--large-mib", type=int, default=1024)
     parser.add_argument("--only", nargs="*", default=["W1", "W2", "W3", "W4", "W5", "W6"])
