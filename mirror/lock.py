@@ -164,7 +164,9 @@ def plan_destinations(
 def write_digests(path: str, digests: Mapping[str, str]) -> int:
     """Set ``digest`` of entries whose source is in ``digests`` (keyed by str(source)).
 
-    Keeps comments and order (tomlkit). Returns how many entries changed.
+    A digest written inline (``name:tag@sha256:…``) moves to the ``digest`` key, so a tag that
+    moved does not leave the two disagreeing. Keeps comments and order (tomlkit). Returns how
+    many entries changed.
     """
     import tomlkit
 
@@ -172,11 +174,15 @@ def write_digests(path: str, digests: Mapping[str, str]) -> int:
     doc = tomlkit.parse(file.read_text(encoding="utf-8"))
     changed = 0
     for item in doc.get("images", []):
-        key = str(parse_reference(str(item["source"])).with_digest(None))
-        new = digests.get(key)
-        if new and item.get("digest") != new:
-            item["digest"] = new
-            changed += 1
+        source = str(item["source"])
+        ref = parse_reference(source)
+        new = digests.get(str(ref.with_digest(None)))
+        if not new or (item.get("digest") or ref.digest) == new:
+            continue
+        if ref.digest and ref.tag:
+            item["source"] = source.rpartition("@")[0]
+        item["digest"] = new
+        changed += 1
     tmp = file.with_name(f".{file.name}.tmp")
     tmp.write_text(tomlkit.dumps(doc), encoding="utf-8")
     tmp.replace(file)

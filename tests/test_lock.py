@@ -368,6 +368,22 @@ def test_write_digests_is_idempotent(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_write_digests_moves_an_inline_digest_whose_tag_moved(tmp_path: Path) -> None:
+    path = _lock(
+        tmp_path,
+        f'version = 1\n[[images]]\nsource = "nats:2.9-alpine@{SHA_A}"  # pinned\n'
+        f'[[images]]\nsource = "curlimages/curl:8@{SHA_A}"\n',
+    )
+    digests = {"docker.io/library/nats:2.9-alpine": SHA_B, "docker.io/curlimages/curl:8": SHA_A}
+    assert write_digests(path, digests) == 1
+    entries = load_lock(path).entries
+    assert [(str(e.source), e.digest) for e in entries] == [
+        ("docker.io/library/nats:2.9-alpine", SHA_B),
+        ("docker.io/curlimages/curl:8", SHA_A),
+    ]
+    assert "# pinned" in Path(path).read_text()
+
+
 # --- fuzzing ----------------------------------------------------------------------------------
 
 
