@@ -43,6 +43,7 @@ from mirror.reference import Reference
 from mirror.retry import Cancellation, RetryPolicy, is_retryable, retrying
 
 _ERROR_BODY_LIMIT = 64 * 1024
+_TOKEN_LIMIT = 1024 * 1024  # a token answer is a few KiB of JSON
 _LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32)
 
 
@@ -238,7 +239,23 @@ class RegistryClient:
                 " over plain HTTP on another host (list it with --insecure-registry to allow)"
             )
         client = self._client(self.endpoint(host).verify)
-        token, lifetime = fetch_token(client.send, challenge, scopes, creds)
+
+        def send(request: httpx.Request) -> httpx.Response:
+            """The token answer, refused unread past _TOKEN_LIMIT."""
+            response = client.send(request, stream=True)
+            try:
+                with _naming(host, f"GET {realm.copy_with(query=None)}"):
+                    body = _read_limited(response, _TOKEN_LIMIT)
+            finally:
+                response.close()
+            if body is None:
+                raise HostileContent(
+                    f"{host}: token server {realm_host} answered with more than"
+                    f" {_TOKEN_LIMIT // 1024} KiB; refused"
+                )
+            return httpx.Response(response.status_code, content=body, request=request)
+
+        token, lifetime = fetch_token(send, challenge, scopes, creds)
         self._tokens.put(host, scopes, token, lifetime)
         return token
 

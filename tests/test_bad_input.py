@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from mirror.auth import Challenge, CredentialStore, fetch_token
 from mirror.credentials import Credentials
-from mirror.errors import MirrorError
+from mirror.errors import HostileContent, MirrorError
 from mirror.hosts import HostOptions
 from mirror.reference import Reference
 from mirror.registry import RegistryClient, RegistryTransport
@@ -341,3 +341,23 @@ def test_any_token_answer_is_a_token_or_a_typed_error(status: int, body: bytes) 
     except MirrorError:
         return
     assert isinstance(token, str) and token and isinstance(lifetime, float)
+
+
+def test_an_endless_token_answer_is_refused_unread() -> None:
+    sent = []
+
+    def endless() -> Iterator[bytes]:
+        for _ in range(1024):  # 1 GiB, produced only as it is read
+            sent.append(1)
+            yield b"{" * (1 << 20)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(200, content=endless())
+        challenge = 'Bearer realm="https://reg.example/token",service="reg"'
+        return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+
+    with transport_for(answer) as registry, pytest.raises(HostileContent) as refused:
+        registry.get_manifest(REF, None)
+    assert "token server reg.example answered with more than 1024 KiB" in str(refused.value)
+    assert len(sent) <= 2
