@@ -46,9 +46,11 @@ def read_gke_key(path: str) -> Credentials:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8"
         raise InputError(f"--registry-key {path}: cannot read: {reason}") from None
     try:
-        json.loads(text)
-    except ValueError:
-        raise InputError(f"--registry-key {path}: not a JSON key file") from None
+        key = json.loads(text)
+    except (ValueError, RecursionError):
+        key = None
+    if not isinstance(key, dict):
+        raise InputError(f"--registry-key {path}: not a JSON key file (expected a JSON object)")
     return Credentials(GKE_KEY_USERNAME, text)
 
 
