@@ -455,6 +455,7 @@ def _scheduled(
 @click.option("--jobs", type=click.IntRange(1, 64), default=4, show_default=True)
 def verify(**params: Any) -> None:
     """Check every locked image is in --registry-server with the right digest."""
+    from mirror.copy import Cancellation
     from mirror.reference import parse_registry_server
     from mirror.sync import Destination
     from mirror.sync import verify as run_verify
@@ -463,9 +464,16 @@ def verify(**params: Any) -> None:
     destination = Destination(parse_registry_server(params["registry_server"]), credentials)
     _, entries = _entries(params["lock_path"], params["environment"])
     hosts = _hosts(params)
-    report = run_verify(
-        entries, destination, hosts, platforms=_platforms(params["platforms"]), jobs=params["jobs"]
-    )
+    cancel = Cancellation()
+    with _signals(cancel):
+        report = run_verify(
+            entries,
+            destination,
+            hosts,
+            platforms=_platforms(params["platforms"]),
+            jobs=params["jobs"],
+            cancel=cancel,
+        )
     if params["output"] == "text":
         for r in report.results:
             state = "ok" if r.status == "present" else "FAILED"
@@ -486,12 +494,15 @@ def verify(**params: Any) -> None:
 @source_options
 def lock_command(lock_path: str, check: bool, **params: Any) -> None:
     """Resolve each source tag to its digest and write it into the lock."""
+    from mirror.copy import Cancellation
     from mirror.lock import load_lock, write_digests
     from mirror.sync import resolve_digests
 
     lock = load_lock(lock_path)
     hosts = _hosts(params)
-    digests = resolve_digests(lock.entries, hosts)
+    cancel = Cancellation()
+    with _signals(cancel):
+        digests = resolve_digests(lock.entries, hosts, cancel=cancel)
     stale = [e for e in lock.entries if e.digest != digests.get(str(e.source))]
     for entry in stale:
         click.echo(f"{entry.source}: {entry.digest or 'unpinned'} -> {digests[str(entry.source)]}")

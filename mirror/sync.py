@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from mirror.auth import CredentialStore
@@ -15,6 +14,7 @@ from mirror.copy import (
     CopyOptions,
     ImageCopier,
     run_copies,
+    run_parallel,
     select_platforms,
 )
 from mirror.credentials import Credentials
@@ -90,11 +90,16 @@ def verify(
     *,
     platforms: Sequence[Platform] = (),
     jobs: int = DEFAULT_JOBS,
+    cancel: Cancellation | None = None,
 ) -> Report:
-    """Check every entry is at the destination with the digest the lock or source says."""
+    """Check every entry is at the destination with the digest the lock or source says.
+
+    Once ``cancel`` is set no check starts and Interrupted is raised (see run_parallel).
+    """
     planned = plan_jobs(entries, destination.server, platforms)
     started = time.monotonic()
-    with open_registries(hosts, destination) as registry:
+    cancel = cancel or Cancellation()
+    with open_registries(hosts, destination, cancel=cancel) as registry:
         registry.ping([ref for job in planned for ref in (job.source, job.destination)])
 
         def check(job: CopyJob) -> ImageResult:
@@ -121,16 +126,19 @@ def verify(
                 result.status, result.error = "failed", str(exc)
             return result
 
-        with ThreadPoolExecutor(max(1, jobs)) as pool:
-            results = list(pool.map(check, planned))
+        results = run_parallel(check, planned, jobs, cancel, "verify")
     return Report("verify", results, time.monotonic() - started)
 
 
 def resolve_digests(
-    entries: Sequence[LockEntry], hosts: HostOptions, jobs: int = DEFAULT_JOBS
+    entries: Sequence[LockEntry],
+    hosts: HostOptions,
+    jobs: int = DEFAULT_JOBS,
+    cancel: Cancellation | None = None,
 ) -> dict[str, str]:
     """Each entry's current source digest, keyed by its source reference (for ``mirror lock``)."""
-    with open_registries(hosts, None) as registry:
+    cancel = cancel or Cancellation()
+    with open_registries(hosts, None, cancel=cancel) as registry:
         registry.ping([entry.source for entry in entries])
 
         def resolve(entry: LockEntry) -> tuple[str, str]:
@@ -139,5 +147,4 @@ def resolve_digests(
                 raise NotFound(f"{entry.source}: not found at the source")
             return str(entry.source), head.digest
 
-        with ThreadPoolExecutor(max(1, jobs)) as pool:
-            return dict(pool.map(resolve, entries))
+        return dict(run_parallel(resolve, entries, jobs, cancel, "lock"))

@@ -316,6 +316,31 @@ def test_interrupt_stops_within_seconds_untagged_and_a_rerun_uploads_only_the_re
     setup.assert_mirrored()
 
 
+@pytest.mark.parametrize("command", ["verify", "lock"])
+def test_interrupted_verify_and_lock_stop_within_seconds(command: str, setup: Setup) -> None:
+    stall = setup.source.rule("stall", "HEAD", "/manifests/", times=None, seconds=120)
+    args = setup.args()
+    args[0] = command
+    if command == "lock":
+        at = args.index("--registry-server")
+        args[at : at + 2] = ["--check"]
+    before = setup.lock.read_bytes()
+    process = start_mirror(*args, env=FAST)
+    try:
+        wait_for(lambda: stall.injected >= 1)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        elapsed = time.monotonic() - started
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert elapsed < 5, f"took {elapsed:.1f}s to stop"
+    [line] = stderr.strip().splitlines()
+    assert line.startswith("Error: interrupted by SIGINT")
+    assert setup.lock.read_bytes() == before
+
+
 def start_mirror(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     """Start ``python -m mirror ARGS`` as :func:`run_mirror` would, without waiting for it."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MESHLIFT_")}
