@@ -154,10 +154,13 @@ class LoadPlan:
         return [job for job in self.jobs if job not in self.refused]
 
 
-def plan_load(path: str, server: RegistryServer | None) -> LoadPlan:
+def plan_load(
+    path: str, server: RegistryServer | None, platforms: Sequence[Platform] = ()
+) -> LoadPlan:
     """Open the archive and plan each image's destination (errors here change nothing).
 
-    Without a ``server`` each image keeps its source name (``load --to-docker``).
+    Without a ``server`` each image keeps its source name (``load --to-docker``). With
+    ``platforms``, only those platforms of multi-platform images are loaded.
 
     With an ``images.lock`` in the archive its entries are the intended set, and each must be
     in the index under its full name with the locked digest (unless the lock selected
@@ -187,7 +190,7 @@ def plan_load(path: str, server: RegistryServer | None) -> LoadPlan:
     for entry, destination in planned:
         found = layout.find(entry.source)
         digest = found.descriptor.digest if found else entry.digest
-        job = CopyJob(entry.source, destination, digest)
+        job = CopyJob(entry.source, destination, digest, tuple(platforms))
         jobs.append(job)
         if found is None:
             refused[job] = "not in the archive"

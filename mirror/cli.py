@@ -599,6 +599,7 @@ def save(**params: Any) -> None:
     help="The private registry images go to (with --to-docker: a second name for each).",
 )
 @registry_credential_options
+@platform_option
 @source_options
 @report_options
 @click.option(
@@ -614,16 +615,20 @@ def load(**params: Any) -> None:
     """
     from mirror.airgap import load as run_load
     from mirror.airgap import plan_load
+    from mirror.errors import InputError
     from mirror.reference import parse_registry_server
     from mirror.sync import Destination
 
     credentials = credentials_from(params)
+    platforms = _platforms(params["platforms"])
     if params["to_docker"]:
         from mirror.daemon import load_into_daemon
 
+        if len(platforms) > 1:
+            raise InputError("--to-docker loads one platform per image: give one --platform")
         server = params["registry_server"]
         daemon_plan = plan_load(
-            params["input_path"], parse_registry_server(server) if server else None
+            params["input_path"], parse_registry_server(server) if server else None, platforms
         )
 
         def to_docker(progress: Any, options: Any) -> Report:
@@ -642,7 +647,7 @@ def load(**params: Any) -> None:
         raise click.UsageError("Missing option '--registry-server' (or give --to-docker).")
     destination = Destination(parse_registry_server(params["registry_server"]), credentials)
     hosts = _hosts(params)
-    plan = plan_load(params["input_path"], destination.server)
+    plan = plan_load(params["input_path"], destination.server, platforms)
 
     def runner(progress: Any, options: Any) -> Report:
         return run_load(plan, destination, hosts, progress, options, jobs=params["jobs"])

@@ -372,6 +372,49 @@ def test_archived_lock_is_checked_and_platform_subsets_load(
     assert f"its images.lock says {other}" in report["images"][0]["error"]
 
 
+def test_load_with_platform_pushes_only_that_platform(
+    public: PublicImages, saved: Path, make_registry: RegistryFactory
+) -> None:
+    dest = make_registry("basic")
+    code, report, result = load(saved, dest, "--platform", "linux/arm64")
+    lacking = {
+        source
+        for source, artifact in public.artifacts.items()
+        if isinstance(artifact, Index)
+        and all(image.platform[:2] != ("linux", "arm64") for image in artifact.images)
+    }
+    assert lacking and SPIRE not in lacking
+    assert code == 1, result.stderr
+    for source, item in {i["source"]: i for i in report["images"]}.items():
+        if source in lacking:
+            assert "no entry for platform(s) linux/arm64" in item["error"]
+            assert not tag_exists(dest, dest_name(source))
+        else:
+            assert item["status"] == "copied", item
+    spire = public.artifacts[SPIRE]
+    assert isinstance(spire, Index)
+    raw = skopeo_raw(dest, "nsm/spire-agent:1.5.6")
+    assert [m["digest"] for m in json.loads(raw)["manifests"]] == [spire.images[1].digest]
+    by_source = {i["source"]: i for i in report["images"]}
+    assert any("platform subset" in note for note in by_source[SPIRE]["notes"])
+    with registry_client(dest) as client:
+        amd64_only = set(blobs_of(spire.images[0])) - set(blobs_of(spire.images[1]))
+        assert amd64_only
+        for digest in amd64_only:
+            assert client.head(f"/v2/nsm/spire-agent/blobs/{digest}").status_code == 404
+    code, report, _ = load(saved, dest, "--platform", "linux/arm64")
+    assert code == 1 and statuses(report)[SPIRE] == "present"
+
+
+def test_load_to_docker_takes_one_platform(saved: Path) -> None:
+    result = run_mirror(
+        "load", "--input", str(saved), "--to-docker",
+        "--platform", "linux/amd64", "--platform", "linux/arm64",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--to-docker loads one platform per image" in one_error_line(result)
+
+
 def test_render_lock_round_trips() -> None:
     entries = (
         LockEntry(parse_reference(SPIRE), "spire", "sha256:" + "a" * 64,
