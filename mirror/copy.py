@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from mirror.digest import DigestVerifier, sha256_digest
-from mirror.errors import DigestMismatch, HostileContent, Interrupted, MirrorError, NotFound
+from mirror.errors import (
+    DigestMismatch,
+    HostileContent,
+    InputError,
+    Interrupted,
+    MirrorError,
+    NotFound,
+)
 from mirror.manifest import (
     MAX_INDEX_DEPTH,
     MAX_INDEX_ENTRIES,
@@ -48,6 +55,13 @@ class CopyJob:
     destination: Reference
     locked_digest: str | None = None
     platforms: tuple[Platform, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.platforms and self.destination.tag is None:
+            raise InputError(
+                f"{self.source}: --platform needs a tag to name the narrowed index (its digest"
+                " differs from the source's); write the lock entry as NAME:TAG@sha256:…"
+            )
 
 
 class CopyEvents(Protocol):

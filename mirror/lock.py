@@ -133,6 +133,10 @@ def _parse_entry(item: Mapping[str, object], where: str) -> LockEntry:
         raise LockError(f"{where}: {exc}") from None
     if ref.digest and digest and ref.digest != digest:
         raise LockError(f"{where}: source digest and 'digest' disagree")
+    if parsed_platforms and ref.tag is None:
+        raise LockError(
+            f"{where}: 'platforms' needs a tag to name the narrowed index; write NAME:TAG@sha256:…"
+        )
     return LockEntry(
         source=ref.with_digest(None) if ref.tag else ref,
         component=component,

@@ -59,6 +59,10 @@ BAD_LOCKS = {
     "unknown key": (f'source = "{SOURCE}"\nmirror = true', "unknown key(s) mirror"),
     "no source": ('component = "x"', "missing 'source'"),
     "bad platform": (f'source = "{SOURCE}"\nplatforms = ["linux"]', "invalid platform"),
+    "platforms without a tag": (
+        f'source = "quay.io/team/app@sha256:{"a" * 64}"\nplatforms = ["linux/arm64"]',
+        "'platforms' needs a tag",
+    ),
     "wrong version": ("version = 2", "unsupported lock version 2"),
 }
 
@@ -77,6 +81,26 @@ def test_bad_lock(
     assert str(lock) in line and reason in line
     assert dest.requests == []
     assert lock.read_text() == text
+
+
+@pytest.mark.parametrize("command", ["sync", "save"])
+def test_platform_of_a_digest_only_image_is_refused(
+    command: str, public: PublicImages, proxies: ProxyFactory, tmp_path: Path
+) -> None:
+    lock = tmp_path / "images.lock"
+    lock.write_text(
+        f'version = 1\n[[images]]\nsource = "{SOURCE.split(":")[0]}@sha256:{"a" * 64}"\n'
+    )
+    source = proxies(public.registry.url)
+    endpoints = [a.replace(public.registry.url, source.url) for a in public.endpoint_args()]
+    target = ["--registry-server", "127.0.0.1:9/nsm"] if command == "sync" else []
+    target += ["--output", str(tmp_path / "out.tar")] if command == "save" else []
+    result = run_mirror(
+        command, "--lock", str(lock), *target, *endpoints, "--platform", "linux/arm64"
+    )
+    assert "--platform needs a tag" in one_error_line(result)
+    assert source.requests == []
+    assert not (tmp_path / "out.tar").exists()
 
 
 def bad_files(tmp_path: Path) -> dict[str, Path]:
