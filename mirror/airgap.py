@@ -24,6 +24,7 @@ from mirror.layout import (
     LayoutWriter,
     open_layout,
     pack_layout,
+    seed_blobs,
 )
 from mirror.lock import LockEntry, parse_lock, plan_destinations
 from mirror.manifest import Descriptor, Platform
@@ -89,11 +90,14 @@ def save(
 
     The index and lock are written once the copies are done (not if interrupted); a tar is
     packed and renamed into place only if every image was saved, otherwise its work directory
-    stays for a re-run, which fetches only what is missing.
+    stays for a re-run, which fetches only what is missing. Saving over a finished tar starts
+    from the blobs it holds.
     """
     planned = [
         CopyJob(e.source, e.source, e.digest, tuple(platforms) or e.platforms) for e in entries
     ]
+    if target.is_tar and target.path.is_file() and not target.layout_dir.exists():
+        seed_blobs(target.path, target.layout_dir)  # the blobs it holds are not fetched again
     with open_registries(hosts, None, options.policy, options.cancel) as registry:
         return write_layout(registry, entries, planned, target, events, options, jobs, "save")
 

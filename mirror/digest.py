@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Iterator
 
 from mirror.errors import DigestMismatch, InputError
 
@@ -59,6 +60,18 @@ class DigestVerifier:
         actual = f"{self._hash.name}:{self._hash.hexdigest()}"
         if actual != self.expected:
             raise DigestMismatch(f"digest mismatch: expected {self.expected}, got {actual}")
+
+
+def verified(chunks: Iterable[bytes], expected: str, size: int | None = None) -> Iterator[bytes]:
+    """``chunks`` passed on as they come; DigestMismatch after the last if they do not check out.
+
+    For writers that discard what they wrote when the stream fails (an atomic file).
+    """
+    verifier = DigestVerifier(expected, size)
+    for chunk in chunks:
+        verifier.update(chunk)
+        yield chunk
+    verifier.verify()
 
 
 def verify_bytes(data: bytes, expected: str, size: int | None = None) -> None:

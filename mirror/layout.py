@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from mirror import mediatypes
-from mirror.digest import sha256_digest
+from mirror.digest import sha256_digest, verified
 from mirror.errors import (
     ArchiveError,
     DigestMismatch,
@@ -616,6 +616,30 @@ def referenced_blobs(reader: LayoutReader) -> dict[str, int]:
     for entry in reader.entries:
         walk(entry.descriptor, entry.name or f"index.json entry {entry.number}")
     return found
+
+
+def seed_blobs(previous: Path, root: Path) -> int:
+    """Copy the blobs an earlier archive at ``previous`` reaches into a new layout at ``root``.
+
+    Each is verified on the way (one that does not check out is left to be fetched again);
+    ``previous`` not being a readable layout just means nothing is seeded. Returns the count.
+    """
+    try:
+        reader = open_layout(previous)
+        blobs = referenced_blobs(reader)
+    except MirrorError:
+        return 0
+    target = root / "blobs" / "sha256"
+    target.mkdir(parents=True, exist_ok=True)
+    seeded = 0
+    for digest, size in blobs.items():
+        try:
+            with reader.storage.stream(blob_path(digest)) as chunks:
+                _write_atomic(target / digest.split(":", 1)[1], verified(chunks, digest, size))
+        except (MirrorError, OSError):
+            continue
+        seeded += 1
+    return seeded
 
 
 def _tar_info(name: str, size: int = 0, directory: bool = False) -> tarfile.TarInfo:

@@ -556,6 +556,53 @@ def blob_gets(registry: Registry, prefix: str, since: int) -> list[str]:
     ]
 
 
+def test_saving_over_an_archive_fetches_only_what_it_lacks(
+    public: PublicImages, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    output = tmp_path / "nsm.tar"
+    first = save(public, public.write_lock(tmp_path / "a.lock", [SPIRE]), output)
+    assert first.returncode == 0, first.stderr
+    mark = public.registry.mark()
+    both = save(public, public.write_lock(tmp_path / "b.lock", [SPIRE, SIDECAR]), output)
+    assert both.returncode == 0, both.stderr
+    fetched = set(blob_gets(public.registry, public.prefix, mark))
+    spire, sidecar = public.artifacts[SPIRE], public.artifacts[SIDECAR]
+    manifests = {sidecar.digest, *(i.digest for i in getattr(sidecar, "images", ()))}
+    assert fetched == blobs_of(sidecar) - blobs_of(spire) - manifests
+    assert not (tmp_path / ".nsm.tar.partial").exists()
+    dest = make_registry("basic")
+    code, report, result = load(output, dest)
+    assert code == 0 and statuses(report) == {SPIRE: "copied", SIDECAR: "copied"}, result.stderr
+    assert_loaded(dest, sidecar, dest_name(SIDECAR))
+
+    only = save(public, public.write_lock(tmp_path / "c.lock", [SIDECAR]), output)
+    assert only.returncode == 0, only.stderr
+    with tarfile.open(output) as tar:
+        kept = {n.removeprefix("blobs/sha256/") for n in tar.getnames() if "sha256/" in n}
+    assert kept == {d.removeprefix("sha256:") for d in blobs_of(sidecar)}
+
+
+def test_a_bad_blob_in_the_archive_saved_over_is_fetched_again(
+    public: PublicImages, tmp_path: Path
+) -> None:
+    lock = public.write_lock(tmp_path / "images.lock", [SIDECAR])
+    good = tmp_path / "good.tar"
+    assert save(public, lock, good).returncode == 0
+    sidecar = public.artifacts[SIDECAR]
+    assert isinstance(sidecar, Image)
+    layer = sidecar.layers[0]
+    member = "blobs/sha256/" + layer.digest.removeprefix("sha256:")
+    with tarfile.open(good) as tar:
+        data = bytearray(tar.extractfile(member).read())  # type: ignore[union-attr]
+    data[0] ^= 0xFF
+    output = rewrite_tar(good, tmp_path / "out.tar", replace={member: bytes(data)})
+    mark = public.registry.mark()
+    assert save(public, lock, output).returncode == 0
+    assert blob_gets(public.registry, public.prefix, mark) == [layer.digest]
+    with tarfile.open(output) as tar:
+        assert sha256(tar.extractfile(member).read()) == layer.digest  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(("signum", "form"), [(signal.SIGINT, "tar"), (signal.SIGKILL, "dir")])
 def test_interrupted_save_looks_incomplete_and_resumes(
     slow_public: tuple[PublicImages, SlowBlobProxy], tmp_path: Path, signum: int, form: str
