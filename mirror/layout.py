@@ -618,28 +618,25 @@ def referenced_blobs(reader: LayoutReader) -> dict[str, int]:
     return found
 
 
-def seed_blobs(previous: Path, root: Path) -> int:
+def seed_blobs(previous: Path, root: Path) -> None:
     """Copy the blobs an earlier archive at ``previous`` reaches into a new layout at ``root``.
 
     Each is verified on the way (one that does not check out is left to be fetched again);
-    ``previous`` not being a readable layout just means nothing is seeded. Returns the count.
+    ``previous`` not being a readable layout just means nothing is seeded.
     """
     try:
         reader = open_layout(previous)
         blobs = referenced_blobs(reader)
     except MirrorError:
-        return 0
+        return
     target = root / "blobs" / "sha256"
     target.mkdir(parents=True, exist_ok=True)
-    seeded = 0
     for digest, size in blobs.items():
-        try:
-            with reader.storage.stream(blob_path(digest)) as chunks:
-                _write_atomic(target / digest.split(":", 1)[1], verified(chunks, digest, size))
-        except (MirrorError, OSError):
-            continue
-        seeded += 1
-    return seeded
+        with (
+            contextlib.suppress(MirrorError, OSError),
+            reader.storage.stream(blob_path(digest)) as chunks,
+        ):
+            _write_atomic(target / digest.split(":", 1)[1], verified(chunks, digest, size))
 
 
 def _tar_info(name: str, size: int = 0, directory: bool = False) -> tarfile.TarInfo:
