@@ -163,6 +163,10 @@ def _platforms(values: Sequence[str]) -> tuple[Platform, ...]:
     return tuple(parse_platform(v) for v in values)
 
 
+#: What an interrupted copy leaves as it was (its Interrupted message ends with this).
+UNTAGGED = "unfinished images were not tagged"
+
+
 @contextmanager
 def _signals(cancel: Cancellation, stop: threading.Event | None = None) -> Iterator[None]:
     """SIGINT/SIGTERM ask the copies to stop; they leave no tag for unfinished images."""
@@ -286,7 +290,7 @@ def _run_copy(
 ) -> None:
     from mirror.copy import Cancellation
 
-    cancel = Cancellation()
+    cancel = Cancellation(UNTAGGED)
     params = {"quiet": quiet, "output": output}
     with _signals(cancel):
         report = _copy_once(runner, params, count, cancel)
@@ -411,7 +415,7 @@ def _scheduled(
     state = Path(params["state_dir"]) if params["state_dir"] else default_state_dir()
     key = hashlib.sha256(params["registry_server"].encode()).hexdigest()[:16]
     stop = threading.Event()
-    cancel = Cancellation()
+    cancel = Cancellation(UNTAGGED)
     failed = False
 
     def cycle() -> None:
@@ -500,7 +504,7 @@ def lock_command(lock_path: str, check: bool, **params: Any) -> None:
 
     lock = load_lock(lock_path)
     hosts = _hosts(params)
-    cancel = Cancellation()
+    cancel = Cancellation(f"{lock_path} was not changed")
     with _signals(cancel):
         digests = resolve_digests(lock.entries, hosts, cancel=cancel)
     stale = [e for e in lock.entries if e.digest != digests.get(str(e.source))]

@@ -69,10 +69,11 @@ class HostileContent(MirrorError):
 
 
 class Interrupted(MirrorError):
-    """The run was stopped by a signal; unfinished images were not tagged."""
+    """The run was stopped by a signal; ``aftermath`` says what that left as it was."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, aftermath: str = "") -> None:
+        name = signal.Signals(signum).name
         super().__init__(
-            f"interrupted by {signal.Signals(signum).name}; unfinished images were not tagged"
+            f"interrupted by {name}; {aftermath}" if aftermath else f"interrupted by {name}"
         )
         self.exit_code = 128 + signum

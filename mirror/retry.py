@@ -67,10 +67,14 @@ class RetryPolicy:
 
 
 class Cancellation:
-    """Set by a signal handler; retries, requests and transfers of the run stop soon after."""
+    """Set by a signal handler; retries, requests and transfers of the run stop soon after.
 
-    def __init__(self) -> None:
+    ``aftermath`` (what an interrupted run leaves as it was) ends the Interrupted message.
+    """
+
+    def __init__(self, aftermath: str = "") -> None:
         self.signum: int | None = None
+        self.aftermath = aftermath
         self._event = threading.Event()
 
     @property
@@ -86,7 +90,7 @@ class Cancellation:
     def check(self) -> None:
         """Raise Interrupted if cancelled."""
         if self.signum is not None:
-            raise Interrupted(self.signum)
+            raise Interrupted(self.signum, self.aftermath)
 
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` (a retry's backoff), raising Interrupted as soon as cancelled."""
