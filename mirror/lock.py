@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from mirror.digest import validate_digest
 from mirror.errors import InputError, LockError
 from mirror.manifest import Platform, parse_platform
-from mirror.reference import Reference, RegistryServer, flatten_destination, parse_reference
+from mirror.reference import (
+    TAG_PATTERN,
+    Reference,
+    RegistryServer,
+    flatten_destination,
+    parse_reference,
+)
 
 LOCK_VERSION = 1
 LOCK_FILENAME = "images.lock"
 ENVIRONMENTS = ("kubernetes", "openshift")
 _KEYS = {"source", "component", "digest", "platforms", "environment"}
+_CHART_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*", re.ASCII)
+_CHART_KEYS = {"repository", "source", "name", "version", "digest", "component", "environment"}
 
 
 @dataclass(frozen=True)
@@ -36,11 +46,56 @@ class LockEntry:
 
 
 @dataclass(frozen=True)
+class ChartEntry:
+    """One locked Helm chart: from a classic chart repository or an OCI registry.
+
+    ``repository`` is the repository URL (``index.yaml`` beside it) for a classic repository;
+    ``oci`` is the chart's OCI reference (``host/path/name:version``) for a chart in a registry.
+    Exactly one of them is set. ``digest`` is the sha256 of the ``.tgz``, as ``index.yaml``
+    lists it (for OCI charts: the chart layer's digest).
+    """
+
+    name: str
+    version: str
+    repository: str | None = None
+    oci: Reference | None = None
+    digest: str | None = None
+    component: str = ""
+    environment: str | None = None
+
+    @property
+    def source(self) -> Reference:
+        """The chart's name as a reference: its OCI reference, or ``repo-host/path/name:version``.
+
+        This is what the flattening rule, reports and OCI layout ref names use.
+        """
+        if self.oci is not None:
+            return self.oci
+        assert self.repository is not None
+        parts = urlsplit(self.repository)
+        path = parts.path.strip("/")
+        repository = f"{path}/{self.name}" if path else self.name
+        return Reference(parts.netloc.lower(), repository.lower(), self.version, None)
+
+    @property
+    def index_url(self) -> str | None:
+        """``<repository>/index.yaml`` for a classic chart repository."""
+        return f"{self.repository.rstrip('/')}/index.yaml" if self.repository else None
+
+
+@dataclass(frozen=True)
 class Lock:
     """A loaded lock file and where it came from."""
 
     path: str
     entries: tuple[LockEntry, ...]
+    charts: tuple[ChartEntry, ...] = ()
+
+    def select_charts(self, environment: str = "all") -> tuple[ChartEntry, ...]:
+        """Charts needed on ``environment`` (``all`` keeps every chart)."""
+        if environment == "all":
+            return self.charts
+        return tuple(c for c in self.charts if c.environment in (None, environment))
 
     def select(self, environment: str = "all") -> tuple[LockEntry, ...]:
         """Entries needed on ``environment`` (``all`` keeps every entry)."""
@@ -84,7 +139,7 @@ def parse_lock(text: str, path: str) -> Lock:
     version = doc.get("version")
     if type(version) is not int or version != LOCK_VERSION:
         raise LockError(f"{path}: unsupported lock version {version!r} (expected 1)")
-    unknown = sorted(set(doc) - {"version", "images"})
+    unknown = sorted(set(doc) - {"version", "images", "charts"})
     if unknown:
         raise LockError(f"{path}: unknown key(s) {', '.join(unknown)}")
     images = doc.get("images", [])
@@ -101,7 +156,96 @@ def parse_lock(text: str, path: str) -> Lock:
             )
         seen[entry.source] = number
         entries.append(entry)
-    return Lock(path, tuple(entries))
+    return Lock(path, tuple(entries), _parse_charts(doc.get("charts", []), path))
+
+
+def _parse_charts(charts: object, path: str) -> tuple[ChartEntry, ...]:
+    if not isinstance(charts, list) or not all(isinstance(c, dict) for c in charts):
+        raise LockError(f"{path}: 'charts' must be an array of tables ([[charts]])")
+    parsed: list[ChartEntry] = []
+    seen: dict[Reference, int] = {}
+    for number, item in enumerate(charts, start=1):
+        chart = _parse_chart(item, f"{path}: chart {number}")
+        if chart.source in seen:
+            raise LockError(
+                f"{path}: chart {number}: duplicate chart {chart.source}"
+                f" (also chart {seen[chart.source]})"
+            )
+        seen[chart.source] = number
+        parsed.append(chart)
+    return tuple(parsed)
+
+
+def _string(item: Mapping[str, object], key: str) -> str | None:
+    value = item.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise InputError(f"'{key}' must be a non-empty string")
+    return value
+
+
+def _parse_chart(item: Mapping[str, object], where: str) -> ChartEntry:
+    unknown = sorted(set(item) - _CHART_KEYS)
+    if unknown:
+        raise LockError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    try:
+        repository, source = _string(item, "repository"), _string(item, "source")
+        name, version = _string(item, "name"), _string(item, "version")
+        digest, environment = _string(item, "digest"), _string(item, "environment")
+        component = item.get("component", "")
+        if not isinstance(component, str):
+            raise InputError("'component' must be a string")
+        if digest is not None:
+            validate_digest(digest)
+        if environment is not None and environment not in ENVIRONMENTS:
+            raise InputError(f"'environment' must be one of {', '.join(ENVIRONMENTS)}")
+        if (repository is None) == (source is None):
+            raise InputError("give either 'repository' (with 'name' and 'version') or 'source'")
+        if repository is not None:
+            return _repository_chart(repository, name, version, digest, component, environment)
+        assert source is not None
+        return _oci_chart(source, name, version, digest, component, environment)
+    except InputError as exc:
+        raise LockError(f"{where}: {exc}") from None
+
+
+def _repository_chart(
+    repository: str,
+    name: str | None,
+    version: str | None,
+    digest: str | None,
+    component: str,
+    environment: str | None,
+) -> ChartEntry:
+    parts = urlsplit(repository)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise InputError(
+            f"'repository' {repository!r} must be an http(s) URL of a chart repository"
+        )
+    if name is None or version is None:
+        raise InputError("a chart from a 'repository' needs 'name' and 'version'")
+    if not _CHART_NAME.fullmatch(name):
+        raise InputError(f"invalid chart name {name!r}")
+    if not TAG_PATTERN.fullmatch(version):
+        raise InputError(f"chart version {version!r} cannot be an OCI tag")
+    return ChartEntry(name, version, repository.rstrip("/"), None, digest, component, environment)
+
+
+def _oci_chart(
+    source: str,
+    name: str | None,
+    version: str | None,
+    digest: str | None,
+    component: str,
+    environment: str | None,
+) -> ChartEntry:
+    if not source.startswith("oci://"):
+        raise InputError(f"'source' {source!r} must be oci://host/path/name:version")
+    ref = parse_reference(source.removeprefix("oci://"))
+    if ref.tag is None or ref.digest is not None:
+        raise InputError(f"'source' {source!r} must name the chart version as its tag")
+    if name not in (None, ref.last_component) or version not in (None, ref.tag):
+        raise InputError("'name' and 'version' disagree with 'source'")
+    return ChartEntry(ref.last_component, ref.tag, None, ref, digest, component, environment)
 
 
 def _parse_entry(item: Mapping[str, object], where: str) -> LockEntry:

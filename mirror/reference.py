@@ -18,7 +18,7 @@ _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 HOST_RE = re.compile(
     rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]{{1,5}})?$"
 )
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
+TAG_PATTERN = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _MAX_NAME = 255
 
 
@@ -82,7 +82,7 @@ def parse_reference(text: str) -> Reference:
     colon = remainder.rfind(":")
     if colon > slash:
         remainder, tag = remainder[:colon], remainder[colon + 1 :]
-        if not _TAG_RE.match(tag):
+        if not TAG_PATTERN.fullmatch(tag):
             raise InvalidReference(f"invalid reference {text!r}: bad tag {tag!r}")
     if not remainder:
         raise InvalidReference(f"invalid reference {text!r}: empty name")
