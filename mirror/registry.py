@@ -45,6 +45,7 @@ from mirror.retry import Cancellation, RetryPolicy, is_retryable, retrying
 _ERROR_BODY_LIMIT = 64 * 1024
 _TOKEN_LIMIT = 1024 * 1024  # a token answer is a few KiB of JSON
 _LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 
 class RetryableStatus(RegistryError):
@@ -348,7 +349,7 @@ class RegistryClient:
         ``Authorization`` and the other request headers go only to the registry's own origin;
         another origin's TLS is verified unless that host is listed as insecure.
         """
-        response = self.request("GET", ref, path, scopes, ok=(200, 301, 302, 303, 307, 308))
+        response = self.request("GET", ref, path, scopes, ok=(200, *_REDIRECTS))
         hops = 0
         while response.is_redirect:
             location = response.headers.get("location", "")
@@ -581,10 +582,11 @@ class RegistryTransport:
             response.close()
 
     def has_blob(self, ref: Reference, desc: Descriptor) -> bool:
-        """Whether the repository already holds the blob (HEAD)."""
+        """Whether the repository already holds the blob (HEAD; a redirect to storage: yes)."""
         url = self._url(ref, "blobs", desc.digest)
+        scopes = [_push(self._repo(ref))]
         try:
-            _release(self.client.request("HEAD", ref, url, [_push(self._repo(ref))]))
+            _release(self.client.request("HEAD", ref, url, scopes, ok=(200, *_REDIRECTS)))
         except NotFound:
             return False
         return True

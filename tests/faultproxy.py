@@ -16,14 +16,26 @@ Fault kinds:
 - ``stall``: wait ``seconds`` before answering, then close without an answer.
 - ``corrupt``: forward with the body's first byte flipped (same length).
 - ``wrong-digest``: forward with a ``Docker-Content-Digest`` that is not the content's.
-- ``redirect``: fetch the body from upstream and answer 307 to :attr:`FaultProxy.blobs`, a
-  second loopback origin that serves it and records the headers it received.
+- ``redirect``: fetch the body from upstream (a HEAD with a GET) and answer 307 to
+  :attr:`FaultProxy.blobs`, a second loopback origin that serves it and records the headers
+  it received.
 - ``replace``: answer ``status``, ``headers`` and ``body`` (bytes, or a callable returning an
   iterable of chunks, sent chunked) without forwarding.
+- ``relocate``: forward with the answer's ``Location`` moved to the origin ``target`` (another
+  proxy in front of the same registry, as an upload URL on object storage would be).
+- ``sign``: forward with ``headers`` added, as a pre-signed URL carries its own credentials; a
+  request that brings an ``Authorization`` of its own is refused with ``status``.
+- ``drop-query``: forward without the query string (a registry ignoring ``?mount=``).
+- ``gzip``: forward with the body gzip-compressed when the request accepts gzip.
+- ``append-header``: forward with ``headers`` appended to the answer's headers of those names.
+
+``larger_than`` limits a rule to requests with a longer body (``status`` 413 with it: a
+request size limit).
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import json
@@ -40,7 +52,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-KINDS = ("status", "reset", "short", "stall", "corrupt", "wrong-digest", "redirect", "replace")
+KINDS = (
+    "status",
+    "reset",
+    "short",
+    "stall",
+    "corrupt",
+    "wrong-digest",
+    "redirect",
+    "replace",
+    "relocate",
+    "sign",
+    "drop-query",
+    "gzip",
+    "append-header",
+)
 TRANSIENT = ("status", "reset", "short", "stall")
 _HOP_BY_HOP = {
     "connection",
@@ -68,13 +94,17 @@ class Rule:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | Callable[[], Iterable[bytes]] = b""
     seconds: float = 30.0
+    target: str = ""
+    larger_than: int | None = None
     injected: int = 0
     fired_at: list[float] = field(default_factory=list)
     bytes_sent: int = 0
 
-    def matches(self, method: str, path: str) -> bool:
-        """Whether this rule still applies to a request."""
+    def matches(self, method: str, path: str, size: int) -> bool:
+        """Whether this rule still applies to a request with a body of ``size`` bytes."""
         if self.times is not None and self.injected >= self.times:
+            return False
+        if self.larger_than is not None and size <= self.larger_than:
             return False
         return (self.method is None or self.method == method) and bool(re.search(self.path, path))
 
@@ -215,10 +245,10 @@ class FaultProxy:
             if (method is None or r.method == method) and re.search(path, r.path)
         ]
 
-    def _choose(self, method: str, path: str, headers: dict[str, str]) -> Rule | None:
+    def _choose(self, method: str, path: str, headers: dict[str, str], size: int) -> Rule | None:
         """The fault for a request, if any; records the request."""
         with self._lock:
-            chosen = next((r for r in self.rules if r.matches(method, path)), None)
+            chosen = next((r for r in self.rules if r.matches(method, path, size)), None)
             if chosen is None and self._rate and self._rng.random() < self._rate:
                 kind = self._rng.choice(self._kinds)
                 chosen = Rule(kind, seconds=self._stall, status=self._rng.choice((500, 503, 429)))
@@ -249,11 +279,11 @@ def _proxy_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
         def _handle(self) -> None:
             body = self._read_body()
             headers = {k.lower(): v for k, v in self.headers.items()}
-            rule = proxy._choose(self.command, self.path, headers)
+            rule = proxy._choose(self.command, self.path, headers, len(body or b""))
             try:
                 if rule is None:
                     self._forward(body)
-                elif rule.kind == "status":
+                elif rule.kind == "status" or (rule.kind == "sign" and "authorization" in headers):
                     self._error(rule)
                 elif rule.kind == "stall":
                     proxy._stopping.wait(rule.seconds)
@@ -262,6 +292,8 @@ def _proxy_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                     self._replace(rule)
                 elif rule.kind == "redirect":
                     self._redirect(body)
+                elif rule.kind == "gzip":
+                    self._compress(body)
                 else:
                     self._forward(body, rule)
             except (BrokenPipeError, ConnectionResetError):
@@ -279,10 +311,21 @@ def _proxy_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             length = self.headers.get("Content-Length")
             return self.rfile.read(int(length)) if length is not None else None
 
-        def _upstream(self, body: bytes | None) -> tuple[http.client.HTTPConnection, Any]:
+        def _upstream(
+            self,
+            body: bytes | None,
+            method: str | None = None,
+            path: str | None = None,
+            extra: dict[str, str] | None = None,
+        ) -> tuple[http.client.HTTPConnection, Any]:
             conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
-            conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
-            for key, value in self.headers.items():
+            conn.putrequest(
+                method or self.command, path or self.path, skip_host=True, skip_accept_encoding=True
+            )
+            extra = extra or {}
+            replaced = {k.lower() for k in extra}
+            kept = [(k, v) for k, v in self.headers.items() if k.lower() not in replaced]
+            for key, value in [*kept, *extra.items()]:
                 if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
                     conn.putheader(key, value)
             if body is not None:
@@ -291,17 +334,22 @@ def _proxy_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             return conn, conn.getresponse()
 
         def _forward(self, body: bytes | None, rule: Rule | None = None) -> None:
-            conn, response = self._upstream(body)
+            kind = rule.kind if rule else None
+            path = self.path.split("?")[0] if kind == "drop-query" else None
+            extra = rule.headers if rule and kind == "sign" else None
+            conn, response = self._upstream(body, path=path, extra=extra)
             try:
-                kind = rule.kind if rule else None
+                target = rule.target if rule and kind == "relocate" else None
                 headers = [
-                    (k, self._location(v) if k.lower() == "location" else v)
+                    (k, self._location(v, target) if k.lower() == "location" else v)
                     for k, v in response.getheaders()
                     if k.lower() not in _HOP_BY_HOP
                 ]
                 if kind == "wrong-digest":
                     headers = [(k, v) for k, v in headers if k.lower() != "docker-content-digest"]
                     headers.append(("Docker-Content-Digest", WRONG_DIGEST))
+                if rule and kind == "append-header":
+                    headers = _appended(headers, rule.headers)
                 bodyless = self.command == "HEAD" or response.status in (204, 304)
                 length = response.getheader("Content-Length")
                 if kind in ("reset", "short") and (bodyless or length in (None, "0")):
@@ -351,7 +399,10 @@ def _proxy_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             self.connection.close()
             self.close_connection = True
 
-        def _location(self, value: str) -> str:
+        def _location(self, value: str, target: str | None) -> str:
+            if target is not None:
+                parts = urlsplit(value)
+                return target + value[len(f"{parts.scheme}://{parts.netloc}") :]
             return (
                 proxy.url + value[len(proxy.upstream_url) :]
                 if value.startswith(proxy.upstream_url)
@@ -388,25 +439,43 @@ def _proxy_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(rule.body)
                 rule.bytes_sent += len(rule.body)
 
-        def _redirect(self, body: bytes | None) -> None:
-            conn, response = self._upstream(body)
+        def _whole(self, body: bytes | None, method: str | None = None) -> tuple[Any, bytes]:
+            """The upstream answer and its whole body."""
+            conn, response = self._upstream(body, method)
             try:
-                data = response.read()
+                return response, response.read()
             finally:
                 conn.close()
-            if response.status != 200:
-                self.send_response_only(response.status, response.reason)
-                for key, value in response.getheaders():
-                    if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
+
+        def _answer(
+            self, response: Any, data: bytes, extra: Iterable[tuple[str, str]] = ()
+        ) -> None:
+            """Send an upstream answer with ``data`` as its body and ``extra`` headers."""
+            self.send_response_only(response.status, response.reason)
+            for key, value in [*response.getheaders(), *extra]:
+                if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
                 self.wfile.write(data)
+
+        def _redirect(self, body: bytes | None) -> None:
+            response, data = self._whole(body, "GET" if self.command == "HEAD" else None)
+            if response.status != 200:
+                self._answer(response, data)
                 return
             self.send_response_only(307)
             self.send_header("Location", proxy.blobs.put(data))
             self.send_header("Content-Length", "0")
             self.end_headers()
+
+        def _compress(self, body: bytes | None) -> None:
+            response, data = self._whole(body)
+            if response.status != 200 or "gzip" not in self.headers.get("Accept-Encoding", ""):
+                self._answer(response, data)
+                return
+            self._answer(response, gzip.compress(data), [("Content-Encoding", "gzip")])
 
     return Handler
 
@@ -422,9 +491,19 @@ def _blob_handler(server: BlobServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(len(data or b"")))
             self.end_headers()
-            self.wfile.write(data or b"")
+            if self.command != "HEAD":
+                self.wfile.write(data or b"")
+
+        do_HEAD = do_GET
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
     return Handler
+
+
+def _appended(headers: list[tuple[str, str]], extra: dict[str, str]) -> list[tuple[str, str]]:
+    """``headers`` with each of ``extra`` appended to the header of its name (or added)."""
+    more = {k.lower(): v for k, v in extra.items()}
+    out = [(k, f"{v}, {more.pop(k.lower())}" if k.lower() in more else v) for k, v in headers]
+    return out + list(more.items())

@@ -1,0 +1,75 @@
+"""How production registries answer, beyond a plain docker-registry (issue 14): redirects to
+object storage, upload URLs on other hosts, refused mounts, size limits, compressing proxies,
+several challenges in one header and a destination that stores something else.
+
+Every test runs ``mirror sync`` as a user would, through :class:`tests.faultproxy.FaultProxy`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.faultproxy import ProxyFactory
+from tests.imagefactory import make_image, make_index, make_layer
+from tests.mirrorcli import PublicImages
+from tests.registries import Registry
+from tests.test_faults import ALPHA, BETA, GAMMA, Setup, own_layer
+
+
+@pytest.fixture(scope="module")
+def public(anon_registry: Registry) -> PublicImages:
+    """Three images sharing a base layer, as in tests/test_faults.py."""
+    images = PublicImages(anon_registry, f"protocol-{uuid.uuid4().hex[:8]}")
+    base = [make_layer("protocol-base", 40_000)]
+    images.add(ALPHA, make_image("protocol-alpha", [60_000, 30_000, 20_000], base=base))
+    beta = [
+        make_image("protocol-beta-amd64", [50_000], base=base),
+        make_image("protocol-beta-arm64", [45_000], base=base, platform=("linux", "arm64")),
+    ]
+    images.add(BETA, make_index(beta))
+    images.add(GAMMA, make_image("protocol-gamma", [10_000], base=base, fmt="docker"))
+    return images
+
+
+@pytest.fixture
+def setup(
+    public: PublicImages, anon_registry: Registry, proxies: ProxyFactory, tmp_path: Path
+) -> Setup:
+    lock = public.write_lock(tmp_path / "images.lock")
+    source, dest = proxies(anon_registry.url), proxies(anon_registry.url)
+    return Setup(public, source, dest, anon_registry, f"dest-{uuid.uuid4().hex[:8]}", lock)
+
+
+def statuses(report: dict[str, object]) -> dict[str, str]:
+    """Status per source image of a report."""
+    return {i["source"]: i["status"] for i in report["images"]}  # type: ignore[attr-defined]
+
+
+def test_blob_reads_redirected_to_storage_mean_present_on_resync_and_dry_run(
+    setup: Setup,
+) -> None:
+    for method in ("HEAD", "GET"):
+        setup.dest.rule("redirect", method, "/blobs/sha256:", times=None)
+    missing = own_layer(setup.public, ALPHA)
+    setup.source.rule("corrupt", "GET", f"/blobs/{missing}", times=None)
+    code, report, stderr = setup.sync()
+    assert code == 1, stderr
+    assert statuses(report) == {ALPHA: "failed", BETA: "copied", GAMMA: "copied"}
+
+    setup.source.clear()
+    code, report, stderr = setup.sync("--dry-run")
+    assert code == 0, stderr
+    alpha = next(i for i in report["images"] if i["source"] == ALPHA)
+    size = next(b.size for b in setup.public.artifacts[ALPHA].blobs if b.digest == missing)
+    assert f"would upload {size} bytes" in alpha["notes"]
+
+    code, report, stderr = setup.sync()
+    assert code == 0, stderr
+    assert statuses(report)[ALPHA] == "copied"
+    assert report["summary"]["blobs_uploaded"] == 1
+    setup.assert_mirrored()
+    assert setup.dest.seen("HEAD", "/blobs/sha256:")
+    assert all(r.fault == "redirect" for r in setup.dest.seen("HEAD", "/blobs/sha256:"))
