@@ -291,6 +291,21 @@ class RegistryClient:
             return response
         raise RegistryError(f"{host}: no endpoint answered")  # pragma: no cover - loop returns
 
+    def _off_origin(self, host: str, path: str) -> bool:
+        """Whether ``path`` is an absolute URL on another origin than the registry's."""
+        if not path.startswith(("http://", "https://")):
+            return False
+        url, base = httpx.URL(path), httpx.URL(self._bases.get(host) or self.endpoint(host).urls[0])
+        return (url.scheme, url.netloc) != (base.scheme, base.netloc)
+
+    def _send_off_origin(
+        self, method: str, url: httpx.URL, headers: dict[str, str], **kw: Any
+    ) -> httpx.Response:
+        """Send to another origin (object storage, a pre-signed URL) without the registry's
+        credentials, verifying its TLS unless that host is listed as insecure."""
+        client = self._client(not is_insecure(url.netloc.decode(), self.options.insecure))
+        return client.send(client.build_request(method, url, headers=headers, **kw), stream=True)
+
     def request(
         self,
         method: str,
@@ -305,7 +320,8 @@ class RegistryClient:
         """One registry request with auth, status checks and (if replayable) retries.
 
         The response is streamed: callers read or close it. ``path`` may be absolute (a
-        Location header) or relative to the endpoint.
+        Location header) or relative to the endpoint; credentials go only to the registry's
+        own origin.
         """
         call = (method, ref, path, tuple(scopes), dict(headers or {}), ok)
         if callable(getattr(kw.get("content"), "__next__", None)):
@@ -443,10 +459,13 @@ class RegistryClient:
         kw: dict[str, Any],
     ) -> httpx.Response:
         host = ref.registry
-        response = self._send_any(
-            host, method, path, headers | self._auth_header(host, scopes), **kw
-        )
-        if response.status_code == 401:
+        off_origin = self._off_origin(host, path)
+        if off_origin:
+            response = self._send_off_origin(method, httpx.URL(path), headers, **kw)
+        else:
+            auth = self._auth_header(host, scopes)
+            response = self._send_any(host, method, path, headers | auth, **kw)
+        if response.status_code == 401 and not off_origin:
             _release(response)
             header = response.headers.get("www-authenticate", "")
             challenge = parse_challenge(header) if header else None

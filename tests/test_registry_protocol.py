@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.faultproxy import ProxyFactory
-from tests.imagefactory import make_image, make_index, make_layer
-from tests.mirrorcli import PublicImages
+from tests.imagefactory import basic_header, make_image, make_index, make_layer, registry_client
+from tests.mirrorcli import PublicImages, report_of, run_mirror
 from tests.registries import Registry
-from tests.test_faults import ALPHA, BETA, GAMMA, Setup, own_layer
+from tests.test_faults import ALPHA, BETA, FAST, GAMMA, Setup, assert_mirrored, own_layer
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +73,28 @@ def test_blob_reads_redirected_to_storage_mean_present_on_resync_and_dry_run(
     setup.assert_mirrored()
     assert setup.dest.seen("HEAD", "/blobs/sha256:")
     assert all(r.fault == "redirect" for r in setup.dest.seen("HEAD", "/blobs/sha256:"))
+
+
+def test_an_upload_url_on_another_host_gets_no_credentials(
+    public: PublicImages, basic_registry: Registry, proxies: ProxyFactory, tmp_path: Path
+) -> None:
+    storage = proxies(basic_registry.url)  # a pre-signed upload URL: it authenticates itself
+    assert basic_registry.username and basic_registry.password
+    signature = {"Authorization": basic_header(basic_registry.username, basic_registry.password)}
+    storage.rule("sign", times=None, headers=signature, status=400)
+    dest = proxies(basic_registry.url)
+    dest.rule("relocate", "POST", "/blobs/uploads/", times=None, target=storage.url)
+    prefix = f"dest-{uuid.uuid4().hex[:8]}"
+    result = run_mirror(
+        "sync", "--lock", str(public.write_lock(tmp_path / "images.lock")),
+        "--registry-server", f"{dest.host}/{prefix}", *public.endpoint_args(),
+        "--registry-username", basic_registry.username, "--registry-password-stdin",
+        "--output", "json", input=basic_registry.password + "\n", env=FAST,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert set(statuses(report_of(result)).values()) == {"copied"}
+    with registry_client(basic_registry) as client:
+        for source, artifact in public.artifacts.items():
+            assert_mirrored(client, prefix, source, artifact)
+    assert storage.seen("PUT", "/blobs/uploads/")
+    assert not [r for r in storage.requests if "authorization" in r.headers]
