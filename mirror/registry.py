@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
+import logging
 import ssl
 import threading
 import time
@@ -42,10 +43,14 @@ from mirror.ratelimit import RateLimiter
 from mirror.reference import Reference
 from mirror.retry import Cancellation, RetryPolicy, is_retryable, retrying
 
+log = logging.getLogger("mirror.registry")
+
 _ERROR_BODY_LIMIT = 64 * 1024
 _TOKEN_LIMIT = 1024 * 1024  # a token answer is a few KiB of JSON
 _LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32)
 _REDIRECTS = (301, 302, 303, 307, 308)
+#: How registries refuse a cross-repository mount (no pull on ``from``, not supported, …).
+_MOUNT_REFUSALS = (400, 401, 403, 404, 405)
 
 
 class RetryableStatus(RegistryError):
@@ -520,6 +525,7 @@ class RegistryTransport:
 
     def __init__(self, client: RegistryClient) -> None:
         self.client = client
+        self._sessions: dict[tuple[str, str], httpx.URL] = {}  # uploads mounts opened instead
 
     def __enter__(self) -> RegistryTransport:
         return self
@@ -603,44 +609,54 @@ class RegistryTransport:
     def has_blob(self, ref: Reference, desc: Descriptor) -> bool:
         """Whether the repository already holds the blob (HEAD; a redirect to storage: yes)."""
         url = self._url(ref, "blobs", desc.digest)
-        scopes = [_push(self._repo(ref))]
+        repo = self._repo(ref)
         try:
-            _release(self.client.request("HEAD", ref, url, scopes, ok=(200, *_REDIRECTS)))
+            _release(self.client.request("HEAD", ref, url, [_push(repo)], ok=(200, *_REDIRECTS)))
         except NotFound:
             return False
+        session = self._sessions.pop((repo, desc.digest), None)
+        if session is not None:  # a mount opened an upload that is not needed after all
+            with contextlib.suppress(RegistryError, httpx.HTTPError):
+                deleted = self.client.request(
+                    "DELETE", ref, str(session), [_push(repo)], ok=(204, 404)
+                )
+                _release(deleted)
         return True
 
     def mount_blob(self, ref: Reference, desc: Descriptor, source: Reference) -> bool:
-        """Cross-repository mount from ``source`` (same registry); False if not mounted."""
+        """Cross-repository mount from ``source`` (same registry); False if not mounted.
+
+        A refused mount only means the blob is uploaded; an upload the registry opened instead
+        of mounting is the one put_blob fills.
+        """
         repo, other = self._repo(ref), self._repo(source)
         url = f"/v2/{repo}/blobs/uploads/"
-        response = self.client.request(
-            "POST",
-            ref,
-            url,
-            [_push(repo), _pull(other)],
-            params={"mount": desc.digest, "from": other},
-            ok=(201, 202),
-        )
+        try:
+            response = self.client.request(
+                "POST",
+                ref,
+                url,
+                [_push(repo), _pull(other)],
+                params={"mount": desc.digest, "from": other},
+                ok=(201, 202),
+            )
+        except RegistryError as exc:
+            if exc.status not in _MOUNT_REFUSALS:
+                raise
+            log.debug(
+                "%s: mount of %s from %s refused (HTTP %s)", ref, desc.digest, other, exc.status
+            )
+            return False
         _release(response)
-        if response.status_code == 202 and response.headers.get("location"):
-            with contextlib.suppress(RegistryError, httpx.HTTPError):
-                location = response.headers["location"]
-                deleted = self.client.request("DELETE", ref, location, [_push(repo)], ok=(204, 404))
-                _release(deleted)
+        location = response.headers.get("location")
+        if response.status_code == 202 and location:
+            self._sessions[(repo, desc.digest)] = response.url.join(location)
         return response.status_code == 201
 
     def put_blob(self, ref: Reference, desc: Descriptor, chunks: Iterable[bytes]) -> None:
         """Upload a blob in one streamed PUT; the registry checks the digest too."""
         repo = self._repo(ref)
-        start = self.client.request(
-            "POST", ref, f"/v2/{repo}/blobs/uploads/", [_push(repo)], ok=(202,)
-        )
-        _release(start)
-        location = start.headers.get("location")
-        if not location:
-            raise RegistryError(f"{ref}: registry started an upload without a Location")
-        target = start.url.join(location)
+        target = self._sessions.pop((repo, desc.digest), None) or self._start_upload(ref)
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)}
         done = self.client.request(
             "PUT",
@@ -652,6 +668,18 @@ class RegistryTransport:
             ok=(201,),
         )
         _release(done)
+
+    def _start_upload(self, ref: Reference) -> httpx.URL:
+        """A new upload session's URL."""
+        repo = self._repo(ref)
+        start = self.client.request(
+            "POST", ref, f"/v2/{repo}/blobs/uploads/", [_push(repo)], ok=(202,)
+        )
+        _release(start)
+        location = start.headers.get("location")
+        if not location:
+            raise RegistryError(f"{ref}: registry started an upload without a Location")
+        return start.url.join(location)
 
     def put_manifest(self, ref: Reference, manifest: Manifest, tag: str | None) -> None:
         """Upload raw manifest bytes under ``tag`` (or by digest when tag is None)."""

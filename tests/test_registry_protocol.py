@@ -98,3 +98,32 @@ def test_an_upload_url_on_another_host_gets_no_credentials(
             assert_mirrored(client, prefix, source, artifact)
     assert storage.seen("PUT", "/blobs/uploads/")
     assert not [r for r in storage.requests if "authorization" in r.headers]
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 405])
+def test_a_refused_mount_falls_back_to_an_upload(status: int, setup: Setup) -> None:
+    refused = setup.dest.rule("status", "POST", r"\?mount=", times=None, status=status)
+    code, report, stderr = setup.sync(debug=True)
+    assert code == 0, stderr
+    assert set(statuses(report).values()) == {"copied"}
+    setup.assert_mirrored()
+    assert refused.injected >= 1
+    assert report["summary"]["blobs_mounted"] == 0
+    refusals = [line for line in stderr.splitlines() if "mount" in line and "refused" in line]
+    assert len(refusals) == refused.injected, stderr
+    assert all(line.startswith("DEBUG ") and f"HTTP {status}" in line for line in refusals)
+
+
+def test_an_upload_a_mount_opened_instead_is_the_one_used(setup: Setup) -> None:
+    ignored = setup.dest.rule("drop-query", "POST", r"\?mount=", times=None)
+    mark = setup.registry.mark()
+    code, report, stderr = setup.sync()
+    assert code == 0, stderr
+    assert set(statuses(report).values()) == {"copied"}
+    setup.assert_mirrored()
+    assert ignored.injected >= 1
+    requests = setup.registry.requests(mark)
+    uploads = [r for r in requests if r.method == "POST" and "/blobs/uploads/" in r.path]
+    puts = [r for r in requests if r.method == "PUT" and "/blobs/uploads/" in r.path]
+    assert [r for r in requests if r.method == "DELETE"] == []
+    assert len(uploads) == len(puts) == report["summary"]["blobs_uploaded"]
