@@ -365,12 +365,14 @@ class RegistryClient:
         raise AssertionError("unreachable")  # pragma: no cover - retrying re-raises
 
     def open(self, ref: Reference, path: str, scopes: Iterable[str]) -> httpx.Response:
-        """A streamed GET that follows redirects (as registries do to object storage).
+        """A streamed GET of the bytes as stored (``Accept-Encoding: identity``) that follows
+        redirects (as registries do to object storage).
 
         ``Authorization`` and the other request headers go only to the registry's own origin;
         another origin's TLS is verified unless that host is listed as insecure.
         """
-        response = self.request("GET", ref, path, scopes, ok=(200, *_REDIRECTS))
+        identity = {"Accept-Encoding": "identity"}
+        response = self.request("GET", ref, path, scopes, headers=identity, ok=(200, *_REDIRECTS))
         hops = 0
         while response.is_redirect:
             location = response.headers.get("location", "")
@@ -380,7 +382,7 @@ class RegistryClient:
                 raise RegistryError(f"{ref}: too many redirects for {path}")
             target = response.url.join(location)
             same = (target.scheme, target.netloc) == (response.url.scheme, response.url.netloc)
-            headers = dict(response.request.headers) if same else {}
+            headers = dict(response.request.headers if same else identity)
             headers.pop("host", None)
             verify = (
                 self.endpoint(ref.registry).verify

@@ -127,3 +127,15 @@ def test_an_upload_a_mount_opened_instead_is_the_one_used(setup: Setup) -> None:
     puts = [r for r in requests if r.method == "PUT" and "/blobs/uploads/" in r.path]
     assert [r for r in requests if r.method == "DELETE"] == []
     assert len(uploads) == len(puts) == report["summary"]["blobs_uploaded"]
+
+
+@pytest.mark.parametrize("kind", ["gzip", "redirect"])
+def test_blobs_are_asked_for_as_stored_not_compressed(kind: str, setup: Setup) -> None:
+    setup.source.rule(kind, "GET", "/blobs/sha256:", times=None)
+    code, report, stderr = setup.sync()
+    assert code == 0, stderr
+    assert set(statuses(report).values()) == {"copied"}
+    setup.assert_mirrored()
+    asked = [r.headers for r in setup.source.seen("GET", "/blobs/sha256:")]
+    asked += setup.source.blobs.requests
+    assert asked and all(h.get("accept-encoding") == "identity" for h in asked)
