@@ -14,24 +14,45 @@ import httpx
 from mirror.credentials import Credentials
 from mirror.errors import InputError, RegistryError, Unauthorized
 
-_PARAM_RE = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+# One item of a WWW-Authenticate header: a comma, a parameter (quoted or not) or a bare token
+# (a scheme, or a token68 right after one).
+_ITEM_RE = re.compile(r'(,)|(\w[\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))|([^\s,]+)')
+_PREFERRED = {"bearer": 0, "basic": 1}
 _TOKEN_MARGIN = 10.0
 _DEFAULT_TOKEN_LIFETIME = 60.0
 
 
 @dataclass(frozen=True)
 class Challenge:
-    """A parsed ``WWW-Authenticate`` header."""
+    """One challenge of a ``WWW-Authenticate`` header: its scheme and parameters."""
 
     scheme: str
     params: Mapping[str, str]
 
 
+def parse_challenges(header: str) -> list[Challenge]:
+    """Every challenge of a ``WWW-Authenticate`` header, each with its own parameters.
+
+    ``Bearer realm="…",service="…", Basic realm="…"`` is two challenges: a bare token after a
+    comma (or first) starts a new one.
+    """
+    found: list[tuple[str, dict[str, str]]] = []
+    after_comma = True
+    for m in _ITEM_RE.finditer(header):
+        comma, name, quoted, plain, bare = m.groups()
+        if bare is not None and (after_comma or not found):
+            found.append((bare.lower(), {}))
+        elif name is not None and found:
+            found[-1][1][name.lower()] = quoted if quoted is not None else plain
+        after_comma = comma is not None
+    return [Challenge(scheme, params) for scheme, params in found]
+
+
 def parse_challenge(header: str) -> Challenge:
-    """Parse ``Bearer realm="…",service="…",scope="…"`` or ``Basic realm="…"``."""
-    scheme, _, rest = header.strip().partition(" ")
-    params = {m.group(1).lower(): m.group(2) or m.group(3) or "" for m in _PARAM_RE.finditer(rest)}
-    return Challenge(scheme.lower(), params)
+    """The challenge to answer in a ``WWW-Authenticate`` header: Bearer, else Basic, else the
+    first (an empty scheme if there is none)."""
+    challenges = parse_challenges(header) or [Challenge("", {})]
+    return min(challenges, key=lambda c: _PREFERRED.get(c.scheme, len(_PREFERRED)))
 
 
 def basic_header(credentials: Credentials) -> str:

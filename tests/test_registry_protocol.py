@@ -7,6 +7,7 @@ Every test runs ``mirror sync`` as a user would, through :class:`tests.faultprox
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from tests.faultproxy import ProxyFactory
 from tests.imagefactory import basic_header, make_image, make_index, make_layer, registry_client
 from tests.mirrorcli import PublicImages, report_of, run_mirror
-from tests.registries import Registry
+from tests.registries import Registry, RegistryFactory
 from tests.test_faults import ALPHA, BETA, FAST, GAMMA, Setup, assert_mirrored, own_layer
 
 
@@ -85,12 +86,7 @@ def test_an_upload_url_on_another_host_gets_no_credentials(
     dest = proxies(basic_registry.url)
     dest.rule("relocate", "POST", "/blobs/uploads/", times=None, target=storage.url)
     prefix = f"dest-{uuid.uuid4().hex[:8]}"
-    result = run_mirror(
-        "sync", "--lock", str(public.write_lock(tmp_path / "images.lock")),
-        "--registry-server", f"{dest.host}/{prefix}", *public.endpoint_args(),
-        "--registry-username", basic_registry.username, "--registry-password-stdin",
-        "--output", "json", input=basic_registry.password + "\n", env=FAST,
-    )  # fmt: skip
+    result = sync_to(public, basic_registry, f"{dest.host}/{prefix}", tmp_path)
     assert result.returncode == 0, result.stderr
     assert set(statuses(report_of(result)).values()) == {"copied"}
     with registry_client(basic_registry) as client:
@@ -139,3 +135,32 @@ def test_blobs_are_asked_for_as_stored_not_compressed(kind: str, setup: Setup) -
     asked = [r.headers for r in setup.source.seen("GET", "/blobs/sha256:")]
     asked += setup.source.blobs.requests
     assert asked and all(h.get("accept-encoding") == "identity" for h in asked)
+
+
+def sync_to(
+    public: PublicImages, dest: Registry, server: str, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """``mirror sync`` of every public image to ``server``, with ``dest``'s credentials."""
+    assert dest.username and dest.password
+    return run_mirror(
+        "sync", "--lock", str(public.write_lock(tmp_path / "images.lock")),
+        "--registry-server", server, *public.endpoint_args(),
+        "--registry-username", dest.username, "--registry-password-stdin",
+        "--output", "json", input=dest.password + "\n", env=FAST,
+    )  # fmt: skip
+
+
+def test_a_bearer_challenge_is_answered_when_basic_is_offered_too(
+    public: PublicImages, make_registry: RegistryFactory, proxies: ProxyFactory, tmp_path: Path
+) -> None:
+    dest = make_registry("token")
+    proxy = proxies(dest.url)
+    decoy = {"WWW-Authenticate": 'Basic realm="decoy"'}
+    offered = proxy.rule("append-header", times=None, headers=decoy)
+    result = sync_to(public, dest, f"{proxy.host}/mirrored", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert set(statuses(report_of(result)).values()) == {"copied"}
+    assert offered.injected and dest.issuer and dest.issuer.requests
+    with registry_client(dest) as client:
+        for source, artifact in public.artifacts.items():
+            assert_mirrored(client, "mirrored", source, artifact)
