@@ -684,16 +684,25 @@ class RegistryTransport:
         return start.url.join(location)
 
     def put_manifest(self, ref: Reference, manifest: Manifest, tag: str | None) -> None:
-        """Upload raw manifest bytes under ``tag`` (or by digest when tag is None)."""
-        url = self._url(ref, "manifests", tag or manifest.digest)
-        headers = {"Content-Type": manifest.media_type}
-        done = self.client.request(
-            "PUT",
-            ref,
-            url,
-            [_push(self._repo(ref))],
-            headers=headers,
-            content=manifest.raw,
-            ok=(201, 200),
-        )
-        _release(done)
+        """Upload raw manifest bytes by digest, then under ``tag`` when given.
+
+        Each answer's ``Docker-Content-Digest`` must be the manifest's, so a registry that
+        stores something else fails the image before the tag is written.
+        """
+        for target in [manifest.digest, *([tag] if tag else [])]:
+            done = self.client.request(
+                "PUT",
+                ref,
+                self._url(ref, "manifests", target),
+                [_push(self._repo(ref))],
+                headers={"Content-Type": manifest.media_type},
+                content=manifest.raw,
+                ok=(201, 200),
+            )
+            _release(done)
+            stored = done.headers.get("docker-content-digest")
+            if stored and stored != manifest.digest:
+                raise DigestMismatch(
+                    f"{ref}: manifest digest mismatch: pushed {manifest.digest},"
+                    f" the registry says it stored {stored}"
+                )

@@ -164,3 +164,15 @@ def test_a_bearer_challenge_is_answered_when_basic_is_offered_too(
     with registry_client(dest) as client:
         for source, artifact in public.artifacts.items():
             assert_mirrored(client, "mirrored", source, artifact)
+
+
+def test_a_destination_storing_another_manifest_fails_that_image_untagged(setup: Setup) -> None:
+    lie = setup.dest.rule("wrong-digest", "PUT", "/alpha/manifests/", times=None)
+    code, report, stderr = setup.sync()
+    assert code == 1, stderr
+    assert lie.injected
+    assert statuses(report) == {ALPHA: "failed", BETA: "copied", GAMMA: "copied"}
+    alpha = next(i for i in report["images"] if i["source"] == ALPHA)
+    assert "manifest digest mismatch" in alpha["error"]
+    assert setup.digest(ALPHA) is None
+    setup.assert_mirrored(BETA, GAMMA)
