@@ -6,6 +6,7 @@ import contextlib
 import email.utils
 import json
 import logging
+import re
 import ssl
 import threading
 import time
@@ -51,6 +52,9 @@ _LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32)
 _REDIRECTS = (301, 302, 303, 307, 308)
 #: How registries refuse a cross-repository mount (no pull on ``from``, not supported, …).
 _MOUNT_REFUSALS = (400, 401, 403, 404, 405)
+#: A chunked upload's piece: within nginx's default request size limit (1 MiB).
+_PIECE_BYTES = 1024 * 1024
+_RANGE_RE = re.compile(r"(?:bytes=)?0-(\d+)")
 
 
 class RetryableStatus(RegistryError):
@@ -512,6 +516,18 @@ def _chunks(response: httpx.Response, host: str, request: str) -> Iterator[bytes
         yield from response.iter_raw()  # as received (64 KiB reads): no re-chunking copies
 
 
+def _pieces(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """The stream cut into pieces of ``size`` bytes (the last one shorter, none if empty)."""
+    buffer = bytearray()
+    for chunk in chunks:
+        buffer += chunk
+        while len(buffer) >= size:
+            yield bytes(buffer[:size])
+            del buffer[:size]
+    if buffer:
+        yield bytes(buffer)
+
+
 def _pull(repo: str) -> str:
     return f"repository:{repo}:pull"
 
@@ -528,6 +544,7 @@ class RegistryTransport:
     def __init__(self, client: RegistryClient) -> None:
         self.client = client
         self._sessions: dict[tuple[str, str], httpx.URL] = {}  # uploads mounts opened instead
+        self._chunked: set[str] = set()  # hosts that refused a blob in one PUT (413)
 
     def __enter__(self) -> RegistryTransport:
         return self
@@ -656,20 +673,93 @@ class RegistryTransport:
         return response.status_code == 201
 
     def put_blob(self, ref: Reference, desc: Descriptor, chunks: Iterable[bytes]) -> None:
-        """Upload a blob in one streamed PUT; the registry checks the digest too."""
-        repo = self._repo(ref)
+        """Upload a blob in one streamed PUT; where the registry refused that (413), in PATCHes
+        of 1 MiB and a PUT of the last piece. The registry checks the digest too.
+
+        A refused PUT, or an upload the registry dropped, is a retryable error: the caller
+        starts the blob again from its source.
+        """
+        repo, size = self._repo(ref), desc.size
         target = self._sessions.pop((repo, desc.digest), None) or self._start_upload(ref)
-        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)}
-        done = self.client.request(
-            "PUT",
-            ref,
-            str(target.copy_merge_params({"digest": desc.digest})),
-            [_push(repo)],
-            headers=headers,
-            content=iter(chunks),
-            ok=(201,),
-        )
+        try:
+            if ref.registry in self._chunked:
+                target, last = self._patch_all_but_last(ref, target, chunks)
+                chunks, size = [last], len(last)
+            headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+            done = self.client.request(
+                "PUT",
+                ref,
+                str(target.copy_merge_params({"digest": desc.digest})),
+                [_push(repo)],
+                headers=headers,
+                content=iter(chunks),
+                ok=(201,),
+            )
+        except NotFound as exc:
+            raise RegistryError(f"{exc} (the upload was dropped)", 404, retryable=True) from None
+        except RegistryError as exc:
+            if exc.status != 413 or ref.registry in self._chunked:
+                raise
+            self._chunked.add(ref.registry)
+            raise RegistryError(f"{exc} (sending it in chunks)", 413, retryable=True) from None
         _release(done)
+
+    def _patch_all_but_last(
+        self, ref: Reference, session: httpx.URL, chunks: Iterable[bytes]
+    ) -> tuple[httpx.URL, bytes]:
+        """PATCH every piece of a blob but the last; return the URL to PUT that one to."""
+        held, pending = 0, b""
+        for piece in _pieces(chunks, _PIECE_BYTES):
+            if pending:
+                session = self._patch(ref, session, pending, held)
+                held += len(pending)
+            pending = piece
+        return session, pending
+
+    def _patch(self, ref: Reference, session: httpx.URL, piece: bytes, start: int) -> httpx.URL:
+        """PATCH ``piece`` at offset ``start`` (Content-Range); after a fault, resume from the
+        Range the registry says it holds. Returns the upload's next URL."""
+        scopes, end = [_push(self._repo(ref))], start + len(piece)
+        held = start
+        for attempt in retrying(self.client.policy, f"PATCH {session.path}", self.client.cancel):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    session, held = self._upload_status(ref, session)
+                    if not start <= held <= end:
+                        raise RegistryError(
+                            f"{ref}: upload holds {held} bytes, expected {start} to {end}"
+                        )
+                if held < end:
+                    headers = {
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{held}-{end - 1}",
+                        "Content-Length": str(end - held),
+                    }
+                    response = self.client.request(
+                        "PATCH",
+                        ref,
+                        str(session),
+                        scopes,
+                        headers=headers,
+                        content=iter([piece[held - start :]]),  # not replayed blindly: resumed
+                        ok=(202,),
+                    )
+                    _release(response)
+                    session = response.url.join(response.headers.get("location", ""))
+                return session
+        raise AssertionError("unreachable")  # pragma: no cover - retrying re-raises
+
+    def _upload_status(self, ref: Reference, session: httpx.URL) -> tuple[httpx.URL, int]:
+        """An upload's URL and how many bytes the registry holds (its ``Range`` answer)."""
+        response = self.client.request(
+            "GET", ref, str(session), [_push(self._repo(ref))], ok=(200, 204)
+        )
+        _release(response)
+        match = _RANGE_RE.fullmatch(response.headers.get("range", "").strip())
+        last = int(match[1]) if match else -1
+        # distribution answers 0-0 for an empty upload as for a one-byte one
+        held = last + 1 if last > 0 else 0
+        return response.url.join(response.headers.get("location", "")), held
 
     def _start_upload(self, ref: Reference) -> httpx.URL:
         """A new upload session's URL."""

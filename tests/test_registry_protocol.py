@@ -176,3 +176,43 @@ def test_a_destination_storing_another_manifest_fails_that_image_untagged(setup:
     assert "manifest digest mismatch" in alpha["error"]
     assert setup.digest(ALPHA) is None
     setup.assert_mirrored(BETA, GAMMA)
+
+
+#: A fault on the first PATCH: (rule kind, the upload status GET's answer, upload POSTs for
+#: config and layer, retries).
+PATCH_FAULTS = {
+    # answered before the registry saw it: the upload resumes where its Range says (0-0)
+    "503 on a PATCH": ("status", 204, 3, 2),
+    # the registry took the piece but the answer was lost: distribution then drops the
+    # upload (its stale URL no longer matches), so the blob starts again
+    "reset after a PATCH": ("reset", 404, 4, 3),
+}
+
+
+@pytest.mark.parametrize("case", PATCH_FAULTS)
+def test_a_blob_refused_in_one_put_goes_up_in_chunks_resumed_after_a_fault(
+    case: str, anon_registry: Registry, proxies: ProxyFactory, tmp_path: Path
+) -> None:
+    kind, answer, posts, retries = PATCH_FAULTS[case]
+    big = PublicImages(anon_registry, f"protocol-{uuid.uuid4().hex[:8]}")
+    big.add(ALPHA, make_image("protocol-big", [2_500_000]))
+    limit = 1024 * 1024  # nginx's default client_max_body_size
+    lock = big.write_lock(tmp_path / "images.lock")
+    setup = Setup(big, proxies(anon_registry.url), proxies(anon_registry.url), anon_registry,
+                  f"dest-{uuid.uuid4().hex[:8]}", lock)  # fmt: skip
+    too_large = setup.dest.rule("status", times=None, status=413, larger_than=limit)
+    fault = setup.dest.rule(kind, "PATCH", "/blobs/uploads/")
+    mark = anon_registry.mark()
+    code, report, stderr = setup.sync()
+    assert code == 0, stderr
+    assert statuses(report) == {ALPHA: "copied"}
+    setup.assert_mirrored()
+    assert too_large.injected == 1 and fault.injected == 1
+    ranges = [r.headers["content-range"] for r in setup.dest.seen("PATCH", "/blobs/uploads/")]
+    assert ranges == [f"0-{limit - 1}", f"0-{limit - 1}", f"{limit}-{2 * limit - 1}"]
+    assert len(setup.dest.seen("POST", "/blobs/uploads/")) == posts
+    assert report["summary"]["retries"] == retries
+    logged = anon_registry.requests(mark)
+    status_reads = [r for r in logged if r.method == "GET" and "/blobs/uploads/" in r.path]
+    assert [r.status for r in status_reads] == [answer]
+    assert [r for r in logged if r.status == 416] == []
