@@ -507,7 +507,11 @@ class RegistryClient:
         if status == 404:
             raise NotFound(text, status)
         if status in (401, 403):
-            raise Unauthorized(text, status)
+            elsewhere = httpx.URL(path).netloc.decode() if off_origin else ""
+            hint = (
+                f" ({elsewhere} is not the registry: it gets no credentials)" if elsewhere else ""
+            )
+            raise Unauthorized(text + hint, status)
         raise RegistryError(text, status)
 
 

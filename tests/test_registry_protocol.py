@@ -162,6 +162,20 @@ def sync_to(
     )  # fmt: skip
 
 
+def test_an_upload_url_on_another_host_asking_for_credentials_says_why_it_got_none(
+    public: PublicImages, basic_registry: Registry, proxies: ProxyFactory, tmp_path: Path
+) -> None:
+    elsewhere = proxies(basic_registry.url)
+    dest = proxies(basic_registry.url)
+    dest.rule("relocate", "POST", "/blobs/uploads/", times=None, target=elsewhere.url)
+    result = sync_to(public, basic_registry, f"{dest.host}/{uuid.uuid4().hex[:8]}", tmp_path)
+    assert result.returncode == 1
+    errors = [i["error"] for i in report_of(result)["images"]]
+    hint = f"HTTP 401: UNAUTHORIZED: authentication required ({elsewhere.host} is not the registry"
+    assert errors and all(hint in e for e in errors), errors
+    assert not [r for r in elsewhere.requests if "authorization" in r.headers]
+
+
 def test_a_bearer_challenge_is_answered_when_basic_is_offered_too(
     public: PublicImages, make_registry: RegistryFactory, proxies: ProxyFactory, tmp_path: Path
 ) -> None:
