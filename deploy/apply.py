@@ -27,26 +27,43 @@ class Applied:
     action: str
 
 
-def _create_namespace(cluster: Cluster, obj: Obj) -> None:
+def created_by_us(obj: Obj) -> bool:
+    """Whether ``deploy apply`` created ``obj`` (it carries our annotation)."""
+    annotations = obj["metadata"].get("annotations") or {}
+    return bool(annotations.get(CREATED_ANNOTATION) == CREATED_BY)
+
+
+def _marked(obj: Obj) -> Obj:
     meta = obj["metadata"]
     annotations = {**(meta.get("annotations") or {}), CREATED_ANNOTATION: CREATED_BY}
-    cluster.create({**obj, "metadata": {**meta, "annotations": annotations}})
+    return {**obj, "metadata": {**meta, "annotations": annotations}}
 
 
 def apply_object(cluster: Cluster, obj: Obj) -> Applied:
-    """Server-side apply one object; a Namespace that did not exist is marked as ours."""
+    """Server-side apply one object; one we create is marked as ours.
+
+    Conflicts with other field managers are forced only on objects we created; on any other
+    object they are a ClusterError naming the manager and the field.
+    """
     meta = obj["metadata"]
     before = cluster.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
-    if before is None and obj["kind"] == "Namespace":
-        _create_namespace(cluster, obj)
+    ours = before is None or created_by_us(before)
+    sent = _marked(obj) if ours else obj
     try:
-        after = cluster.apply(obj)
+        after = cluster.apply(sent, force=ours)
     except ClusterError as exc:
+        if exc.status == 409 and not ours:
+            conflict = str(exc).removesuffix(" (HTTP 409)")
+            raise ClusterError(
+                f"{conflict}; meshlift did not create this object, so it does not take fields"
+                " others own (HTTP 409)",
+                409,
+            ) from None
         if exc.status != 422 or obj["kind"] != "Job" or before is None:
             raise
         # A Job's pod template cannot change (a new registry or image tag): replace the Job.
         cluster.delete(obj["apiVersion"], "Job", meta["name"], meta.get("namespace"))
-        cluster.apply(obj)
+        cluster.apply(sent, force=True)
         return Applied(obj, "replaced")
     if before is None:
         return Applied(obj, "created")

@@ -39,10 +39,24 @@ def _api_message(exc: Any) -> tuple[str, int | None]:
     message = ""
     if body:
         try:
-            message = str(json.loads(body).get("message") or "")
+            decoded = json.loads(body)
+            message = _field_conflicts(decoded) or str(decoded.get("message") or "")
         except (ValueError, AttributeError):
             message = ""
     return message or str(getattr(exc, "reason", "") or exc), status
+
+
+def _field_conflicts(status: Obj) -> str:
+    """A server-side apply conflict on one line: each manager and the fields it owns."""
+    fields: dict[str, list[str]] = {}
+    for cause in (status.get("details") or {}).get("causes") or []:
+        if cause.get("reason") == "FieldManagerConflict":
+            manager = str(cause.get("message", "")).partition('"')[2].partition('"')[0]
+            fields.setdefault(manager, []).append(str(cause.get("field", "")))
+    return "; ".join(
+        f'conflict with field manager "{manager}" on {", ".join(paths)}'
+        for manager, paths in fields.items()
+    )
 
 
 @contextlib.contextmanager
@@ -259,8 +273,12 @@ class Cluster:
 
     # --- writes ---------------------------------------------------------------------------------
 
-    def apply(self, obj: Obj) -> Obj:
-        """Server-side apply ``obj`` as field manager ``meshlift``, taking over conflicts."""
+    def apply(self, obj: Obj, *, force: bool) -> Obj:
+        """Server-side apply ``obj`` as field manager ``meshlift``.
+
+        With ``force``, fields other managers own are taken over; without, such a conflict is
+        a ClusterError (409) naming each manager and field.
+        """
         resource = self.resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
         namespace = meta.get("namespace") if resource.namespaced else None
@@ -270,7 +288,7 @@ class Cluster:
                 name=meta["name"],
                 namespace=namespace,
                 field_manager=FIELD_MANAGER,
-                force_conflicts=True,
+                force_conflicts=force,
                 _request_timeout=REQUEST_TIMEOUT,
             )
         return dict(applied.to_dict())

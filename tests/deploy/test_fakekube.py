@@ -74,13 +74,65 @@ def test_server_side_apply_creates_merges_and_leaves_a_no_op_alone(
     assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
     more = {**body, "data": {"extra": "1"}}
     merged = resource.server_side_apply(body=more, field_manager="meshlift").to_dict()
-    assert merged["data"] == {"k": "v", "extra": "1"}
+    # "k" was applied by this manager before and is not sent now: a real server removes it.
+    assert merged["data"] == {"extra": "1"}
     assert int(merged["metadata"]["resourceVersion"]) > int(first["metadata"]["resourceVersion"])
     patches = (
         [r for r in fake_kube.server.mutations() if r.method == "PATCH"] if fake_kube.server else []
     )
     assert patches[0].content_type == "application/apply-patch+yaml"
     assert "fieldManager=meshlift" in patches[0].query
+
+
+def deployment(env: list[dict[str, str]], pull: list[str]) -> dict[str, object]:
+    container = {"name": "app", "image": "app:1", "env": env}
+    spec = {"containers": [container], "imagePullSecrets": [{"name": n} for n in pull]}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"replicas": 1, "template": {"spec": spec}},
+    }
+
+
+def test_server_side_apply_owns_fields_per_manager_and_list_items_by_key(
+    kube: KubeUnderTest,
+) -> None:
+    resource = kube.client.resources.get(api_version="apps/v1", kind="Deployment")
+    mine = deployment([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}], ["mine"])
+    resource.server_side_apply(body=mine, field_manager="first")
+    theirs = deployment([{"name": "C", "value": "3"}], ["theirs"])
+    resource.server_side_apply(body=theirs, field_manager="second")
+    # "first" drops env B: it goes; C and the pull secret "theirs" belong to "second" and stay.
+    again = deployment([{"name": "A", "value": "1"}], ["mine"])
+    found = resource.server_side_apply(body=again, field_manager="first").to_dict()
+    spec = found["spec"]["template"]["spec"]
+    assert [e["name"] for e in spec["containers"][0]["env"]] == ["A", "C"]
+    assert spec["imagePullSecrets"] == [{"name": "mine"}, {"name": "theirs"}]
+    managers = {(m["manager"], m["operation"]) for m in found["metadata"]["managedFields"]}
+    assert managers == {("first", "Apply"), ("second", "Apply")}
+
+    clash = deployment([{"name": "C", "value": "changed"}], [])
+    with pytest.raises(ConflictError) as conflict:
+        resource.server_side_apply(body=clash, field_manager="first")
+    assert conflict.value.summary() == (
+        'Apply failed with 1 conflict: conflict with "second" using apps/v1:'
+        ' .spec.template.spec.containers[name="app"].env[name="C"].value'
+    )
+    taken = resource.server_side_apply(body=clash, field_manager="first", force_conflicts=True)
+    (container,) = taken.to_dict()["spec"]["template"]["spec"]["containers"]
+    assert {"name": "C", "value": "changed"} in container["env"]
+
+
+def test_an_update_takes_the_fields_it_changes(fake_kube: KubeUnderTest) -> None:
+    resource = fake_kube.client.resources.get(api_version="v1", kind="ConfigMap")
+    resource.server_side_apply(body=config_map("cm"), field_manager="meshlift")
+    current = resource.get(name="cm", namespace="default").to_dict()
+    current["data"]["k"] = "edited"
+    resource.replace(body=current, field_manager="kubectl-edit")
+    with pytest.raises(ConflictError) as conflict:
+        resource.server_side_apply(body=config_map("cm"), field_manager="meshlift")
+    assert '"kubectl-edit" using v1: .data.k' in conflict.value.summary()
 
 
 def test_namespace_lifecycle_and_crds(fake_kube: KubeUnderTest) -> None:

@@ -12,9 +12,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-Obj = dict[str, Any]
+from tests.fakekube.patch import Obj, record_update
+
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 
@@ -220,7 +220,8 @@ class Store:
         if api_type.namespaced and ("", namespace) not in self.objects.get(("", "namespaces"), {}):
             raise not_found("namespaces", namespace)
 
-    def create(self, api_type: ApiType, namespace: str, obj: Obj) -> Obj:
+    def create(self, api_type: ApiType, namespace: str, obj: Obj, manager: str | None) -> Obj:
+        """Create ``obj``; ``manager`` owns its fields (None: ``obj`` has its managedFields)."""
         with self.changed:
             self._require_namespace(api_type, namespace)
             meta = obj.setdefault("metadata", {})
@@ -242,10 +243,17 @@ class Store:
             if api_type.namespaced:
                 meta["namespace"] = namespace
             meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1)
+            if manager is not None:
+                record_update(None, obj, manager)
             return self._write(api_type, None, obj)
 
-    def update(self, api_type: ApiType, namespace: str, name: str, obj: Obj) -> Obj:
-        """Replace an object; a stale ``resourceVersion`` in ``obj`` is a 409 Conflict."""
+    def update(
+        self, api_type: ApiType, namespace: str, name: str, obj: Obj, manager: str | None
+    ) -> Obj:
+        """Replace an object; a stale ``resourceVersion`` in ``obj`` is a 409 Conflict.
+
+        ``manager`` takes the fields the write changes; None: ``obj`` has its managedFields.
+        """
         with self.changed:
             old = self.objects.get((api_type.group, api_type.plural), {}).get((namespace, name))
             if old is None:
@@ -275,6 +283,8 @@ class Store:
                         " immutable",
                         {"name": name, "group": api_type.group, "kind": "Job"},
                     )
+            if manager is not None:
+                record_update(old, obj, manager)
             changed_spec = _without_meta(obj) != _without_meta(old)
             meta["generation"] = old["metadata"].get("generation", 1) + int(changed_spec)
             comparable = {
@@ -343,9 +353,10 @@ class Store:
         service_accounts = self.find_any_type("", "serviceaccounts")
         config_maps = self.find_any_type("", "configmaps")
         assert service_accounts and config_maps
-        self.create(service_accounts, namespace, {"metadata": {"name": "default"}})
+        account = {"metadata": {"name": "default"}}
+        self.create(service_accounts, namespace, account, "kube-controller-manager")
         ca = {"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": "fake"}}
-        self.create(config_maps, namespace, ca)
+        self.create(config_maps, namespace, ca, "kube-controller-manager")
 
     def _register(self, crd: Obj) -> None:
         spec = crd.get("spec", {})

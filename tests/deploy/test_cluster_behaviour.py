@@ -1,0 +1,102 @@
+"""deploy against what a real API server does: field ownership, terminating namespaces,
+objects controllers add, failing rollouts, expired watches and lagging discovery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import Result
+
+from tests.deploy.deploycli import R, ok, one_line_error, run_deploy
+from tests.fakekube.fixtures import KubeUnderTest
+
+WEB = Path(__file__).parent / "data" / "web.yaml"
+
+
+def apply_web(kube: KubeUnderTest, namespace: str, *extra: str, manifest: Path = WEB) -> Result:
+    """``deploy apply --manifests`` of ``manifest`` into ``namespace``, waiting for rollouts."""
+    return run_deploy(
+        "apply",
+        "--registry-server",
+        R,
+        "--namespace",
+        namespace,
+        "--skip-preflight",
+        "--manifests",
+        str(manifest),
+        "--registry-username",
+        "u",
+        "--timeout",
+        "2m",
+        *kube.cli_args(),
+        *extra,
+        env={"MESHLIFT_REGISTRY_PASSWORD": "pw"},
+    )
+
+
+def actions(result: Result) -> dict[str, str]:
+    """What apply printed per object: ``{"Deployment ns/web": "unchanged", ...}``."""
+    found = {}
+    for line in result.stdout.splitlines():
+        action, _, what = line.partition(" ")
+        if action in ("created", "configured", "replaced", "unchanged"):
+            found[what.strip()] = action
+    return found
+
+
+def test_reapply_keeps_what_another_manager_added_and_changes_nothing(
+    kube: KubeUnderTest,
+) -> None:
+    namespace = kube.ns("web")
+    ok(apply_web(kube, namespace))
+    # The platform adds its own pull secret to the ServiceAccount (as OpenShift does), and
+    # someone sets an environment variable on the container (as `kubectl set env` does).
+    accounts = kube.client.resources.get(api_version="v1", kind="ServiceAccount")
+    account = accounts.get(name="web", namespace=namespace).to_dict()
+    account["imagePullSecrets"].append({"name": "web-dockercfg-x7k2p"})
+    accounts.replace(body=account, field_manager="openshift-controller-manager")
+    deployments = kube.client.resources.get(api_version="apps/v1", kind="Deployment")
+    web = deployments.get(name="web", namespace=namespace).to_dict()
+    web["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "DEBUG", "value": "1"})
+    deployments.replace(body=web, field_manager="kubectl-set")
+
+    again = ok(apply_web(kube, namespace))
+    assert set(actions(again).values()) == {"unchanged"}, again.stdout
+    account = kube.get("v1", "ServiceAccount", "web", namespace)
+    assert account is not None
+    assert account["imagePullSecrets"] == [
+        {"name": "nginx-mesh-registry-key"},
+        {"name": "web-dockercfg-x7k2p"},
+    ]
+    web = kube.get("apps/v1", "Deployment", "web", namespace)
+    assert web is not None
+    assert web["spec"]["template"]["spec"]["containers"][0]["env"] == [
+        {"name": "MODE", "value": "mesh"},
+        {"name": "DEBUG", "value": "1"},
+    ]
+
+
+def test_a_field_another_manager_owns_on_an_object_we_did_not_create_is_reported(
+    kube: KubeUnderTest,
+) -> None:
+    namespace = kube.create_namespace("web")
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": namespace},
+            "data": {"mode": "user"},
+        }
+    )
+    manifest = kube.workdir / "settings.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: mesh}\n"
+    )
+    result = apply_web(kube, namespace, manifest=manifest)
+    assert one_line_error(result, 1, only=False) == (
+        f"Error: applying ConfigMap {namespace}/settings: conflict with field manager"
+        ' "OpenAPI-Generator" on .data.mode; meshlift did not create this object, so it does'
+        " not take fields others own (HTTP 409)"
+    )
+    settings = kube.get("v1", "ConfigMap", "settings", namespace)
+    assert settings is not None and settings["data"] == {"mode": "user"}
