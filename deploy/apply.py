@@ -71,6 +71,15 @@ def apply_object(cluster: Cluster, obj: Obj) -> Applied:
     return Applied(obj, "unchanged" if same else "configured")
 
 
+def _wait_out_termination(
+    cluster: Cluster, namespace: Obj, deadline: float, on_note: Callable[[str], None]
+) -> None:
+    found = cluster.get("v1", "Namespace", namespace["metadata"]["name"])
+    if found is not None and found["metadata"].get("deletionTimestamp"):
+        on_note(f"waiting for Namespace {found['metadata']['name']} to finish terminating")
+        cluster.wait_deleted(found, deadline)
+
+
 def apply_plan(
     cluster: Cluster,
     plan: Plan,
@@ -79,15 +88,19 @@ def apply_plan(
     timeout: float,
     on_applied: Callable[[Applied], None] = lambda _: None,
     on_rollout: Callable[[Obj, RolloutState], None] = lambda *_: None,
+    on_note: Callable[[str], None] = lambda _: None,
 ) -> list[Applied]:
     """Apply every object of ``plan`` in order; CRDs are waited for before anything else.
 
-    With ``wait``, also wait until every Deployment, StatefulSet and DaemonSet has rolled out.
-    One ``timeout`` (seconds) covers all the waiting.
+    A namespace still terminating (from a remove just before) is waited out first, so apply
+    creates it anew. With ``wait``, also wait until every Deployment, StatefulSet and DaemonSet
+    has rolled out. One ``timeout`` (seconds) covers all the waiting.
     """
     deadline = time.monotonic() + timeout
     done: list[Applied] = []
     for obj in plan.objects:
+        if obj["kind"] == "Namespace":
+            _wait_out_termination(cluster, obj, deadline, on_note)
         applied = apply_object(cluster, obj)
         done.append(applied)
         on_applied(applied)

@@ -377,6 +377,32 @@ class Cluster:
             finally:
                 watcher.stop()
 
+    def wait_deleted(self, obj: Obj, deadline: float) -> None:
+        """Watch ``obj`` until it is gone; WaitTimeout at ``deadline``."""
+        api_version, kind = obj["apiVersion"], obj["kind"]
+        meta = obj["metadata"]
+        namespace = meta.get("namespace")
+        while (current := self.get(api_version, kind, meta["name"], namespace)) is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WaitTimeout(
+                    f"timed out waiting for {kind} {_name(meta['name'], namespace)} to go"
+                )
+            try:
+                for event, _ in self.watch(
+                    api_version,
+                    kind,
+                    namespace=namespace,
+                    name=meta["name"],
+                    resource_version=current["metadata"].get("resourceVersion"),
+                    timeout=min(remaining, 60.0),
+                ):
+                    if event == "DELETED":
+                        break
+            except ClusterError as exc:
+                if exc.status != 410:  # 410 Gone: read it again
+                    raise
+
     def wait_for(
         self,
         obj: Obj,

@@ -191,6 +191,9 @@ def _remove_namespace(
     found = cluster.get("v1", "Namespace", namespace)
     if found is None:
         return
+    if found["metadata"].get("deletionTimestamp"):
+        removal.kept.append(f"Namespace {namespace}: being deleted already")
+        return
     created = (found["metadata"].get("annotations") or {}).get(CREATED_ANNOTATION) == CREATED_BY
     left = objects_left(cluster, namespace)
     if created and not left:

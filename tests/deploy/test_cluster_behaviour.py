@@ -100,3 +100,27 @@ def test_a_field_another_manager_owns_on_an_object_we_did_not_create_is_reported
     )
     settings = kube.get("v1", "ConfigMap", "settings", namespace)
     assert settings is not None and settings["data"] == {"mode": "user"}
+
+
+def test_apply_right_after_remove_waits_for_the_old_namespace_and_owns_the_new_one(
+    kube: KubeUnderTest,
+) -> None:
+    if kube.server is not None:
+        kube.server.store.namespace_delay = 1.0  # a real namespace takes a while to go
+    namespace = kube.ns("web")
+    ok(apply_web(kube, namespace))
+    removed = ok(run_deploy("remove", "--namespace", namespace, *kube.cli_args()))
+    assert f"deleted    Namespace {namespace}" in removed.stdout
+    terminating = kube.get("v1", "Namespace", namespace)
+    assert terminating is not None and terminating["status"]["phase"] == "Terminating"
+    twice = ok(run_deploy("remove", "--namespace", namespace, *kube.cli_args()))
+    assert f"Namespace {namespace}: being deleted already" in twice.stdout
+
+    again = ok(apply_web(kube, namespace))
+    assert actions(again)[f"Namespace {namespace}"] == "created"
+    assert f"waiting for Namespace {namespace} to finish terminating" in again.stderr
+    fresh = kube.get("v1", "Namespace", namespace)
+    assert fresh is not None and fresh["metadata"]["uid"] != terminating["metadata"]["uid"]
+    assert fresh["metadata"]["annotations"]["meshlift/created-by"] == "deploy-apply"
+    removed = ok(run_deploy("remove", "--namespace", namespace, *kube.cli_args()))
+    assert f"deleted    Namespace {namespace}" in removed.stdout

@@ -6,7 +6,12 @@ import threading
 import time
 
 import pytest
-from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, UnauthorizedError
+from kubernetes.dynamic.exceptions import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    UnauthorizedError,
+)
 
 from tests.fakekube.fixtures import KubeUnderTest
 from tests.fakekube.selectors import SelectorError, label_selector
@@ -214,3 +219,29 @@ def test_wrong_token_is_401(fake_kube: KubeUnderTest) -> None:
     fake_kube.server.token = "another"
     with pytest.raises(UnauthorizedError):
         fake_kube.list("v1", "Namespace")
+
+
+def test_a_deleted_namespace_terminates_before_it_goes(fake_kube: KubeUnderTest) -> None:
+    assert fake_kube.server is not None
+    fake_kube.server.store.namespace_delay = 0.3
+    apps = fake_kube.create_namespace("apps")
+    fake_kube.create(config_map("mine", apps))
+    namespaces = fake_kube.client.resources.get(api_version="v1", kind="Namespace")
+    namespaces.delete(name=apps)
+    found = fake_kube.get("v1", "Namespace", apps)
+    assert found is not None and found["status"]["phase"] == "Terminating"
+    assert found["metadata"]["deletionTimestamp"]
+    assert fake_kube.get("v1", "ConfigMap", "mine", apps) is not None
+    with pytest.raises(ForbiddenError) as refused:
+        fake_kube.create(config_map("late", apps))
+    assert refused.value.summary() == (
+        'configmaps "late" is forbidden: unable to create new content in namespace apps'
+        " because it is being terminated"
+    )
+    with pytest.raises(ConflictError):
+        namespaces.delete(name=apps)
+    deadline = time.monotonic() + 10
+    while fake_kube.get("v1", "Namespace", apps) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fake_kube.get("v1", "Namespace", apps) is None
+    assert fake_kube.list("v1", "ConfigMap", apps) == []

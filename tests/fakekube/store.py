@@ -149,6 +149,7 @@ class Store:
     """Objects by (group, plural) then (namespace, name), with a global resource version."""
 
     workloads_ready: bool = True
+    namespace_delay: float = 0.0  # seconds a deleted namespace stays Terminating
     types: dict[tuple[str, str, str], ApiType] = field(default_factory=dict)
     objects: dict[tuple[str, str], dict[tuple[str, str], Obj]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
@@ -216,18 +217,29 @@ class Store:
 
     # --- writes ---------------------------------------------------------------------------------
 
-    def _require_namespace(self, api_type: ApiType, namespace: str) -> None:
-        if api_type.namespaced and ("", namespace) not in self.objects.get(("", "namespaces"), {}):
+    def _require_namespace(self, api_type: ApiType, namespace: str, name: str) -> None:
+        if not api_type.namespaced:
+            return
+        found = self.objects.get(("", "namespaces"), {}).get(("", namespace))
+        if found is None:
             raise not_found("namespaces", namespace)
+        if found["metadata"].get("deletionTimestamp"):
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'{api_type.plural} "{name}" is forbidden: unable to create new content in'
+                f" namespace {namespace} because it is being terminated",
+                {"name": name, "group": api_type.group, "kind": api_type.plural},
+            )
 
     def create(self, api_type: ApiType, namespace: str, obj: Obj, manager: str | None) -> Obj:
         """Create ``obj``; ``manager`` owns its fields (None: ``obj`` has its managedFields)."""
         with self.changed:
-            self._require_namespace(api_type, namespace)
             meta = obj.setdefault("metadata", {})
             if not meta.get("name") and meta.get("generateName"):
                 meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
             name = meta.get("name")
+            self._require_namespace(api_type, namespace, str(name))
             if not name:
                 raise ApiError(
                     422, "Invalid", f"{api_type.kind} is invalid: metadata.name: Required value"
@@ -268,7 +280,7 @@ class Store:
                     {"name": name, "group": api_type.group, "kind": api_type.plural},
                 )
             meta = obj.setdefault("metadata", {})
-            for key in ("uid", "creationTimestamp", "namespace", "name"):
+            for key in ("uid", "creationTimestamp", "deletionTimestamp", "namespace", "name"):
                 if key in old["metadata"]:
                     meta[key] = old["metadata"][key]
             if "status" not in obj and "status" in old:
@@ -302,14 +314,49 @@ class Store:
             if old is None:
                 raise not_found(api_type.plural, name, api_type.group)
             if api_type.kind == "Namespace":
-                for (group, plural), objs in list(self.objects.items()):
-                    inner = self.find_any_type(group, plural)
-                    for key in [k for k in objs if k[0] == name and inner and inner.namespaced]:
-                        self._remove(group, plural, key)
+                return self._terminate(old)
             if api_type.kind == "CustomResourceDefinition":
                 self._unregister(old)
             self._remove(api_type.group, api_type.plural, (namespace, name))
             return old
+
+    def _terminate(self, namespace: Obj) -> Obj:
+        """Mark a namespace Terminating; its contents and then it go after ``namespace_delay``."""
+        meta = namespace["metadata"]
+        if meta.get("deletionTimestamp"):
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on namespaces "{meta["name"]}": The system is'
+                " ensuring all content is removed from this namespace.  Upon completion, this"
+                " namespace will automatically be purged by the system.",
+                {"name": meta["name"], "kind": "namespaces"},
+            )
+        old = copy.deepcopy(namespace)
+        meta["deletionTimestamp"] = _now()
+        namespace["status"] = {"phase": "Terminating"}
+        self.rv += 1
+        meta["resourceVersion"] = str(self.rv)
+        self.events.append(Event(self.rv, "", "namespaces", old, copy.deepcopy(namespace)))
+        self.changed.notify_all()
+        if self.namespace_delay <= 0:
+            self._purge(meta["name"])
+        else:
+            timer = threading.Timer(self.namespace_delay, self._purge, (meta["name"],))
+            timer.daemon = True
+            timer.start()
+        return namespace
+
+    def _purge(self, name: str) -> None:
+        """The namespace controller at the end: delete the contents, then the namespace."""
+        with self.changed:
+            if self.closed or ("", name) not in self.objects.get(("", "namespaces"), {}):
+                return
+            for (group, plural), objs in list(self.objects.items()):
+                inner = self.find_any_type(group, plural)
+                for key in [k for k in objs if k[0] == name and inner and inner.namespaced]:
+                    self._remove(group, plural, key)
+            self._remove("", "namespaces", ("", name))
 
     def find_any_type(self, group: str, plural: str) -> ApiType | None:
         return next(
@@ -343,7 +390,9 @@ class Store:
     def _react(self, api_type: ApiType, obj: Obj) -> None:
         kind = api_type.kind if api_type.builtin else ""
         if kind == "Namespace":
-            obj["status"] = {"phase": "Active"}
+            obj["status"] = {
+                "phase": "Terminating" if obj["metadata"].get("deletionTimestamp") else "Active"
+            }
         elif kind == "CustomResourceDefinition":
             self._register(obj)
         elif kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
