@@ -25,6 +25,7 @@ Obj = dict[str, Any]
 
 FIELD_MANAGER = "meshlift"
 REQUEST_TIMEOUT = 30.0
+UPDATE_ATTEMPTS = 5
 DEFAULT_KUBECONFIG = "~/.kube/config"
 
 
@@ -321,6 +322,32 @@ class Cluster:
                 _request_timeout=REQUEST_TIMEOUT,
             )
         return dict(replaced.to_dict())
+
+    def update(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        change: Callable[[Obj], bool],
+    ) -> bool:
+        """Read, ``change`` in place and replace the object, again when it changed meanwhile.
+
+        False when it does not exist or ``change`` says there is nothing to change.
+        """
+        for _ in range(UPDATE_ATTEMPTS):
+            obj = self.get(api_version, kind, name, namespace)
+            if obj is None or not change(obj):
+                return False
+            try:
+                self.replace(obj)
+                return True
+            except ClusterError as exc:
+                if exc.status != 409:  # 409: changed since we read it; read it again
+                    raise
+        raise ClusterError(
+            f"updating {kind} {_name(name, namespace)}: it kept changing under us; try again"
+        )
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete the object (dependents in the background); False if it was already gone."""

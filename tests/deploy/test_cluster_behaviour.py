@@ -10,7 +10,8 @@ from click.testing import Result
 from tests.deploy.deploycli import R, ok, one_line_error, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
 
-WEB = Path(__file__).parent / "data" / "web.yaml"
+DATA = Path(__file__).parent / "data"
+WEB, DB = DATA / "web.yaml", DATA / "db.yaml"
 
 
 def apply_web(kube: KubeUnderTest, namespace: str, *extra: str, manifest: Path = WEB) -> Result:
@@ -124,3 +125,22 @@ def test_apply_right_after_remove_waits_for_the_old_namespace_and_owns_the_new_o
     assert fresh["metadata"]["annotations"]["meshlift/created-by"] == "deploy-apply"
     removed = ok(run_deploy("remove", "--namespace", namespace, *kube.cli_args()))
     assert f"deleted    Namespace {namespace}" in removed.stdout
+
+
+def test_remove_counts_what_controllers_made_for_our_objects_as_ours(
+    fake_kube: KubeUnderTest,
+) -> None:
+    assert fake_kube.server is not None
+    fake_kube.server.store.controllers.update({"openshift", "statefulset-pvcs", "events"})
+    ok(apply_web(fake_kube, "web", "--manifests", str(DB)))
+    # What a real OpenShift cluster adds: the platform's defaults, a pull Secret per
+    # ServiceAccount, claims for the StatefulSet, events.
+    secrets = [s["metadata"]["name"] for s in fake_kube.list("v1", "Secret", "web")]
+    assert any(name.startswith("web-dockercfg-") for name in secrets)
+    assert fake_kube.get("v1", "ServiceAccount", "builder", "web") is not None
+    assert fake_kube.get("v1", "PersistentVolumeClaim", "data-db-1", "web") is not None
+    assert fake_kube.list("v1", "Event", "web")
+
+    removed = ok(run_deploy("remove", "--namespace", "web", *fake_kube.cli_args()))
+    assert "deleted    Namespace web" in removed.stdout, removed.stdout
+    assert fake_kube.get("v1", "Namespace", "web") is None

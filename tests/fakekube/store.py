@@ -150,6 +150,9 @@ class Store:
 
     workloads_ready: bool = True
     namespace_delay: float = 0.0  # seconds a deleted namespace stays Terminating
+    # Controllers to imitate beyond a namespace's defaults: "openshift", "statefulset-pvcs",
+    # "events" (see README.md).
+    controllers: set[str] = field(default_factory=set)
     types: dict[tuple[str, str, str], ApiType] = field(default_factory=dict)
     objects: dict[tuple[str, str], dict[tuple[str, str], Obj]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
@@ -381,9 +384,10 @@ class Store:
         ] = stored
         self.events.append(Event(self.rv, api_type.group, api_type.plural, old, stored))
         self.changed.notify_all()
-        if old is None and api_type.kind == "Namespace":
-            self._namespace_defaults(obj["metadata"]["name"])
-        return self._present(api_type, stored)
+        shown = self._present(api_type, stored)
+        if api_type.builtin:
+            self._control(api_type.kind, old, stored)
+        return shown
 
     # --- what controllers would do, done at once ------------------------------------------------
 
@@ -398,14 +402,88 @@ class Store:
         elif kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
             obj["status"] = _workload_status(kind, obj, self.workloads_ready)
 
+    def _make(self, kind: str, namespace: str, obj: Obj, manager: str) -> Obj:
+        api_type = next(t for t in BUILTIN_TYPES if t.kind == kind)
+        return self.create(api_type, namespace, obj, manager)
+
+    def _control(self, kind: str, old: Obj | None, obj: Obj) -> None:
+        """Objects controllers add after a write: always a namespace's defaults; the rest on
+        the switches of ``controllers``."""
+        meta = obj["metadata"]
+        namespace = meta.get("namespace", "")
+        if old is None and kind == "Namespace":
+            self._namespace_defaults(meta["name"])
+        if old is None and kind == "ServiceAccount" and "openshift" in self.controllers:
+            self._dockercfg(obj)
+        if kind == "StatefulSet" and "statefulset-pvcs" in self.controllers:
+            self._claims(obj)
+        if old is None and kind in _EVENTFUL and "events" in self.controllers:
+            event = {
+                "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}"},
+                "involvedObject": {"kind": kind, "name": meta["name"], "uid": meta["uid"]},
+                "reason": "SuccessfulCreate",
+                "type": "Normal",
+            }
+            self._make("Event", namespace, event, "kube-controller-manager")
+
     def _namespace_defaults(self, namespace: str) -> None:
-        service_accounts = self.find_any_type("", "serviceaccounts")
-        config_maps = self.find_any_type("", "configmaps")
-        assert service_accounts and config_maps
-        account = {"metadata": {"name": "default"}}
-        self.create(service_accounts, namespace, account, "kube-controller-manager")
+        manager = "kube-controller-manager"
+        self._make("ServiceAccount", namespace, {"metadata": {"name": "default"}}, manager)
         ca = {"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": "fake"}}
-        self.create(config_maps, namespace, ca, "kube-controller-manager")
+        self._make("ConfigMap", namespace, ca, manager)
+        if "openshift" not in self.controllers:
+            return
+        manager = "openshift-controller-manager"
+        for name in ("builder", "deployer"):
+            self._make("ServiceAccount", namespace, {"metadata": {"name": name}}, manager)
+        service_ca = {"metadata": {"name": "openshift-service-ca.crt"}, "data": {"ca": "fake"}}
+        self._make("ConfigMap", namespace, service_ca, manager)
+        for name in ("system:image-pullers", "system:image-builders", "system:deployers"):
+            self._make("RoleBinding", namespace, {"metadata": {"name": name}}, manager)
+
+    def _dockercfg(self, account: Obj) -> None:
+        """OpenShift: a pull Secret per ServiceAccount, owned by it and in its pull secrets."""
+        meta = account["metadata"]
+        name = f"{meta['name']}-dockercfg-{uuid.uuid4().hex[:5]}"
+        owner = {"apiVersion": "v1", "kind": "ServiceAccount", "name": meta["name"]}
+        secret = {
+            "metadata": {
+                "name": name,
+                "annotations": {"kubernetes.io/service-account.name": meta["name"]},
+                "ownerReferences": [{**owner, "uid": meta["uid"], "controller": True}],
+            },
+            "type": "kubernetes.io/dockercfg",
+            "data": {".dockercfg": "e30="},
+        }
+        manager = "openshift-controller-manager"
+        self._make("Secret", meta["namespace"], secret, manager)
+        changed = copy.deepcopy(account)
+        for key in ("imagePullSecrets", "secrets"):
+            changed[key] = [*(changed.get(key) or []), {"name": name}]
+        api_type = next(t for t in BUILTIN_TYPES if t.kind == "ServiceAccount")
+        self.update(api_type, meta["namespace"], meta["name"], changed, manager)
+
+    def _claims(self, statefulset: Obj) -> None:
+        """A StatefulSet's claims, one per template and replica; owned by it only when its
+        retention policy deletes them with it (the default keeps them, without an owner)."""
+        meta, spec = statefulset["metadata"], statefulset.get("spec") or {}
+        policy = spec.get("persistentVolumeClaimRetentionPolicy") or {}
+        owners = []
+        if policy.get("whenDeleted") == "Delete":
+            ref = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": meta["name"]}
+            owners = [{**ref, "uid": meta["uid"], "controller": True}]
+        labels = ((spec.get("selector") or {}).get("matchLabels")) or {}
+        claims = self.objects.get(("", "persistentvolumeclaims"), {})
+        for template in spec.get("volumeClaimTemplates") or []:
+            for ordinal in range(spec.get("replicas", 1)):
+                name = f"{template['metadata']['name']}-{meta['name']}-{ordinal}"
+                if (meta["namespace"], name) in claims:
+                    continue
+                claim_meta = {"name": name, "labels": labels, "ownerReferences": owners}
+                claim = {"metadata": claim_meta, "spec": template.get("spec") or {}}
+                self._make(
+                    "PersistentVolumeClaim", meta["namespace"], claim, "kube-controller-manager"
+                )
 
     def _register(self, crd: Obj) -> None:
         spec = crd.get("spec", {})
@@ -478,6 +556,9 @@ class Store:
         with self.changed:
             self.closed = True
             self.changed.notify_all()
+
+
+_EVENTFUL = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "Pod"})
 
 
 def _workload_status(kind: str, obj: Obj, ready: bool) -> Obj:
