@@ -8,15 +8,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploy.cluster import Cluster
-from deploy.errors import ClusterError
+from deploy.errors import ClusterError, RolloutFailed
+from deploy.manifests import describe
 from deploy.plan import Plan
-from deploy.rollout import ROLLOUT_KINDS, RolloutState, crd_established, rollout_state
+from deploy.rollout import (
+    ROLLOUT_KINDS,
+    RolloutState,
+    crd_established,
+    pod_selector,
+    pull_failure,
+    rollout_state,
+    stalled_reason,
+)
 
 Obj = dict[str, Any]
 
 # Set on a namespace apply created, so remove may delete it (and only such a namespace).
 CREATED_ANNOTATION = "meshlift/created-by"
 CREATED_BY = "deploy-apply"
+# Seconds between looks at a waiting workload's pods (their failures do not change it).
+ROLLOUT_POLL = 5.0
 
 
 @dataclass(frozen=True)
@@ -111,8 +122,26 @@ def apply_plan(
             if obj["kind"] in ROLLOUT_KINDS:
                 cluster.wait_for(
                     obj,
-                    lambda o: rollout_state(o).done,
+                    lambda o: _rolled_out(cluster, o),
                     deadline,
                     on_change=lambda o: on_rollout(o, rollout_state(o)),
+                    poll=ROLLOUT_POLL,
                 )
     return done
+
+
+def _rolled_out(cluster: Cluster, obj: Obj) -> bool:
+    """Whether ``obj`` rolled out; RolloutFailed when it will not without help."""
+    if rollout_state(obj).done:
+        return True
+    failed = f"{describe(obj)} did not roll out"
+    selector = pod_selector(obj)
+    namespace = obj["metadata"].get("namespace")
+    for pod in cluster.list_objects("v1", "Pod", namespace, selector) if selector else []:
+        failure = pull_failure(pod)
+        if failure is not None:
+            raise RolloutFailed(f"{failed}: {describe(pod)}: {failure}")
+    stalled = stalled_reason(obj)
+    if stalled is not None:
+        raise RolloutFailed(f"{failed}: {stalled}")
+    return False

@@ -436,8 +436,12 @@ class Cluster:
         condition: Callable[[Obj], bool],
         deadline: float,
         on_change: Callable[[Obj], None] = lambda _: None,
+        poll: float = 60.0,
     ) -> Obj:
-        """Watch ``obj`` until ``condition`` holds for it; WaitTimeout at ``deadline``."""
+        """Watch ``obj`` until ``condition`` holds for it; WaitTimeout at ``deadline``.
+
+        ``condition`` is asked again at least every ``poll`` seconds, even without a change.
+        """
         api_version, kind = obj["apiVersion"], obj["kind"]
         meta = obj["metadata"]
         what = f"{kind} {_name(meta['name'], meta.get('namespace'))}"
@@ -458,7 +462,7 @@ class Cluster:
                     namespace=meta.get("namespace"),
                     name=meta["name"],
                     resource_version=since,
-                    timeout=min(remaining, 60.0),
+                    timeout=min(remaining, poll),
                 ):
                     current = None if event == "DELETED" else found
                     if current is not None and condition(current):

@@ -11,7 +11,8 @@ from tests.deploy.deploycli import R, ok, one_line_error, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
 
 DATA = Path(__file__).parent / "data"
-WEB, DB = DATA / "web.yaml", DATA / "db.yaml"
+WEB, DB, BROKEN = DATA / "web.yaml", DATA / "db.yaml", DATA / "broken.yaml"
+PRIVATE = ("--disable-public-images",)  # every image from R, so a failed pull names R
 
 
 def apply_web(kube: KubeUnderTest, namespace: str, *extra: str, manifest: Path = WEB) -> Result:
@@ -144,3 +145,46 @@ def test_remove_counts_what_controllers_made_for_our_objects_as_ours(
     removed = ok(run_deploy("remove", "--namespace", "web", *fake_kube.cli_args()))
     assert "deleted    Namespace web" in removed.stdout, removed.stdout
     assert fake_kube.get("v1", "Namespace", "web") is None
+
+
+def test_wait_fails_at_once_naming_the_pod_whose_image_cannot_be_pulled(
+    kube: KubeUnderTest,
+) -> None:
+    image = f"{R}/nats:2.9-alpine"
+    if kube.server is not None:
+        kube.server.store.pull_errors[image] = (
+            f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": not'
+            " found"
+        )
+    namespace = kube.ns("broken")
+    result = apply_web(kube, namespace, "--timeout", "10m", *PRIVATE, manifest=BROKEN)
+    error = one_line_error(result, 1, only=False)
+    assert error.startswith(
+        f"Error: Deployment {namespace}/broken did not roll out: Pod {namespace}/broken-"
+    )
+    assert f"image {image} could not be pulled: " in error
+    assert error.endswith("; is it mirrored? is the Secret in this namespace?")
+    assert ("ErrImagePull: " in error) or ("ImagePullBackOff: " in error)
+
+
+def test_a_daemonset_that_stays_unavailable_names_its_pod(fake_kube: KubeUnderTest) -> None:
+    assert fake_kube.server is not None
+    image = f"{R}/ubuntu:22.04"
+    fake_kube.server.store.pull_errors[image] = f'Back-off pulling image "{image}"'
+    result = apply_web(fake_kube, "agents", "--timeout", "10m", *PRIVATE, manifest=BROKEN)
+    error = one_line_error(result, 1, only=False)
+    assert error.startswith("Error: DaemonSet agents/agent did not roll out: Pod agents/agent-")
+    assert error.endswith(
+        f': ImagePullBackOff: image {image} could not be pulled: Back-off pulling image "{image}";'
+        " is it mirrored? is the Secret in this namespace?"
+    )
+
+
+def test_a_deployment_past_its_progress_deadline_fails_the_wait(fake_kube: KubeUnderTest) -> None:
+    assert fake_kube.server is not None
+    fake_kube.server.store.stalled.add("broken")
+    result = apply_web(fake_kube, "web", "--timeout", "10m", manifest=BROKEN)
+    assert one_line_error(result, 1, only=False) == (
+        "Error: Deployment web/broken did not roll out: ProgressDeadlineExceeded:"
+        ' ReplicaSet "broken-5d4f8c" has timed out progressing.'
+    )

@@ -153,6 +153,11 @@ class Store:
     # Controllers to imitate beyond a namespace's defaults: "openshift", "statefulset-pvcs",
     # "events" (see README.md).
     controllers: set[str] = field(default_factory=set)
+    # Rollouts that fail: images the kubelet cannot pull (image: its message), with the pod's
+    # waiting reason, and workloads (by name) whose Deployment exceeds its progress deadline.
+    pull_errors: dict[str, str] = field(default_factory=dict)
+    pull_reason: str = "ImagePullBackOff"
+    stalled: set[str] = field(default_factory=set)
     types: dict[tuple[str, str, str], ApiType] = field(default_factory=dict)
     objects: dict[tuple[str, str], dict[tuple[str, str], Obj]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
@@ -400,7 +405,65 @@ class Store:
         elif kind == "CustomResourceDefinition":
             self._register(obj)
         elif kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
-            obj["status"] = _workload_status(kind, obj, self.workloads_ready)
+            self._set_workload_status(kind, obj, self.workloads_ready)
+
+    def _set_workload_status(self, kind: str, obj: Obj, ready: bool) -> None:
+        failing = self._pull_failure(obj) is not None or obj["metadata"]["name"] in self.stalled
+        obj["status"] = _workload_status(kind, obj, ready and not failing)
+        if kind == "Deployment" and obj["metadata"]["name"] in self.stalled:
+            obj["status"]["conditions"] = [
+                {
+                    "type": "Progressing",
+                    "status": "False",
+                    "reason": "ProgressDeadlineExceeded",
+                    "message": f'ReplicaSet "{obj["metadata"]["name"]}-5d4f8c" has timed out'
+                    " progressing.",
+                }
+            ]
+
+    def _pull_failure(self, workload: Obj) -> tuple[Obj, str] | None:
+        """The first container of ``workload``'s pods whose image cannot be pulled, and why."""
+        spec = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            if container.get("image") in self.pull_errors:
+                return container, self.pull_errors[container["image"]]
+        return None
+
+    def _failing_pod(self, workload: Obj) -> None:
+        """The kubelet's side of a failed pull: a pod of ``workload`` waiting in ``reason``."""
+        failure = self._pull_failure(workload)
+        meta = workload["metadata"]
+        pods = self.objects.get(("", "pods"), {}).values()
+        if failure is None or any(
+            ref.get("uid") == meta["uid"]
+            for pod in pods
+            for ref in pod["metadata"].get("ownerReferences") or []
+        ):
+            return
+        container, message = failure
+        template = (workload.get("spec") or {}).get("template") or {}
+        owner = {"apiVersion": workload["apiVersion"], "kind": workload["kind"]}
+        waiting = {"reason": self.pull_reason, "message": message}
+        pod = {
+            "metadata": {
+                "name": f"{meta['name']}-{uuid.uuid4().hex[:5]}",
+                "labels": (template.get("metadata") or {}).get("labels") or {},
+                "ownerReferences": [{**owner, "name": meta["name"], "uid": meta["uid"]}],
+            },
+            "spec": template.get("spec") or {},
+            "status": {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": container["name"],
+                        "image": container["image"],
+                        "ready": False,
+                        "state": {"waiting": waiting},
+                    }
+                ],
+            },
+        }
+        self._make("Pod", meta["namespace"], pod, "kubelet")
 
     def _make(self, kind: str, namespace: str, obj: Obj, manager: str) -> Obj:
         api_type = next(t for t in BUILTIN_TYPES if t.kind == kind)
@@ -415,6 +478,8 @@ class Store:
             self._namespace_defaults(meta["name"])
         if old is None and kind == "ServiceAccount" and "openshift" in self.controllers:
             self._dockercfg(obj)
+        if kind in ("Deployment", "StatefulSet", "DaemonSet"):
+            self._failing_pod(obj)
         if kind == "StatefulSet" and "statefulset-pvcs" in self.controllers:
             self._claims(obj)
         if old is None and kind in _EVENTFUL and "events" in self.controllers:
@@ -526,7 +591,7 @@ class Store:
                 api_type = next(t for t in BUILTIN_TYPES if t.kind == kind)
                 for obj in list(self.objects.get((api_type.group, api_type.plural), {}).values()):
                     old = copy.deepcopy(obj)
-                    obj["status"] = _workload_status(kind, obj, ready)
+                    self._set_workload_status(kind, obj, ready)
                     if obj != old:
                         self.rv += 1
                         obj["metadata"]["resourceVersion"] = str(self.rv)
@@ -576,6 +641,7 @@ def _workload_status(kind: str, obj: Obj, ready: bool) -> Obj:
             "updatedNumberScheduled": 1,
             "numberReady": n,
             "numberAvailable": n,
+            "numberUnavailable": 1 - n,
             "numberMisscheduled": 0,
         }
     replicas = obj.get("spec", {}).get("replicas", 1)
