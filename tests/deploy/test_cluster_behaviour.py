@@ -3,15 +3,20 @@ objects controllers add, failing rollouts, expired watches and lagging discovery
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 from click.testing import Result
 
+from deploy.cluster import Cluster
+from deploy.propagate import Propagated, watch_and_propagate
 from tests.deploy.deploycli import R, ok, one_line_error, run_deploy
-from tests.fakekube.fixtures import KubeUnderTest
+from tests.fakekube.fixtures import KubeUnderTest, when_watched
 
 DATA = Path(__file__).parent / "data"
 WEB, DB, BROKEN = DATA / "web.yaml", DATA / "db.yaml", DATA / "broken.yaml"
+INJECT = {"injector.nsm.nginx.com/auto-inject": "enabled"}
 PRIVATE = ("--disable-public-images",)  # every image from R, so a failed pull names R
 
 
@@ -188,3 +193,63 @@ def test_a_deployment_past_its_progress_deadline_fails_the_wait(fake_kube: KubeU
         "Error: Deployment web/broken did not roll out: ProgressDeadlineExceeded:"
         ' ReplicaSet "broken-5d4f8c" has timed out progressing.'
     )
+
+
+def test_propagate_watch_lists_again_after_410_gone_and_goes_on(fake_kube: KubeUnderTest) -> None:
+    server = fake_kube.server
+    assert server is not None
+    ok(apply_web(fake_kube, "nginx-mesh", "--no-wait"))
+    stop = threading.Event()
+    results: list[Propagated] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with Cluster.connect(str(fake_kube.kubeconfig)) as cluster:
+                watch_and_propagate(cluster, "nginx-mesh", [], True, results.append, stop, 600)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    watcher = threading.Thread(target=run)
+    watcher.start()
+    try:
+        seen: list[int] = []
+
+        def expire() -> None:
+            seen.append(len(server.requests))
+            server.store.compact()
+
+        when_watched(server, expire).join()
+        labelled = fake_kube.create_namespace("labelled-later", INJECT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not fake_kube.get(
+            "v1", "Secret", "nginx-mesh-registry-key", labelled
+        ):
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        fake_kube.create_namespace("wake-up")  # the watch sees stop at its next event
+        watcher.join(timeout=20)
+    assert not errors
+    assert labelled in {r.namespace for r in results if not r.error}
+    lists = [
+        r
+        for r in server.requests[seen[0] :]
+        if r.path == "/api/v1/namespaces" and "watch" not in r.query
+    ]
+    assert lists, "no new list after 410 Gone"
+
+
+def test_the_rollout_wait_goes_on_after_410_gone(fake_kube: KubeUnderTest) -> None:
+    server = fake_kube.server
+    assert server is not None
+    server.store.set_workloads_ready(False)
+
+    def expire_then_roll_out() -> None:
+        server.store.compact()
+        server.store.set_workloads_ready(True)
+
+    controller = when_watched(server, expire_then_roll_out)
+    result = ok(apply_web(fake_kube, "web", "--manifests", str(DB)))
+    controller.join()
+    assert "rolled out StatefulSet web/db: 2/2 ready" in result.stderr

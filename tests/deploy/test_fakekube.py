@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import (
     ConflictError,
     ForbiddenError,
@@ -13,7 +14,7 @@ from kubernetes.dynamic.exceptions import (
     UnauthorizedError,
 )
 
-from tests.fakekube.fixtures import KubeUnderTest
+from tests.fakekube.fixtures import KubeUnderTest, when_watched
 from tests.fakekube.selectors import SelectorError, label_selector
 
 
@@ -245,3 +246,25 @@ def test_a_deleted_namespace_terminates_before_it_goes(fake_kube: KubeUnderTest)
         time.sleep(0.05)
     assert fake_kube.get("v1", "Namespace", apps) is None
     assert fake_kube.list("v1", "ConfigMap", apps) == []
+
+
+def test_watches_end_with_410_gone_after_a_compaction(fake_kube: KubeUnderTest) -> None:
+    assert fake_kube.server is not None
+    store = fake_kube.server.store
+    resource = fake_kube.client.resources.get(api_version="v1", kind="ConfigMap")
+    start = resource.get(namespace="default")["metadata"]["resourceVersion"]
+    compactor = when_watched(fake_kube.server, store.compact)
+    with pytest.raises(ApiException) as gone:
+        for _ in fake_kube.client.watch(resource, namespace="default", timeout=10):
+            pass
+    compactor.join()
+    assert gone.value.status == 410
+    fake_kube.create(config_map("newer"))
+    store.compact()
+    with pytest.raises(ApiException) as too_old:
+        for _ in fake_kube.client.watch(
+            resource, namespace="default", resource_version=start, timeout=10
+        ):
+            pass
+    assert too_old.value.status == 410
+    assert "too old resource version" in str(too_old.value.reason)

@@ -482,7 +482,7 @@ def _handler(server: FakeKubeServer) -> type[BaseHTTPRequestHandler]:
                 try:
                     server.watch(self.path, send)
                 except ApiError as exc:
-                    if not started:
+                    if not started and exc.code != 410:  # 410 Gone comes as an event, as usual
                         self._send(exc.code, exc.status())
                         return
                     send({"type": "ERROR", "object": exc.status()})

@@ -162,6 +162,8 @@ class Store:
     objects: dict[tuple[str, str], dict[tuple[str, str], Obj]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     rv: int = 1
+    compacted: int = 0  # watches from an older resourceVersion get 410 Gone
+    compactions: int = 0
     closed: bool = False
     changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -603,19 +605,48 @@ class Store:
     # --- watch ----------------------------------------------------------------------------------
 
     def events_after(self, rv: int, deadline: float) -> Iterator[Event]:
-        """Events newer than ``rv`` as they happen, until ``deadline`` or the store closes."""
+        """Events newer than ``rv`` as they happen, until ``deadline`` or the store closes.
+
+        410 Gone (an ApiError) when ``rv`` is older than the last compaction, or when
+        :meth:`compact` happens meanwhile.
+        """
         seen = rv
+        with self.changed:
+            compactions = self.compactions
         while True:
             with self.changed:
                 pending = [e for e in self.events if e.rv > seen]
-                while not pending and not self.closed and time.monotonic() < deadline:
+                while (
+                    not pending
+                    and not self._expired(seen, compactions)
+                    and not self.closed
+                    and time.monotonic() < deadline
+                ):
                     self.changed.wait(min(deadline - time.monotonic(), 0.5))
                     pending = [e for e in self.events if e.rv > seen]
+                if self._expired(seen, compactions):
+                    raise ApiError(
+                        410,
+                        "Expired",
+                        f"too old resource version: {seen} ({self.compacted})",
+                    )
                 if not pending:
                     return
             for event in pending:
                 seen = event.rv
                 yield event
+
+    def _expired(self, seen: int, compactions: int) -> bool:
+        return self.compactions != compactions or seen < self.compacted
+
+    def compact(self) -> None:
+        """Forget the event history, as etcd's compaction does: every watch ends with 410 Gone,
+        and a watch from an older ``resourceVersion`` starts with it."""
+        with self.changed:
+            self.compacted = self.rv
+            self.compactions += 1
+            self.events.clear()
+            self.changed.notify_all()
 
     def close(self) -> None:
         with self.changed:
