@@ -11,10 +11,12 @@ from deploy.cluster import Cluster
 from deploy.errors import ClusterError, RolloutFailed
 from deploy.manifests import describe
 from deploy.plan import Plan
+from deploy.record import kinds_of
 from deploy.rollout import (
     ROLLOUT_KINDS,
     RolloutState,
     crd_established,
+    custom_kinds,
     pod_selector,
     pull_failure,
     rollout_state,
@@ -117,6 +119,8 @@ def apply_plan(
         on_applied(applied)
         if obj["kind"] == "CustomResourceDefinition":
             cluster.wait_for(obj, crd_established, deadline)
+            for api_version, kind in custom_kinds(obj) & set(kinds_of(plan.objects)):
+                cluster.wait_served(api_version, kind, deadline)
     if wait:
         for obj in plan.objects:
             if obj["kind"] in ROLLOUT_KINDS:

@@ -26,6 +26,7 @@ Obj = dict[str, Any]
 FIELD_MANAGER = "meshlift"
 REQUEST_TIMEOUT = 30.0
 UPDATE_ATTEMPTS = 5
+DISCOVERY_RETRY = 0.5  # seconds between discovery requests while a new kind is not listed
 DEFAULT_KUBECONFIG = "~/.kube/config"
 
 
@@ -205,6 +206,16 @@ class Cluster:
         except ClusterError:
             return False
         return True
+
+    def wait_served(self, api_version: str, kind: str, deadline: float) -> None:
+        """Ask discovery again until it lists ``kind`` (a new CRD's kinds come a moment after
+        it is Established); WaitTimeout at ``deadline``."""
+        while not self.serves(api_version, kind):
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    f"timed out waiting for the cluster to serve {kind} ({api_version})"
+                )
+            time.sleep(DISCOVERY_RETRY)
 
     def namespaced_kinds(self) -> list[tuple[str, str]]:
         """Every namespaced (apiVersion, kind) the cluster can list, preferred versions only."""

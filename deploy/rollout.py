@@ -76,6 +76,17 @@ def pull_failure(pod: Obj) -> str | None:
     return None
 
 
+def custom_kinds(crd: Obj) -> set[tuple[str, str]]:
+    """The (apiVersion, kind) pairs a CustomResourceDefinition serves."""
+    spec = crd.get("spec") or {}
+    kind = (spec.get("names") or {}).get("kind")
+    return {
+        (f"{spec.get('group')}/{version['name']}", str(kind))
+        for version in spec.get("versions") or []
+        if version.get("served", True)
+    }
+
+
 def crd_established(obj: Obj) -> bool:
     """Whether a CustomResourceDefinition's ``Established`` condition is True."""
     conditions = (obj.get("status") or {}).get("conditions") or []

@@ -16,6 +16,7 @@ from tests.fakekube.fixtures import KubeUnderTest, when_watched
 
 DATA = Path(__file__).parent / "data"
 WEB, DB, BROKEN = DATA / "web.yaml", DATA / "db.yaml", DATA / "broken.yaml"
+WIDGETS = DATA / "widgets.yaml"
 INJECT = {"injector.nsm.nginx.com/auto-inject": "enabled"}
 PRIVATE = ("--disable-public-images",)  # every image from R, so a failed pull names R
 
@@ -253,3 +254,15 @@ def test_the_rollout_wait_goes_on_after_410_gone(fake_kube: KubeUnderTest) -> No
     result = ok(apply_web(fake_kube, "web", "--manifests", str(DB)))
     controller.join()
     assert "rolled out StatefulSet web/db: 2/2 ready" in result.stderr
+
+
+def test_custom_resources_wait_for_discovery_after_their_crd_is_established(
+    kube: KubeUnderTest,
+) -> None:
+    if kube.server is not None:
+        kube.server.store.discovery_delay = 1.5  # Established, but not yet in discovery
+    namespace = kube.ns("widgets")
+    result = ok(apply_web(kube, namespace, manifest=WIDGETS))
+    assert f"created    Widget {namespace}/first" in result.stdout
+    widget = kube.get("meshlift-test.example.com/v1", "Widget", "first", namespace)
+    assert widget is not None and widget["spec"] == {"size": 3}

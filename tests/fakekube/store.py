@@ -57,6 +57,7 @@ class ApiType:
     namespaced: bool
     short_names: tuple[str, ...] = ()
     builtin: bool = True
+    discoverable_at: float = 0.0  # time.monotonic() from which discovery lists it
 
     @property
     def api_version(self) -> str:
@@ -162,6 +163,7 @@ class Store:
     objects: dict[tuple[str, str], dict[tuple[str, str], Obj]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     rv: int = 1
+    discovery_delay: float = 0.0  # seconds an Established CRD's kinds stay out of discovery
     compacted: int = 0  # watches from an older resourceVersion get 410 Gone
     compactions: int = 0
     closed: bool = False
@@ -179,13 +181,17 @@ class Store:
     def group_versions(self) -> dict[str, list[str]]:
         """Served versions of each named group (the core group excluded)."""
         groups: dict[str, list[str]] = {}
-        for api_type in self.types.values():
+        for api_type in self._discoverable():
             if api_type.group and api_type.version not in groups.setdefault(api_type.group, []):
                 groups[api_type.group].append(api_type.version)
         return groups
 
     def types_in(self, group: str, version: str) -> list[ApiType]:
-        return [t for t in self.types.values() if (t.group, t.version) == (group, version)]
+        return [t for t in self._discoverable() if (t.group, t.version) == (group, version)]
+
+    def _discoverable(self) -> list[ApiType]:
+        now = time.monotonic()
+        return [t for t in self.types.values() if t.discoverable_at <= now]
 
     def type_of(self, obj: Obj) -> ApiType | None:
         group, _, version = str(obj.get("apiVersion", "")).rpartition("/")
@@ -557,6 +563,7 @@ class Store:
         names = spec.get("names", {})
         for version in spec.get("versions", []):
             if version.get("served", True):
+                known = self.types.get((spec["group"], version["name"], names["plural"]))
                 api_type = ApiType(
                     spec["group"],
                     version["name"],
@@ -565,6 +572,9 @@ class Store:
                     spec.get("scope") == "Namespaced",
                     tuple(names.get("shortNames", ())),
                     builtin=False,
+                    discoverable_at=known.discoverable_at
+                    if known
+                    else time.monotonic() + self.discovery_delay,
                 )
                 self.types[(api_type.group, api_type.version, api_type.plural)] = api_type
         crd["status"] = {
