@@ -25,7 +25,8 @@ from deploy.rollout import (
 
 Obj = dict[str, Any]
 
-# Set on a namespace apply created, so remove may delete it (and only such a namespace).
+# Set on every object apply created: apply forces only on these, and remove deletes only
+# such a namespace.
 CREATED_ANNOTATION = "meshlift/created-by"
 CREATED_BY = "deploy-apply"
 # Seconds between looks at a waiting workload's pods (their failures do not change it).
