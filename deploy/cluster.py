@@ -208,8 +208,10 @@ class Cluster:
         return True
 
     def wait_served(self, api_version: str, kind: str, deadline: float) -> None:
-        """Ask discovery again until it lists ``kind`` (a new CRD's kinds come a moment after
-        it is Established); WaitTimeout at ``deadline``."""
+        """Ask discovery again until it lists ``kind``; WaitTimeout at ``deadline``.
+
+        A new CRD's kinds can reach discovery a moment after it is Established.
+        """
         while not self.serves(api_version, kind):
             if time.monotonic() >= deadline:
                 raise WaitTimeout(

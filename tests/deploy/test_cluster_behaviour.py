@@ -1,5 +1,8 @@
-"""deploy against what a real API server does: field ownership, terminating namespaces,
-objects controllers add, failing rollouts, expired watches and lagging discovery."""
+"""deploy against what a real API server does, as the fake now does it too.
+
+Field ownership, terminating namespaces, objects controllers add, failing rollouts, expired
+watches and lagging discovery.
+"""
 
 from __future__ import annotations
 

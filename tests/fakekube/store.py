@@ -478,8 +478,7 @@ class Store:
         return self.create(api_type, namespace, obj, manager)
 
     def _control(self, kind: str, old: Obj | None, obj: Obj) -> None:
-        """Objects controllers add after a write: always a namespace's defaults; the rest on
-        the switches of ``controllers``."""
+        """Add what controllers add after a write: a namespace's defaults, and per switch."""
         meta = obj["metadata"]
         namespace = meta.get("namespace", "")
         if old is None and kind == "Namespace":
@@ -537,8 +536,11 @@ class Store:
         self.update(api_type, meta["namespace"], meta["name"], changed, manager)
 
     def _claims(self, statefulset: Obj) -> None:
-        """A StatefulSet's claims, one per template and replica; owned by it only when its
-        retention policy deletes them with it (the default keeps them, without an owner)."""
+        """A StatefulSet's claims, one per template and replica.
+
+        Owned by it only when its retention policy deletes them with it (the default keeps
+        them, without an owner).
+        """
         meta, spec = statefulset["metadata"], statefulset.get("spec") or {}
         policy = spec.get("persistentVolumeClaimRetentionPolicy") or {}
         owners = []
@@ -650,8 +652,11 @@ class Store:
         return self.compactions != compactions or seen < self.compacted
 
     def compact(self) -> None:
-        """Forget the event history, as etcd's compaction does: every watch ends with 410 Gone,
-        and a watch from an older ``resourceVersion`` starts with it."""
+        """Forget the event history, as etcd's compaction does.
+
+        Every open watch ends with 410 Gone, and a watch from an older ``resourceVersion``
+        starts with it.
+        """
         with self.changed:
             self.compacted = self.rv
             self.compactions += 1
