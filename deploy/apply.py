@@ -8,15 +8,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploy.cluster import Cluster
-from deploy.errors import ClusterError
+from deploy.errors import ClusterError, RolloutFailed
+from deploy.manifests import describe
 from deploy.plan import Plan
-from deploy.rollout import ROLLOUT_KINDS, RolloutState, crd_established, rollout_state
+from deploy.record import kinds_of
+from deploy.rollout import (
+    ROLLOUT_KINDS,
+    RolloutState,
+    crd_established,
+    custom_kinds,
+    pod_selector,
+    pull_failure,
+    rollout_state,
+    stalled_reason,
+)
 
 Obj = dict[str, Any]
 
-# Set on a namespace apply created, so remove may delete it (and only such a namespace).
+# Set on every object apply created: apply forces only on these, and remove deletes only
+# such a namespace.
 CREATED_ANNOTATION = "meshlift/created-by"
 CREATED_BY = "deploy-apply"
+# Seconds between looks at a waiting workload's pods (their failures do not change it).
+ROLLOUT_POLL = 5.0
 
 
 @dataclass(frozen=True)
@@ -27,31 +41,57 @@ class Applied:
     action: str
 
 
-def _create_namespace(cluster: Cluster, obj: Obj) -> None:
+def created_by_us(obj: Obj) -> bool:
+    """Whether ``deploy apply`` created ``obj`` (it carries our annotation)."""
+    annotations = obj["metadata"].get("annotations") or {}
+    return bool(annotations.get(CREATED_ANNOTATION) == CREATED_BY)
+
+
+def _marked(obj: Obj) -> Obj:
     meta = obj["metadata"]
     annotations = {**(meta.get("annotations") or {}), CREATED_ANNOTATION: CREATED_BY}
-    cluster.create({**obj, "metadata": {**meta, "annotations": annotations}})
+    return {**obj, "metadata": {**meta, "annotations": annotations}}
 
 
 def apply_object(cluster: Cluster, obj: Obj) -> Applied:
-    """Server-side apply one object; a Namespace that did not exist is marked as ours."""
+    """Server-side apply one object; one we create is marked as ours.
+
+    Conflicts with other field managers are forced only on objects we created; on any other
+    object they are a ClusterError naming the manager and the field.
+    """
     meta = obj["metadata"]
     before = cluster.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
-    if before is None and obj["kind"] == "Namespace":
-        _create_namespace(cluster, obj)
+    ours = before is None or created_by_us(before)
+    sent = _marked(obj) if ours else obj
     try:
-        after = cluster.apply(obj)
+        after = cluster.apply(sent, force=ours)
     except ClusterError as exc:
+        if exc.status == 409 and not ours:
+            conflict = str(exc).removesuffix(" (HTTP 409)")
+            raise ClusterError(
+                f"{conflict}; meshlift did not create this object, so it does not take fields"
+                " others own (HTTP 409)",
+                409,
+            ) from None
         if exc.status != 422 or obj["kind"] != "Job" or before is None:
             raise
         # A Job's pod template cannot change (a new registry or image tag): replace the Job.
         cluster.delete(obj["apiVersion"], "Job", meta["name"], meta.get("namespace"))
-        cluster.apply(obj)
+        cluster.apply(sent, force=True)
         return Applied(obj, "replaced")
     if before is None:
         return Applied(obj, "created")
     same = before["metadata"].get("resourceVersion") == after["metadata"].get("resourceVersion")
     return Applied(obj, "unchanged" if same else "configured")
+
+
+def _wait_out_termination(
+    cluster: Cluster, namespace: Obj, deadline: float, on_note: Callable[[str], None]
+) -> None:
+    found = cluster.get("v1", "Namespace", namespace["metadata"]["name"])
+    if found is not None and found["metadata"].get("deletionTimestamp"):
+        on_note(f"waiting for Namespace {found['metadata']['name']} to finish terminating")
+        cluster.wait_deleted(found, deadline)
 
 
 def apply_plan(
@@ -62,27 +102,51 @@ def apply_plan(
     timeout: float,
     on_applied: Callable[[Applied], None] = lambda _: None,
     on_rollout: Callable[[Obj, RolloutState], None] = lambda *_: None,
+    on_note: Callable[[str], None] = lambda _: None,
 ) -> list[Applied]:
     """Apply every object of ``plan`` in order; CRDs are waited for before anything else.
 
-    With ``wait``, also wait until every Deployment, StatefulSet and DaemonSet has rolled out.
-    One ``timeout`` (seconds) covers all the waiting.
+    A namespace still terminating (from a remove just before) is waited out first, so apply
+    creates it anew. With ``wait``, also wait until every Deployment, StatefulSet and DaemonSet
+    has rolled out. One ``timeout`` (seconds) covers all the waiting.
     """
     deadline = time.monotonic() + timeout
     done: list[Applied] = []
     for obj in plan.objects:
+        if obj["kind"] == "Namespace":
+            _wait_out_termination(cluster, obj, deadline, on_note)
         applied = apply_object(cluster, obj)
         done.append(applied)
         on_applied(applied)
         if obj["kind"] == "CustomResourceDefinition":
             cluster.wait_for(obj, crd_established, deadline)
+            for api_version, kind in custom_kinds(obj) & set(kinds_of(plan.objects)):
+                cluster.wait_served(api_version, kind, deadline)
     if wait:
         for obj in plan.objects:
             if obj["kind"] in ROLLOUT_KINDS:
                 cluster.wait_for(
                     obj,
-                    lambda o: rollout_state(o).done,
+                    lambda o: _rolled_out(cluster, o),
                     deadline,
                     on_change=lambda o: on_rollout(o, rollout_state(o)),
+                    poll=ROLLOUT_POLL,
                 )
     return done
+
+
+def _rolled_out(cluster: Cluster, obj: Obj) -> bool:
+    """Whether ``obj`` rolled out; RolloutFailed when it will not without help."""
+    if rollout_state(obj).done:
+        return True
+    failed = f"{describe(obj)} did not roll out"
+    selector = pod_selector(obj)
+    namespace = obj["metadata"].get("namespace")
+    for pod in cluster.list_objects("v1", "Pod", namespace, selector) if selector else []:
+        failure = pull_failure(pod)
+        if failure is not None:
+            raise RolloutFailed(f"{failed}: {describe(pod)}: {failure}")
+    stalled = stalled_reason(obj)
+    if stalled is not None:
+        raise RolloutFailed(f"{failed}: {stalled}")
+    return False

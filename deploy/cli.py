@@ -242,6 +242,7 @@ def apply(**params: Any) -> None:
             timeout=params["timeout"],
             on_applied=show,
             on_rollout=progress,
+            on_note=lambda note: click.echo(note, err=True),
         )
     counts = {
         a: sum(1 for d in done if d.action == a)

@@ -25,6 +25,8 @@ Obj = dict[str, Any]
 
 FIELD_MANAGER = "meshlift"
 REQUEST_TIMEOUT = 30.0
+UPDATE_ATTEMPTS = 5
+DISCOVERY_RETRY = 0.5  # seconds between discovery requests while a new kind is not listed
 DEFAULT_KUBECONFIG = "~/.kube/config"
 
 
@@ -39,10 +41,24 @@ def _api_message(exc: Any) -> tuple[str, int | None]:
     message = ""
     if body:
         try:
-            message = str(json.loads(body).get("message") or "")
+            decoded = json.loads(body)
+            message = _field_conflicts(decoded) or str(decoded.get("message") or "")
         except (ValueError, AttributeError):
             message = ""
     return message or str(getattr(exc, "reason", "") or exc), status
+
+
+def _field_conflicts(status: Obj) -> str:
+    """A server-side apply conflict on one line: each manager and the fields it owns."""
+    fields: dict[str, list[str]] = {}
+    for cause in (status.get("details") or {}).get("causes") or []:
+        if cause.get("reason") == "FieldManagerConflict":
+            manager = str(cause.get("message", "")).partition('"')[2].partition('"')[0]
+            fields.setdefault(manager, []).append(str(cause.get("field", "")))
+    return "; ".join(
+        f'conflict with field manager "{manager}" on {", ".join(paths)}'
+        for manager, paths in fields.items()
+    )
 
 
 @contextlib.contextmanager
@@ -191,6 +207,18 @@ class Cluster:
             return False
         return True
 
+    def wait_served(self, api_version: str, kind: str, deadline: float) -> None:
+        """Ask discovery again until it lists ``kind``; WaitTimeout at ``deadline``.
+
+        A new CRD's kinds can reach discovery a moment after it is Established.
+        """
+        while not self.serves(api_version, kind):
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    f"timed out waiting for the cluster to serve {kind} ({api_version})"
+                )
+            time.sleep(DISCOVERY_RETRY)
+
     def namespaced_kinds(self) -> list[tuple[str, str]]:
         """Every namespaced (apiVersion, kind) the cluster can list, preferred versions only."""
         from kubernetes.dynamic.resource import Resource, ResourceList
@@ -259,8 +287,12 @@ class Cluster:
 
     # --- writes ---------------------------------------------------------------------------------
 
-    def apply(self, obj: Obj) -> Obj:
-        """Server-side apply ``obj`` as field manager ``meshlift``, taking over conflicts."""
+    def apply(self, obj: Obj, *, force: bool) -> Obj:
+        """Server-side apply ``obj`` as field manager ``meshlift``.
+
+        With ``force``, fields other managers own are taken over; without, such a conflict is
+        a ClusterError (409) naming each manager and field.
+        """
         resource = self.resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
         namespace = meta.get("namespace") if resource.namespaced else None
@@ -270,7 +302,7 @@ class Cluster:
                 name=meta["name"],
                 namespace=namespace,
                 field_manager=FIELD_MANAGER,
-                force_conflicts=True,
+                force_conflicts=force,
                 _request_timeout=REQUEST_TIMEOUT,
             )
         return dict(applied.to_dict())
@@ -303,6 +335,32 @@ class Cluster:
                 _request_timeout=REQUEST_TIMEOUT,
             )
         return dict(replaced.to_dict())
+
+    def update(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        change: Callable[[Obj], bool],
+    ) -> bool:
+        """Read, ``change`` in place and replace the object, again when it changed meanwhile.
+
+        False when it does not exist or ``change`` says there is nothing to change.
+        """
+        for _ in range(UPDATE_ATTEMPTS):
+            obj = self.get(api_version, kind, name, namespace)
+            if obj is None or not change(obj):
+                return False
+            try:
+                self.replace(obj)
+                return True
+            except ClusterError as exc:
+                if exc.status != 409:  # 409: changed since we read it; read it again
+                    raise
+        raise ClusterError(
+            f"updating {kind} {_name(name, namespace)}: it kept changing under us; try again"
+        )
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete the object (dependents in the background); False if it was already gone."""
@@ -359,14 +417,44 @@ class Cluster:
             finally:
                 watcher.stop()
 
+    def wait_deleted(self, obj: Obj, deadline: float) -> None:
+        """Watch ``obj`` until it is gone; WaitTimeout at ``deadline``."""
+        api_version, kind = obj["apiVersion"], obj["kind"]
+        meta = obj["metadata"]
+        namespace = meta.get("namespace")
+        while (current := self.get(api_version, kind, meta["name"], namespace)) is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WaitTimeout(
+                    f"timed out waiting for {kind} {_name(meta['name'], namespace)} to go"
+                )
+            try:
+                for event, _ in self.watch(
+                    api_version,
+                    kind,
+                    namespace=namespace,
+                    name=meta["name"],
+                    resource_version=current["metadata"].get("resourceVersion"),
+                    timeout=min(remaining, 60.0),
+                ):
+                    if event == "DELETED":
+                        break
+            except ClusterError as exc:
+                if exc.status != 410:  # 410 Gone: read it again
+                    raise
+
     def wait_for(
         self,
         obj: Obj,
         condition: Callable[[Obj], bool],
         deadline: float,
         on_change: Callable[[Obj], None] = lambda _: None,
+        poll: float = 60.0,
     ) -> Obj:
-        """Watch ``obj`` until ``condition`` holds for it; WaitTimeout at ``deadline``."""
+        """Watch ``obj`` until ``condition`` holds for it; WaitTimeout at ``deadline``.
+
+        ``condition`` is asked again at least every ``poll`` seconds, even without a change.
+        """
         api_version, kind = obj["apiVersion"], obj["kind"]
         meta = obj["metadata"]
         what = f"{kind} {_name(meta['name'], meta.get('namespace'))}"
@@ -387,7 +475,7 @@ class Cluster:
                     namespace=meta.get("namespace"),
                     name=meta["name"],
                     resource_version=since,
-                    timeout=min(remaining, 60.0),
+                    timeout=min(remaining, poll),
                 ):
                     current = None if event == "DELETED" else found
                     if current is not None and condition(current):

@@ -44,3 +44,7 @@ class ClusterError(DeployError):
 
 class WaitTimeout(ClusterError):
     """A CRD or rollout was not ready within ``--timeout``."""
+
+
+class RolloutFailed(ClusterError):
+    """A workload will not roll out without help: an image that cannot be pulled, a deadline."""

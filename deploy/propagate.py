@@ -24,7 +24,6 @@ SIDECAR_CONTAINER = "nginx-mesh-sidecar"
 # On a service account whose imagePullSecrets entry propagate added.
 PULL_SECRET_LABEL = "meshlift/added-pull-secret"
 DEFAULT_SERVICE_ACCOUNT = "default"
-_UPDATE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -78,43 +77,40 @@ def _copy_of(secret: Obj, namespace: str) -> Obj:
     }
 
 
+def _add_pull_secret(account: Obj) -> bool:
+    secrets = account.get("imagePullSecrets") or []
+    if any(s.get("name") == SECRET_NAME for s in secrets):
+        return False
+    account["imagePullSecrets"] = [*secrets, {"name": SECRET_NAME}]
+    labels = account["metadata"].get("labels") or {}
+    account["metadata"]["labels"] = {**labels, PULL_SECRET_LABEL: SECRET_NAME}
+    return True
+
+
 def _add_to_default_account(cluster: Cluster, namespace: str) -> str:
-    for _ in range(_UPDATE_ATTEMPTS):
-        account = cluster.get("v1", "ServiceAccount", DEFAULT_SERVICE_ACCOUNT, namespace)
-        if account is None:
-            # The service account controller has not made it yet: make it as it would.
-            try:
-                cluster.create(
-                    {
-                        "apiVersion": "v1",
-                        "kind": "ServiceAccount",
-                        "metadata": {
-                            "name": DEFAULT_SERVICE_ACCOUNT,
-                            "namespace": namespace,
-                            "labels": {PULL_SECRET_LABEL: SECRET_NAME},
-                        },
-                        "imagePullSecrets": [{"name": SECRET_NAME}],
-                    }
-                )
-            except ClusterError as exc:
-                if exc.status == 409:  # the controller was quicker: update its account
-                    continue
-                raise
-            return "added"
-        secrets = account.get("imagePullSecrets") or []
-        if any(s.get("name") == SECRET_NAME for s in secrets):
-            return "present"
-        account["imagePullSecrets"] = [*secrets, {"name": SECRET_NAME}]
-        labels = account["metadata"].get("labels") or {}
-        account["metadata"]["labels"] = {**labels, PULL_SECRET_LABEL: SECRET_NAME}
+    if cluster.get("v1", "ServiceAccount", DEFAULT_SERVICE_ACCOUNT, namespace) is None:
+        # The service account controller has not made it yet: make it as it would.
         try:
-            cluster.replace(account)
+            cluster.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "metadata": {
+                        "name": DEFAULT_SERVICE_ACCOUNT,
+                        "namespace": namespace,
+                        "labels": {PULL_SECRET_LABEL: SECRET_NAME},
+                    },
+                    "imagePullSecrets": [{"name": SECRET_NAME}],
+                }
+            )
+            return "added"
         except ClusterError as exc:
-            if exc.status == 409:  # changed under us: read it again
-                continue
-            raise
-        return "added"
-    raise ClusterError(f"updating ServiceAccount {namespace}/default: kept changing, gave up")
+            if exc.status != 409:  # 409: the controller was quicker; update its account
+                raise
+    changed = cluster.update(
+        "v1", "ServiceAccount", DEFAULT_SERVICE_ACCOUNT, namespace, _add_pull_secret
+    )
+    return "added" if changed else "present"
 
 
 def propagate_to(cluster: Cluster, secret: Obj, namespace: str) -> Propagated:

@@ -38,10 +38,22 @@ SECRET_SELECTOR = f"{USAGE_LABEL}={SECRET_NAME}"
 CLUSTER_MADE_KINDS = frozenset(
     {"Event", "Endpoints", "EndpointSlice", "Lease", "PodMetrics", "ControllerRevision"}
 )
+# What Kubernetes and OpenShift put in every namespace, and our record.
 _CLUSTER_MADE_OBJECTS = frozenset(
-    {("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt"), ("ConfigMap", RECORD_NAME)}
+    {
+        ("ServiceAccount", "default"),
+        ("ConfigMap", "kube-root-ca.crt"),
+        ("ConfigMap", RECORD_NAME),
+        ("ServiceAccount", "builder"),
+        ("ServiceAccount", "deployer"),
+        ("ConfigMap", "openshift-service-ca.crt"),
+        ("RoleBinding", "system:image-pullers"),
+        ("RoleBinding", "system:image-builders"),
+        ("RoleBinding", "system:deployers"),
+    }
 )
-_UPDATE_ATTEMPTS = 5
+# Secrets the platform makes for a service account (token, OpenShift's dockercfg).
+_ACCOUNT_SECRET_ANNOTATION = "kubernetes.io/service-account.name"
 
 
 @dataclass
@@ -61,8 +73,13 @@ def tracked_kinds(cluster: Cluster, namespace: str) -> tuple[tuple[str, str], ..
     return kinds_of([*load_bundle("openshift"), {"apiVersion": "v1", "kind": "ConfigMap"}])
 
 
-def _made_by_others(obj: Obj) -> bool:
-    """Whether someone other than meshlift or the cluster itself made ``obj``."""
+def _made_by_others(obj: Obj, claims: frozenset[str] = frozenset()) -> bool:
+    """Whether someone other than meshlift or the cluster itself made ``obj``.
+
+    Owned objects (``ownerReferences``), the platform's defaults, service-account Secrets and
+    the claims of our StatefulSets (``claims``: see :func:`_claims_of`) count as made by the
+    cluster.
+    """
     meta = obj.get("metadata") or {}
     kind = obj.get("kind")
     return not (
@@ -70,8 +87,23 @@ def _made_by_others(obj: Obj) -> bool:
         or meta.get("ownerReferences")
         or meta.get("deletionTimestamp")
         or (kind, meta.get("name")) in _CLUSTER_MADE_OBJECTS
+        or (kind == "Secret" and _ACCOUNT_SECRET_ANNOTATION in (meta.get("annotations") or {}))
         or (kind == "Secret" and obj.get("type") == "kubernetes.io/service-account-token")
+        or (kind == "PersistentVolumeClaim" and _is_claim(str(meta.get("name")), claims))
     )
+
+
+def _claims_of(statefulsets: list[Obj]) -> frozenset[str]:
+    """Name prefixes of the claims the controller makes for ``statefulsets``: TEMPLATE-STS-."""
+    return frozenset(
+        f"{template['metadata']['name']}-{sts['metadata']['name']}-"
+        for sts in statefulsets
+        for template in (sts.get("spec") or {}).get("volumeClaimTemplates") or []
+    )
+
+
+def _is_claim(name: str, prefixes: frozenset[str]) -> bool:
+    return any(name.startswith(p) and name.removeprefix(p).isdigit() for p in prefixes)
 
 
 def custom_resources_left(cluster: Cluster, crd: Obj) -> list[Obj]:
@@ -87,7 +119,9 @@ def custom_resources_left(cluster: Cluster, crd: Obj) -> list[Obj]:
     return [o for o in cluster.list_objects(api_version, kind) if _made_by_others(o)]
 
 
-def objects_left(cluster: Cluster, namespace: str) -> list[Obj]:
+def objects_left(
+    cluster: Cluster, namespace: str, claims: frozenset[str] = frozenset()
+) -> list[Obj]:
     """Objects in ``namespace`` that meshlift did not make and the cluster did not make."""
     left: list[Obj] = []
     for api_version, kind in cluster.namespaced_kinds():
@@ -99,25 +133,8 @@ def objects_left(cluster: Cluster, namespace: str) -> list[Obj]:
             if exc.status in (403, 404, 405):  # not listable for us: cannot be judged
                 continue
             raise
-        left.extend(o for o in found if _made_by_others(o))
+        left.extend(o for o in found if _made_by_others(o, claims))
     return left
-
-
-def _update(
-    cluster: Cluster, read: Callable[[], Obj | None], change: Callable[[Obj], bool]
-) -> bool:
-    """Read, change and replace an object, again on conflict; False if nothing to change."""
-    for _ in range(_UPDATE_ATTEMPTS):
-        obj = read()
-        if obj is None or not change(obj):
-            return False
-        try:
-            cluster.replace(obj)
-            return True
-        except ClusterError as exc:
-            if exc.status != 409:
-                raise
-    raise ClusterError("an object kept changing while remove updated it; run remove again")
 
 
 def _drop_pull_secret(account: Obj) -> bool:
@@ -171,13 +188,11 @@ def remove_mesh(
         deleted(secret)
     for account in cluster.list_objects("v1", "ServiceAccount", label_selector=PULL_SECRET_LABEL):
         meta = account["metadata"]
-
-        def read(meta: Obj = meta) -> Obj | None:
-            return cluster.get("v1", "ServiceAccount", meta["name"], meta["namespace"])
-
-        if _update(cluster, read, _drop_pull_secret):
-            removal.cleaned.append(f"ServiceAccount {meta['namespace']}/{meta['name']}")
-    _remove_namespace(cluster, namespace, removal, deleted, record)
+        name, where = meta["name"], meta["namespace"]
+        if cluster.update("v1", "ServiceAccount", name, where, _drop_pull_secret):
+            removal.cleaned.append(f"ServiceAccount {where}/{name}")
+    claims = _claims_of([o for o in owned if o["kind"] == "StatefulSet"])
+    _remove_namespace(cluster, namespace, removal, deleted, record, claims)
     return removal
 
 
@@ -187,12 +202,16 @@ def _remove_namespace(
     removal: Removal,
     deleted: Callable[[Obj], None],
     record: list[Obj],
+    claims: frozenset[str],
 ) -> None:
     found = cluster.get("v1", "Namespace", namespace)
     if found is None:
         return
+    if found["metadata"].get("deletionTimestamp"):
+        removal.kept.append(f"Namespace {namespace}: being deleted already")
+        return
     created = (found["metadata"].get("annotations") or {}).get(CREATED_ANNOTATION) == CREATED_BY
-    left = objects_left(cluster, namespace)
+    left = objects_left(cluster, namespace, claims)
     if created and not left:
         deleted(found)
         return
@@ -203,5 +222,5 @@ def _remove_namespace(
     removal.kept.append(
         f"Namespace {namespace}: {reason} {len(left)} other object(s) remain: {listed}"
     )
-    if _update(cluster, lambda: cluster.get("v1", "Namespace", namespace), _drop_mesh_labels):
+    if cluster.update("v1", "Namespace", namespace, None, _drop_mesh_labels):
         removal.cleaned.append(f"Namespace {namespace}")

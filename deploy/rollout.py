@@ -8,6 +8,7 @@ from typing import Any
 Obj = dict[str, Any]
 
 ROLLOUT_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
+PULL_ERRORS = frozenset({"ErrImagePull", "ImagePullBackOff"})
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,47 @@ def rollout_state(obj: Obj) -> RolloutState:
     old_gone = status.get("replicas", 0) <= updated
     done = updated >= wanted and available >= wanted and old_gone
     return RolloutState(done, f"{available}/{wanted} available")
+
+
+def stalled_reason(obj: Obj) -> str | None:
+    """Why a Deployment stopped progressing (``Progressing=False``), or None."""
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Progressing" and condition.get("status") == "False":
+            return f"{condition.get('reason')}: {condition.get('message', '')}".rstrip(": ")
+    return None
+
+
+def pod_selector(obj: Obj) -> str | None:
+    """A workload's ``matchLabels`` as a label selector, or None when it has none."""
+    labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or None
+
+
+def pull_failure(pod: Obj) -> str | None:
+    """Why a container of ``pod`` cannot start because its image cannot be pulled, or None."""
+    status = pod.get("status") or {}
+    for container in (status.get("initContainerStatuses") or []) + (
+        status.get("containerStatuses") or []
+    ):
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in PULL_ERRORS:
+            return (
+                f"{waiting['reason']}: image {container.get('image')} could not be pulled:"
+                f" {waiting.get('message', 'no message')}; is it mirrored? is the Secret in this"
+                " namespace?"
+            )
+    return None
+
+
+def custom_kinds(crd: Obj) -> set[tuple[str, str]]:
+    """The (apiVersion, kind) pairs a CustomResourceDefinition serves."""
+    spec = crd.get("spec") or {}
+    kind = (spec.get("names") or {}).get("kind")
+    return {
+        (f"{spec.get('group')}/{version['name']}", str(kind))
+        for version in spec.get("versions") or []
+        if version.get("served", True)
+    }
 
 
 def crd_established(obj: Obj) -> bool:

@@ -6,9 +6,15 @@ import threading
 import time
 
 import pytest
-from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, UnauthorizedError
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    UnauthorizedError,
+)
 
-from tests.fakekube.fixtures import KubeUnderTest
+from tests.fakekube.fixtures import KubeUnderTest, when_watched
 from tests.fakekube.selectors import SelectorError, label_selector
 
 
@@ -74,13 +80,65 @@ def test_server_side_apply_creates_merges_and_leaves_a_no_op_alone(
     assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
     more = {**body, "data": {"extra": "1"}}
     merged = resource.server_side_apply(body=more, field_manager="meshlift").to_dict()
-    assert merged["data"] == {"k": "v", "extra": "1"}
+    # "k" was applied by this manager before and is not sent now: a real server removes it.
+    assert merged["data"] == {"extra": "1"}
     assert int(merged["metadata"]["resourceVersion"]) > int(first["metadata"]["resourceVersion"])
     patches = (
         [r for r in fake_kube.server.mutations() if r.method == "PATCH"] if fake_kube.server else []
     )
     assert patches[0].content_type == "application/apply-patch+yaml"
     assert "fieldManager=meshlift" in patches[0].query
+
+
+def deployment(env: list[dict[str, str]], pull: list[str]) -> dict[str, object]:
+    container = {"name": "app", "image": "app:1", "env": env}
+    spec = {"containers": [container], "imagePullSecrets": [{"name": n} for n in pull]}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"replicas": 1, "template": {"spec": spec}},
+    }
+
+
+def test_server_side_apply_owns_fields_per_manager_and_list_items_by_key(
+    kube: KubeUnderTest,
+) -> None:
+    resource = kube.client.resources.get(api_version="apps/v1", kind="Deployment")
+    mine = deployment([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}], ["mine"])
+    resource.server_side_apply(body=mine, field_manager="first")
+    theirs = deployment([{"name": "C", "value": "3"}], ["theirs"])
+    resource.server_side_apply(body=theirs, field_manager="second")
+    # "first" drops env B: it goes; C and the pull secret "theirs" belong to "second" and stay.
+    again = deployment([{"name": "A", "value": "1"}], ["mine"])
+    found = resource.server_side_apply(body=again, field_manager="first").to_dict()
+    spec = found["spec"]["template"]["spec"]
+    assert [e["name"] for e in spec["containers"][0]["env"]] == ["A", "C"]
+    assert spec["imagePullSecrets"] == [{"name": "mine"}, {"name": "theirs"}]
+    managers = {(m["manager"], m["operation"]) for m in found["metadata"]["managedFields"]}
+    assert managers == {("first", "Apply"), ("second", "Apply")}
+
+    clash = deployment([{"name": "C", "value": "changed"}], [])
+    with pytest.raises(ConflictError) as conflict:
+        resource.server_side_apply(body=clash, field_manager="first")
+    assert conflict.value.summary() == (
+        'Apply failed with 1 conflict: conflict with "second" using apps/v1:'
+        ' .spec.template.spec.containers[name="app"].env[name="C"].value'
+    )
+    taken = resource.server_side_apply(body=clash, field_manager="first", force_conflicts=True)
+    (container,) = taken.to_dict()["spec"]["template"]["spec"]["containers"]
+    assert {"name": "C", "value": "changed"} in container["env"]
+
+
+def test_an_update_takes_the_fields_it_changes(fake_kube: KubeUnderTest) -> None:
+    resource = fake_kube.client.resources.get(api_version="v1", kind="ConfigMap")
+    resource.server_side_apply(body=config_map("cm"), field_manager="meshlift")
+    current = resource.get(name="cm", namespace="default").to_dict()
+    current["data"]["k"] = "edited"
+    resource.replace(body=current, field_manager="kubectl-edit")
+    with pytest.raises(ConflictError) as conflict:
+        resource.server_side_apply(body=config_map("cm"), field_manager="meshlift")
+    assert '"kubectl-edit" using v1: .data.k' in conflict.value.summary()
 
 
 def test_namespace_lifecycle_and_crds(fake_kube: KubeUnderTest) -> None:
@@ -162,3 +220,51 @@ def test_wrong_token_is_401(fake_kube: KubeUnderTest) -> None:
     fake_kube.server.token = "another"
     with pytest.raises(UnauthorizedError):
         fake_kube.list("v1", "Namespace")
+
+
+def test_a_deleted_namespace_terminates_before_it_goes(fake_kube: KubeUnderTest) -> None:
+    assert fake_kube.server is not None
+    fake_kube.server.store.namespace_delay = 0.3
+    apps = fake_kube.create_namespace("apps")
+    fake_kube.create(config_map("mine", apps))
+    namespaces = fake_kube.client.resources.get(api_version="v1", kind="Namespace")
+    namespaces.delete(name=apps)
+    found = fake_kube.get("v1", "Namespace", apps)
+    assert found is not None and found["status"]["phase"] == "Terminating"
+    assert found["metadata"]["deletionTimestamp"]
+    assert fake_kube.get("v1", "ConfigMap", "mine", apps) is not None
+    with pytest.raises(ForbiddenError) as refused:
+        fake_kube.create(config_map("late", apps))
+    assert refused.value.summary() == (
+        'configmaps "late" is forbidden: unable to create new content in namespace apps'
+        " because it is being terminated"
+    )
+    with pytest.raises(ConflictError):
+        namespaces.delete(name=apps)
+    deadline = time.monotonic() + 10
+    while fake_kube.get("v1", "Namespace", apps) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fake_kube.get("v1", "Namespace", apps) is None
+    assert fake_kube.list("v1", "ConfigMap", apps) == []
+
+
+def test_watches_end_with_410_gone_after_a_compaction(fake_kube: KubeUnderTest) -> None:
+    assert fake_kube.server is not None
+    store = fake_kube.server.store
+    resource = fake_kube.client.resources.get(api_version="v1", kind="ConfigMap")
+    start = resource.get(namespace="default")["metadata"]["resourceVersion"]
+    compactor = when_watched(fake_kube.server, store.compact)
+    with pytest.raises(ApiException) as gone:
+        for _ in fake_kube.client.watch(resource, namespace="default", timeout=10):
+            pass
+    compactor.join()
+    assert gone.value.status == 410
+    fake_kube.create(config_map("newer"))
+    store.compact()
+    with pytest.raises(ApiException) as too_old:
+        for _ in fake_kube.client.watch(
+            resource, namespace="default", resource_version=start, timeout=10
+        ):
+            pass
+    assert too_old.value.status == 410
+    assert "too old resource version" in str(too_old.value.reason)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +121,23 @@ class KubeUnderTest:
             for obj in self.list(api_version, kind, selector=MESH_SELECTOR):
                 with contextlib.suppress(DynamicApiError):
                     self._resource(api_version, kind).delete(name=obj["metadata"]["name"])
+
+
+def when_watched(server: FakeKubeServer, then: Callable[[], None]) -> threading.Thread:
+    """A started thread that calls ``then`` once ``server`` has seen a watch request."""
+
+    def wait_then() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if any("watch=" in r.query.lower() for r in server.requests):
+                time.sleep(0.2)  # let the watch settle on the server
+                then()
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=wait_then)
+    thread.start()
+    return thread
 
 
 @pytest.fixture

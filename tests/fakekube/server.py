@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from tests.fakekube.patch import apply_patch, merge_patch
+from tests.fakekube.patch import FieldConflicts, merge_patch, server_side_apply
 from tests.fakekube.selectors import SelectorError, field_selector, label_selector
 from tests.fakekube.store import ApiError, ApiType, Event, Obj, Store
 
@@ -68,7 +68,7 @@ class FakeKubeServer:
         namespaces = self.store.find_any_type("", "namespaces")
         assert namespaces is not None
         for name in ("default", "kube-system", "kube-public"):
-            self.store.create(namespaces, "", {"metadata": {"name": name}})
+            self.store.create(namespaces, "", {"metadata": {"name": name}}, "kube-apiserver")
 
     def start(self) -> FakeKubeServer:
         self._thread.start()
@@ -98,10 +98,14 @@ class FakeKubeServer:
 
     # --- routing --------------------------------------------------------------------------------
 
-    def handle(self, method: str, raw_path: str, body: bytes, content_type: str) -> tuple[int, Any]:
+    def handle(
+        self, method: str, raw_path: str, body: bytes, content_type: str, user_agent: str = ""
+    ) -> tuple[int, Any]:
         """Answer one non-watch request: (status code, JSON body)."""
         url = urlsplit(raw_path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        # As a real server: the fieldManager given, else the client's name from its User-Agent.
+        manager = query.get("fieldManager") or user_agent.split("/")[0] or "unknown"
         parts = [p for p in url.path.split("/") if p]
         discovery = self._discovery(parts)
         if discovery is not None:
@@ -118,15 +122,15 @@ class FakeKubeServer:
         if method == "GET":
             return 200, self._get(target, query)
         if method == "POST" and target.name is None:
-            return 201, self._create(target, _decode(body, content_type))
+            return 201, self._create(target, _decode(body, content_type), manager)
         if target.name is None:
             if method == "DELETE":
                 return 200, self._delete_collection(target, query)
             raise ApiError(405, "MethodNotAllowed", f"{method} needs a resource name")
         if method == "PUT":
-            return 200, self._replace(target, _decode(body, content_type))
+            return 200, self._replace(target, _decode(body, content_type), manager)
         if method == "PATCH":
-            return self._patch(target, body, content_type, query)
+            return self._patch(target, body, content_type, query, manager)
         if method == "DELETE":
             return 200, self._delete(target)
         raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed")
@@ -232,17 +236,17 @@ class FakeKubeServer:
             raise ApiError(405, "MethodNotAllowed", "a namespaced resource needs a namespace")
         return obj
 
-    def _create(self, target: _Target, obj: Obj) -> Obj:
+    def _create(self, target: _Target, obj: Obj, manager: str) -> Obj:
         obj = self._check_body(target, obj)
-        return self.store.create(target.api_type, target.namespace or "", obj)
+        return self.store.create(target.api_type, target.namespace or "", obj, manager)
 
-    def _replace(self, target: _Target, obj: Obj) -> Obj:
+    def _replace(self, target: _Target, obj: Obj, manager: str) -> Obj:
         assert target.name is not None
         obj = self._check_body(target, obj, target.name)
-        return self.store.update(target.api_type, target.namespace or "", target.name, obj)
+        return self.store.update(target.api_type, target.namespace or "", target.name, obj, manager)
 
     def _patch(
-        self, target: _Target, body: bytes, content_type: str, query: dict[str, str]
+        self, target: _Target, body: bytes, content_type: str, query: dict[str, str], manager: str
     ) -> tuple[int, Obj]:
         assert target.name is not None
         namespace = target.namespace or ""
@@ -253,15 +257,21 @@ class FakeKubeServer:
                     400, "BadRequest", "PATCH with apply requires a fieldManager to be given"
                 )
             patch = self._check_body(target, _decode(body, media), target.name)
+            force = query.get("force") in ("true", "1")
             with self.store.changed:
+                existing: Obj | None = None
                 try:
                     existing = self.store.get(target.api_type, namespace, target.name)
                 except ApiError as exc:
                     if exc.code != 404:
                         raise
-                    return 201, self.store.create(target.api_type, namespace, copy.deepcopy(patch))
-                merged = apply_patch(existing, patch)
-                return 200, self.store.update(target.api_type, namespace, target.name, merged)
+                try:
+                    merged = server_side_apply(existing, patch, manager, force)
+                except FieldConflicts as exc:
+                    raise _conflict(exc, target.api_type.api_version) from None
+                if existing is None:
+                    return 201, self.store.create(target.api_type, namespace, merged, None)
+                return 200, self.store.update(target.api_type, namespace, target.name, merged, None)
         with self.store.changed:
             existing = self.store.get(target.api_type, namespace, target.name)
             if media in (
@@ -274,7 +284,7 @@ class FakeKubeServer:
                     415, "UnsupportedMediaType", f"the media type {media!r} is not supported"
                 )
             patched["metadata"].pop("resourceVersion", None)
-            return 200, self.store.update(target.api_type, namespace, target.name, patched)
+            return 200, self.store.update(target.api_type, namespace, target.name, patched, manager)
 
     def _delete(self, target: _Target) -> Obj:
         assert target.name is not None
@@ -346,6 +356,36 @@ class FakeKubeServer:
                 send({"type": kind, "object": shown})
 
 
+def _conflict(exc: FieldConflicts, api_version: str) -> ApiError:
+    """409 in the API's words, with one ``FieldManagerConflict`` cause per field."""
+    by_manager: dict[str, list[str]] = {}
+    for manager, path in exc.conflicts:
+        by_manager.setdefault(manager, []).append(path)
+    count = len(exc.conflicts)
+    parts = []
+    for manager, paths in by_manager.items():
+        if count == 1:
+            parts.append(f'conflict with "{manager}" using {api_version}: {paths[0]}')
+        else:
+            listed = "".join(f"\n- {p}" for p in paths)
+            parts.append(f'conflicts with "{manager}" using {api_version}:{listed}')
+    plural = "conflict" if count == 1 else "conflicts"
+    causes = [
+        {
+            "reason": "FieldManagerConflict",
+            "message": f'conflict with "{manager}" using {api_version}',
+            "field": path,
+        }
+        for manager, path in exc.conflicts
+    ]
+    return ApiError(
+        409,
+        "Conflict",
+        f"Apply failed with {count} {plural}: {'; '.join(parts)}",
+        {"causes": causes},
+    )
+
+
 def _event_type(event: Event, visible: Callable[[Obj | None], bool]) -> str | None:
     before, after = visible(event.old), visible(event.new)
     if after:
@@ -401,7 +441,13 @@ def _handler(server: FakeKubeServer) -> type[BaseHTTPRequestHandler]:
                 if self.command == "GET" and query.get("watch", [""])[-1] in ("1", "true"):
                     self._watch()
                     return
-                code, payload = server.handle(self.command, self.path, body, content_type)
+                code, payload = server.handle(
+                    self.command,
+                    self.path,
+                    body,
+                    content_type,
+                    self.headers.get("User-Agent", ""),
+                )
             except ApiError as exc:
                 code, payload = exc.code, exc.status()
             self._send(code, payload)
@@ -436,7 +482,7 @@ def _handler(server: FakeKubeServer) -> type[BaseHTTPRequestHandler]:
                 try:
                     server.watch(self.path, send)
                 except ApiError as exc:
-                    if not started:
+                    if not started and exc.code != 410:  # 410 Gone comes as an event, as usual
                         self._send(exc.code, exc.status())
                         return
                     send({"type": "ERROR", "object": exc.status()})

@@ -12,9 +12,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-Obj = dict[str, Any]
+from tests.fakekube.patch import Obj, record_update
+
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 
@@ -57,6 +57,7 @@ class ApiType:
     namespaced: bool
     short_names: tuple[str, ...] = ()
     builtin: bool = True
+    discoverable_at: float = 0.0  # time.monotonic() from which discovery lists it
 
     @property
     def api_version(self) -> str:
@@ -149,10 +150,22 @@ class Store:
     """Objects by (group, plural) then (namespace, name), with a global resource version."""
 
     workloads_ready: bool = True
+    namespace_delay: float = 0.0  # seconds a deleted namespace stays Terminating
+    # Controllers to imitate beyond a namespace's defaults: "openshift", "statefulset-pvcs",
+    # "events" (see README.md).
+    controllers: set[str] = field(default_factory=set)
+    # Rollouts that fail: images the kubelet cannot pull (image: its message), with the pod's
+    # waiting reason, and workloads (by name) whose Deployment exceeds its progress deadline.
+    pull_errors: dict[str, str] = field(default_factory=dict)
+    pull_reason: str = "ImagePullBackOff"
+    stalled: set[str] = field(default_factory=set)
     types: dict[tuple[str, str, str], ApiType] = field(default_factory=dict)
     objects: dict[tuple[str, str], dict[tuple[str, str], Obj]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     rv: int = 1
+    discovery_delay: float = 0.0  # seconds an Established CRD's kinds stay out of discovery
+    compacted: int = 0  # watches from an older resourceVersion get 410 Gone
+    compactions: int = 0
     closed: bool = False
     changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -168,13 +181,17 @@ class Store:
     def group_versions(self) -> dict[str, list[str]]:
         """Served versions of each named group (the core group excluded)."""
         groups: dict[str, list[str]] = {}
-        for api_type in self.types.values():
+        for api_type in self._discoverable():
             if api_type.group and api_type.version not in groups.setdefault(api_type.group, []):
                 groups[api_type.group].append(api_type.version)
         return groups
 
     def types_in(self, group: str, version: str) -> list[ApiType]:
-        return [t for t in self.types.values() if (t.group, t.version) == (group, version)]
+        return [t for t in self._discoverable() if (t.group, t.version) == (group, version)]
+
+    def _discoverable(self) -> list[ApiType]:
+        now = time.monotonic()
+        return [t for t in self.types.values() if t.discoverable_at <= now]
 
     def type_of(self, obj: Obj) -> ApiType | None:
         group, _, version = str(obj.get("apiVersion", "")).rpartition("/")
@@ -216,17 +233,29 @@ class Store:
 
     # --- writes ---------------------------------------------------------------------------------
 
-    def _require_namespace(self, api_type: ApiType, namespace: str) -> None:
-        if api_type.namespaced and ("", namespace) not in self.objects.get(("", "namespaces"), {}):
+    def _require_namespace(self, api_type: ApiType, namespace: str, name: str) -> None:
+        if not api_type.namespaced:
+            return
+        found = self.objects.get(("", "namespaces"), {}).get(("", namespace))
+        if found is None:
             raise not_found("namespaces", namespace)
+        if found["metadata"].get("deletionTimestamp"):
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'{api_type.plural} "{name}" is forbidden: unable to create new content in'
+                f" namespace {namespace} because it is being terminated",
+                {"name": name, "group": api_type.group, "kind": api_type.plural},
+            )
 
-    def create(self, api_type: ApiType, namespace: str, obj: Obj) -> Obj:
+    def create(self, api_type: ApiType, namespace: str, obj: Obj, manager: str | None) -> Obj:
+        """Create ``obj``; ``manager`` owns its fields (None: ``obj`` has its managedFields)."""
         with self.changed:
-            self._require_namespace(api_type, namespace)
             meta = obj.setdefault("metadata", {})
             if not meta.get("name") and meta.get("generateName"):
                 meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
             name = meta.get("name")
+            self._require_namespace(api_type, namespace, str(name))
             if not name:
                 raise ApiError(
                     422, "Invalid", f"{api_type.kind} is invalid: metadata.name: Required value"
@@ -242,10 +271,17 @@ class Store:
             if api_type.namespaced:
                 meta["namespace"] = namespace
             meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1)
+            if manager is not None:
+                record_update(None, obj, manager)
             return self._write(api_type, None, obj)
 
-    def update(self, api_type: ApiType, namespace: str, name: str, obj: Obj) -> Obj:
-        """Replace an object; a stale ``resourceVersion`` in ``obj`` is a 409 Conflict."""
+    def update(
+        self, api_type: ApiType, namespace: str, name: str, obj: Obj, manager: str | None
+    ) -> Obj:
+        """Replace an object; a stale ``resourceVersion`` in ``obj`` is a 409 Conflict.
+
+        ``manager`` takes the fields the write changes; None: ``obj`` has its managedFields.
+        """
         with self.changed:
             old = self.objects.get((api_type.group, api_type.plural), {}).get((namespace, name))
             if old is None:
@@ -260,7 +296,7 @@ class Store:
                     {"name": name, "group": api_type.group, "kind": api_type.plural},
                 )
             meta = obj.setdefault("metadata", {})
-            for key in ("uid", "creationTimestamp", "namespace", "name"):
+            for key in ("uid", "creationTimestamp", "deletionTimestamp", "namespace", "name"):
                 if key in old["metadata"]:
                     meta[key] = old["metadata"][key]
             if "status" not in obj and "status" in old:
@@ -275,6 +311,8 @@ class Store:
                         " immutable",
                         {"name": name, "group": api_type.group, "kind": "Job"},
                     )
+            if manager is not None:
+                record_update(old, obj, manager)
             changed_spec = _without_meta(obj) != _without_meta(old)
             meta["generation"] = old["metadata"].get("generation", 1) + int(changed_spec)
             comparable = {
@@ -292,14 +330,49 @@ class Store:
             if old is None:
                 raise not_found(api_type.plural, name, api_type.group)
             if api_type.kind == "Namespace":
-                for (group, plural), objs in list(self.objects.items()):
-                    inner = self.find_any_type(group, plural)
-                    for key in [k for k in objs if k[0] == name and inner and inner.namespaced]:
-                        self._remove(group, plural, key)
+                return self._terminate(old)
             if api_type.kind == "CustomResourceDefinition":
                 self._unregister(old)
             self._remove(api_type.group, api_type.plural, (namespace, name))
             return old
+
+    def _terminate(self, namespace: Obj) -> Obj:
+        """Mark a namespace Terminating; its contents and then it go after ``namespace_delay``."""
+        meta = namespace["metadata"]
+        if meta.get("deletionTimestamp"):
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on namespaces "{meta["name"]}": The system is'
+                " ensuring all content is removed from this namespace.  Upon completion, this"
+                " namespace will automatically be purged by the system.",
+                {"name": meta["name"], "kind": "namespaces"},
+            )
+        old = copy.deepcopy(namespace)
+        meta["deletionTimestamp"] = _now()
+        namespace["status"] = {"phase": "Terminating"}
+        self.rv += 1
+        meta["resourceVersion"] = str(self.rv)
+        self.events.append(Event(self.rv, "", "namespaces", old, copy.deepcopy(namespace)))
+        self.changed.notify_all()
+        if self.namespace_delay <= 0:
+            self._purge(meta["name"])
+        else:
+            timer = threading.Timer(self.namespace_delay, self._purge, (meta["name"],))
+            timer.daemon = True
+            timer.start()
+        return namespace
+
+    def _purge(self, name: str) -> None:
+        """The namespace controller at the end: delete the contents, then the namespace."""
+        with self.changed:
+            if self.closed or ("", name) not in self.objects.get(("", "namespaces"), {}):
+                return
+            for (group, plural), objs in list(self.objects.items()):
+                inner = self.find_any_type(group, plural)
+                for key in [k for k in objs if k[0] == name and inner and inner.namespaced]:
+                    self._remove(group, plural, key)
+            self._remove("", "namespaces", ("", name))
 
     def find_any_type(self, group: str, plural: str) -> ApiType | None:
         return next(
@@ -324,34 +397,175 @@ class Store:
         ] = stored
         self.events.append(Event(self.rv, api_type.group, api_type.plural, old, stored))
         self.changed.notify_all()
-        if old is None and api_type.kind == "Namespace":
-            self._namespace_defaults(obj["metadata"]["name"])
-        return self._present(api_type, stored)
+        shown = self._present(api_type, stored)
+        if api_type.builtin:
+            self._control(api_type.kind, old, stored)
+        return shown
 
     # --- what controllers would do, done at once ------------------------------------------------
 
     def _react(self, api_type: ApiType, obj: Obj) -> None:
         kind = api_type.kind if api_type.builtin else ""
         if kind == "Namespace":
-            obj["status"] = {"phase": "Active"}
+            obj["status"] = {
+                "phase": "Terminating" if obj["metadata"].get("deletionTimestamp") else "Active"
+            }
         elif kind == "CustomResourceDefinition":
             self._register(obj)
         elif kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
-            obj["status"] = _workload_status(kind, obj, self.workloads_ready)
+            self._set_workload_status(kind, obj, self.workloads_ready)
+
+    def _set_workload_status(self, kind: str, obj: Obj, ready: bool) -> None:
+        failing = self._pull_failure(obj) is not None or obj["metadata"]["name"] in self.stalled
+        obj["status"] = _workload_status(kind, obj, ready and not failing)
+        if kind == "Deployment" and obj["metadata"]["name"] in self.stalled:
+            obj["status"]["conditions"] = [
+                {
+                    "type": "Progressing",
+                    "status": "False",
+                    "reason": "ProgressDeadlineExceeded",
+                    "message": f'ReplicaSet "{obj["metadata"]["name"]}-5d4f8c" has timed out'
+                    " progressing.",
+                }
+            ]
+
+    def _pull_failure(self, workload: Obj) -> tuple[Obj, str] | None:
+        """The first container of ``workload``'s pods whose image cannot be pulled, and why."""
+        spec = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            if container.get("image") in self.pull_errors:
+                return container, self.pull_errors[container["image"]]
+        return None
+
+    def _failing_pod(self, workload: Obj) -> None:
+        """The kubelet's side of a failed pull: a pod of ``workload`` waiting in ``reason``."""
+        failure = self._pull_failure(workload)
+        meta = workload["metadata"]
+        pods = self.objects.get(("", "pods"), {}).values()
+        if failure is None or any(
+            ref.get("uid") == meta["uid"]
+            for pod in pods
+            for ref in pod["metadata"].get("ownerReferences") or []
+        ):
+            return
+        container, message = failure
+        template = (workload.get("spec") or {}).get("template") or {}
+        owner = {"apiVersion": workload["apiVersion"], "kind": workload["kind"]}
+        waiting = {"reason": self.pull_reason, "message": message}
+        pod = {
+            "metadata": {
+                "name": f"{meta['name']}-{uuid.uuid4().hex[:5]}",
+                "labels": (template.get("metadata") or {}).get("labels") or {},
+                "ownerReferences": [{**owner, "name": meta["name"], "uid": meta["uid"]}],
+            },
+            "spec": template.get("spec") or {},
+            "status": {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": container["name"],
+                        "image": container["image"],
+                        "ready": False,
+                        "state": {"waiting": waiting},
+                    }
+                ],
+            },
+        }
+        self._make("Pod", meta["namespace"], pod, "kubelet")
+
+    def _make(self, kind: str, namespace: str, obj: Obj, manager: str) -> Obj:
+        api_type = next(t for t in BUILTIN_TYPES if t.kind == kind)
+        return self.create(api_type, namespace, obj, manager)
+
+    def _control(self, kind: str, old: Obj | None, obj: Obj) -> None:
+        """Add what controllers add after a write: a namespace's defaults, and per switch."""
+        meta = obj["metadata"]
+        namespace = meta.get("namespace", "")
+        if old is None and kind == "Namespace":
+            self._namespace_defaults(meta["name"])
+        if old is None and kind == "ServiceAccount" and "openshift" in self.controllers:
+            self._dockercfg(obj)
+        if kind in ("Deployment", "StatefulSet", "DaemonSet"):
+            self._failing_pod(obj)
+        if kind == "StatefulSet" and "statefulset-pvcs" in self.controllers:
+            self._claims(obj)
+        if old is None and kind in _EVENTFUL and "events" in self.controllers:
+            event = {
+                "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}"},
+                "involvedObject": {"kind": kind, "name": meta["name"], "uid": meta["uid"]},
+                "reason": "SuccessfulCreate",
+                "type": "Normal",
+            }
+            self._make("Event", namespace, event, "kube-controller-manager")
 
     def _namespace_defaults(self, namespace: str) -> None:
-        service_accounts = self.find_any_type("", "serviceaccounts")
-        config_maps = self.find_any_type("", "configmaps")
-        assert service_accounts and config_maps
-        self.create(service_accounts, namespace, {"metadata": {"name": "default"}})
+        manager = "kube-controller-manager"
+        self._make("ServiceAccount", namespace, {"metadata": {"name": "default"}}, manager)
         ca = {"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": "fake"}}
-        self.create(config_maps, namespace, ca)
+        self._make("ConfigMap", namespace, ca, manager)
+        if "openshift" not in self.controllers:
+            return
+        manager = "openshift-controller-manager"
+        for name in ("builder", "deployer"):
+            self._make("ServiceAccount", namespace, {"metadata": {"name": name}}, manager)
+        service_ca = {"metadata": {"name": "openshift-service-ca.crt"}, "data": {"ca": "fake"}}
+        self._make("ConfigMap", namespace, service_ca, manager)
+        for name in ("system:image-pullers", "system:image-builders", "system:deployers"):
+            self._make("RoleBinding", namespace, {"metadata": {"name": name}}, manager)
+
+    def _dockercfg(self, account: Obj) -> None:
+        """OpenShift: a pull Secret per ServiceAccount, owned by it and in its pull secrets."""
+        meta = account["metadata"]
+        name = f"{meta['name']}-dockercfg-{uuid.uuid4().hex[:5]}"
+        owner = {"apiVersion": "v1", "kind": "ServiceAccount", "name": meta["name"]}
+        secret = {
+            "metadata": {
+                "name": name,
+                "annotations": {"kubernetes.io/service-account.name": meta["name"]},
+                "ownerReferences": [{**owner, "uid": meta["uid"], "controller": True}],
+            },
+            "type": "kubernetes.io/dockercfg",
+            "data": {".dockercfg": "e30="},
+        }
+        manager = "openshift-controller-manager"
+        self._make("Secret", meta["namespace"], secret, manager)
+        changed = copy.deepcopy(account)
+        for key in ("imagePullSecrets", "secrets"):
+            changed[key] = [*(changed.get(key) or []), {"name": name}]
+        api_type = next(t for t in BUILTIN_TYPES if t.kind == "ServiceAccount")
+        self.update(api_type, meta["namespace"], meta["name"], changed, manager)
+
+    def _claims(self, statefulset: Obj) -> None:
+        """A StatefulSet's claims, one per template and replica.
+
+        Owned by it only when its retention policy deletes them with it (the default keeps
+        them, without an owner).
+        """
+        meta, spec = statefulset["metadata"], statefulset.get("spec") or {}
+        policy = spec.get("persistentVolumeClaimRetentionPolicy") or {}
+        owners = []
+        if policy.get("whenDeleted") == "Delete":
+            ref = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": meta["name"]}
+            owners = [{**ref, "uid": meta["uid"], "controller": True}]
+        labels = ((spec.get("selector") or {}).get("matchLabels")) or {}
+        claims = self.objects.get(("", "persistentvolumeclaims"), {})
+        for template in spec.get("volumeClaimTemplates") or []:
+            for ordinal in range(spec.get("replicas", 1)):
+                name = f"{template['metadata']['name']}-{meta['name']}-{ordinal}"
+                if (meta["namespace"], name) in claims:
+                    continue
+                claim_meta = {"name": name, "labels": labels, "ownerReferences": owners}
+                claim = {"metadata": claim_meta, "spec": template.get("spec") or {}}
+                self._make(
+                    "PersistentVolumeClaim", meta["namespace"], claim, "kube-controller-manager"
+                )
 
     def _register(self, crd: Obj) -> None:
         spec = crd.get("spec", {})
         names = spec.get("names", {})
         for version in spec.get("versions", []):
             if version.get("served", True):
+                known = self.types.get((spec["group"], version["name"], names["plural"]))
                 api_type = ApiType(
                     spec["group"],
                     version["name"],
@@ -360,6 +574,9 @@ class Store:
                     spec.get("scope") == "Namespaced",
                     tuple(names.get("shortNames", ())),
                     builtin=False,
+                    discoverable_at=known.discoverable_at
+                    if known
+                    else time.monotonic() + self.discovery_delay,
                 )
                 self.types[(api_type.group, api_type.version, api_type.plural)] = api_type
         crd["status"] = {
@@ -388,7 +605,7 @@ class Store:
                 api_type = next(t for t in BUILTIN_TYPES if t.kind == kind)
                 for obj in list(self.objects.get((api_type.group, api_type.plural), {}).values()):
                     old = copy.deepcopy(obj)
-                    obj["status"] = _workload_status(kind, obj, ready)
+                    self._set_workload_status(kind, obj, ready)
                     if obj != old:
                         self.rv += 1
                         obj["metadata"]["resourceVersion"] = str(self.rv)
@@ -400,24 +617,59 @@ class Store:
     # --- watch ----------------------------------------------------------------------------------
 
     def events_after(self, rv: int, deadline: float) -> Iterator[Event]:
-        """Events newer than ``rv`` as they happen, until ``deadline`` or the store closes."""
+        """Events newer than ``rv`` as they happen, until ``deadline`` or the store closes.
+
+        410 Gone (an ApiError) when ``rv`` is older than the last compaction, or when
+        :meth:`compact` happens meanwhile.
+        """
         seen = rv
+        with self.changed:
+            compactions = self.compactions
         while True:
             with self.changed:
                 pending = [e for e in self.events if e.rv > seen]
-                while not pending and not self.closed and time.monotonic() < deadline:
+                while (
+                    not pending
+                    and not self._expired(seen, compactions)
+                    and not self.closed
+                    and time.monotonic() < deadline
+                ):
                     self.changed.wait(min(deadline - time.monotonic(), 0.5))
                     pending = [e for e in self.events if e.rv > seen]
+                if self._expired(seen, compactions):
+                    raise ApiError(
+                        410,
+                        "Expired",
+                        f"too old resource version: {seen} ({self.compacted})",
+                    )
                 if not pending:
                     return
             for event in pending:
                 seen = event.rv
                 yield event
 
+    def _expired(self, seen: int, compactions: int) -> bool:
+        return self.compactions != compactions or seen < self.compacted
+
+    def compact(self) -> None:
+        """Forget the event history, as etcd's compaction does.
+
+        Every open watch ends with 410 Gone, and a watch from an older ``resourceVersion``
+        starts with it.
+        """
+        with self.changed:
+            self.compacted = self.rv
+            self.compactions += 1
+            self.events.clear()
+            self.changed.notify_all()
+
     def close(self) -> None:
         with self.changed:
             self.closed = True
             self.changed.notify_all()
+
+
+_EVENTFUL = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "Pod"})
 
 
 def _workload_status(kind: str, obj: Obj, ready: bool) -> Obj:
@@ -435,6 +687,7 @@ def _workload_status(kind: str, obj: Obj, ready: bool) -> Obj:
             "updatedNumberScheduled": 1,
             "numberReady": n,
             "numberAvailable": n,
+            "numberUnavailable": 1 - n,
             "numberMisscheduled": 0,
         }
     replicas = obj.get("spec", {}).get("replicas", 1)
