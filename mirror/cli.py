@@ -427,7 +427,8 @@ def sync(**params: Any) -> None:
             jobs=params["jobs"],
         )
 
-    _scheduled(runner, params, len(entries) + len(charts), interval, jitter)
+    count = len(entries) + (len(charts) if params["engine"] == "registry" else 0)
+    _scheduled(runner, params, count, interval, jitter)
 
 
 def _options_from_environment(command: click.Command) -> None:
@@ -642,7 +643,8 @@ def save(**params: Any) -> None:
             )
         return report
 
-    _run_copy(runner, params["quiet"], len(entries) + len(charts), "text", params["report_path"])
+    count = len(entries) + (0 if params["from_docker"] else len(charts))
+    _run_copy(runner, params["quiet"], count, "text", params["report_path"])
 
 
 @cli.command()

@@ -85,7 +85,7 @@ class ChartRepositories:
                 except RegistryError as exc:
                     exc.retryable = False  # the request itself was retried already
                     if isinstance(exc, NotFound):
-                        raise NotFound(f"{what} {url}: not found", exc.status) from None
+                        raise ChartError(f"{what} {url}: not found (HTTP 404)") from None
                     raise
                 try:
                     with _naming(ref.registry, f"GET {path}"):
@@ -110,7 +110,7 @@ class ChartRepositories:
                 self._indexes[url] = parse_index(raw, url)
         found = self._indexes[url].get((chart.name, chart.version))
         if found is None:
-            raise NotFound(f"{url}: lists no chart {chart.name} version {chart.version}")
+            raise ChartError(f"{url}: lists no chart {chart.name} version {chart.version}")
         return found
 
     def download(self, chart: ChartEntry) -> bytes:

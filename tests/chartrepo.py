@@ -46,9 +46,11 @@ def build_chart(
     *,
     files: dict[str, str] | None = None,
     description: str = "A synthetic chart for tests",
+    metadata: dict[str, object] | None = None,
     mtime: int = 1_700_000_000,
 ) -> Path:
-    """Write ``DIR/NAME-VERSION.tgz`` holding ``NAME/Chart.yaml`` and ``files``; return it."""
+    """Write ``DIR/NAME-VERSION.tgz`` holding ``NAME/Chart.yaml`` (plus ``metadata``) and
+    ``files``; return it."""
     chart_yaml = yaml.safe_dump(
         {
             "apiVersion": "v2",
@@ -57,6 +59,7 @@ def build_chart(
             "appVersion": version,
             "description": description,
             "type": "application",
+            **(metadata or {}),
         },
         sort_keys=False,
     )

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.chartrepo import ChartRepo, build_chart, official_chart, serve_charts, sha256_hex
-from tests.mirrorcli import report_of, run_mirror
+from tests.mirrorcli import publish_default_set, report_of, run_mirror
 from tests.registries import Registry
 from tests.skopeo import skopeo_raw
 
@@ -367,3 +367,102 @@ def test_the_official_nsm_chart_travels_through_the_stand_in_repository(
         assert report_of(second)["images"][0]["status"] == "present"
         assert repo.count(".tgz") == fetched
         assert writes(anon_registry, mark) == 0
+
+
+@pytest.mark.docker
+def test_a_docker_daemon_is_given_the_images_and_the_charts_are_skipped_with_a_note(
+    anon_registry: Registry, charts: ChartRepo, docker_env: dict[str, str], tmp_path: Path
+) -> None:
+    public = publish_default_set(anon_registry)
+    curl = "docker.io/curlimages/curl:latest"
+    lock = public.write_lock(tmp_path / "images.lock", [curl])
+    chart = write_lock(tmp_path / "chart.lock").read_text().split("\n", 1)[1]
+    lock.write_text(lock.read_text() + chart)
+    endpoints = [*public.endpoint_args(), *endpoint(charts)]
+    prefix = f"daemon-{os.urandom(4).hex()}"
+    server = ["--registry-server", f"{anon_registry.host}/{prefix}"]
+    synced = run_mirror(
+        "sync", "--lock", str(lock), *server, *endpoints, "--engine", "docker",
+        "--output", "json", env=docker_env,
+    )  # fmt: skip
+    note = "note: chart charts.example.com/stable/demo-mesh:1.2.3 skipped: a Docker daemon"
+    assert synced.returncode == 0, synced.stderr
+    assert note in synced.stderr
+    assert [i["source"] for i in report_of(synced)["images"]] == [curl]
+
+    archive = tmp_path / "both.tar"
+    saved = run_mirror("save", "--lock", str(lock), "--output", str(archive), *endpoints)
+    assert saved.returncode == 0, saved.stderr
+    loaded = run_mirror(
+        "load", "--input", str(archive), "--to-docker", "--output", "json", env=docker_env
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert note in loaded.stderr
+    assert [i["source"] for i in report_of(loaded)["images"]] == [curl]
+
+
+def test_a_loopback_repository_is_reached_over_plain_http_without_an_endpoint(
+    anon_registry: Registry, charts: ChartRepo, tmp_path: Path
+) -> None:
+    lock = tmp_path / "images.lock"
+    lock.write_text(
+        f'version = 1\n[[charts]]\nrepository = "{charts.url}"\nname = "demo-mesh"\n'
+        'version = "1.2.3"\n'
+    )
+    prefix = f"loopback-{os.urandom(4).hex()}"
+    result = run_mirror(
+        "sync", "--lock", str(lock), "--registry-server", f"{anon_registry.host}/{prefix}",
+        "--output", "json",
+    )  # fmt: skip
+    (item,) = report_of(result)["images"]
+    assert (item["status"], item["source"]) == (
+        "copied",
+        f"{charts.host}/cache/stable/demo-mesh:1.2.3",
+    )
+
+
+def test_every_chart_yaml_field_is_pushed_as_helm_pushes_it(
+    anon_registry: Registry, tmp_path: Path
+) -> None:
+    helm_python = pytest.importorskip("helm_python")
+    directory = tmp_path / "rich"
+    directory.mkdir()
+    metadata = {
+        "home": "https://example.com/mesh?a=1&b=<2>",
+        "sources": ["https://github.com/example/mesh", "https://mirror.example/mesh"],
+        "keywords": ["mesh", "nginx"],
+        "maintainers": [{"name": "Ann", "email": "ann@example.com"}, {"name": "Bo"}],
+        "icon": "https://example.com/icon.png",
+        "kubeVersion": ">= 1.22-0",
+        "deprecated": True,
+        "annotations": {"category": "Networking", "org.opencontainers.image.title": "nope"},
+        "dependencies": [{"name": "sub", "version": "0.1.0", "repository": "", "tags": ["x"]}],
+    }
+    description = "Multi-line\ndescription\twith <html> & ünïcode"
+    archive = build_chart(
+        directory, "rich-chart", "0.4.0-rc.1", description=description, metadata=metadata
+    )
+    os.utime(archive, (CHART_MTIME, CHART_MTIME))
+    with serve_charts(directory, "/cache/stable") as repo:
+        lock = tmp_path / "images.lock"
+        lock.write_text(
+            f'version = 1\n[[charts]]\nrepository = "{UPSTREAM}"\nname = "rich-chart"\n'
+            'version = "0.4.0-rc.1"\n'
+        )
+        prefix = f"rich-{os.urandom(4).hex()}"
+        report = sync(anon_registry, repo, lock, prefix)
+        assert report["images"][0]["status"] == "copied", report
+    helm_python.push(str(archive), f"oci://{anon_registry.host}/{prefix}-helm", plain_http=True)
+    ours = skopeo_raw(anon_registry, f"{prefix}/rich-chart:0.4.0-rc.1")
+    assert ours == skopeo_raw(anon_registry, f"{prefix}-helm/rich-chart:0.4.0-rc.1")
+
+
+def test_a_version_the_index_does_not_list_fails_the_chart_by_name(
+    anon_registry: Registry, charts: ChartRepo, tmp_path: Path
+) -> None:
+    lock = write_lock(tmp_path / "images.lock")
+    lock.write_text(lock.read_text().replace('"1.2.3"', '"9.9.9"'))
+    report = sync(anon_registry, charts, lock, f"absent-{os.urandom(4).hex()}")
+    (item,) = report["images"]
+    assert item["status"] == "failed"
+    assert item["error"] == f"{UPSTREAM}/index.yaml: lists no chart demo-mesh version 9.9.9"
