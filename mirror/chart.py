@@ -22,6 +22,7 @@ from mirror.manifest import Descriptor, Manifest
 from mirror.reference import Reference, RegistryServer, flatten_destination
 from mirror.registry import RegistryTransport
 from mirror.report import ImageResult
+from mirror.retry import retries_reported_to
 from mirror.transport import ImageSource
 
 _CHUNK = 1024 * 1024
@@ -183,7 +184,11 @@ class ChartCopier:
     def copy(self, job: CopyJob) -> ImageResult:
         """Copy one chart (failures are caught into the result, as for images)."""
         chart = self.source.chart(job.source)
-        result = self._present(job, chart) or self.copier.copy(job)
+        retries: list[BaseException] = []
+        with retries_reported_to(retries.append):
+            present = self._present(job, chart)
+        result = present or self.copier.copy(job)
+        result.retries += len(retries)
         result.kind = "chart"
         result.source_digest = self.source.known_digest(chart)
         return result

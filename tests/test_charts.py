@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.chartrepo import ChartRepo, build_chart, official_chart, serve_charts, sha256_hex
+from tests.faultproxy import ProxyFactory
 from tests.mirrorcli import publish_default_set, report_of, run_mirror
 from tests.registries import Registry
 from tests.skopeo import skopeo_raw
@@ -466,3 +467,33 @@ def test_a_version_the_index_does_not_list_fails_the_chart_by_name(
     (item,) = report["images"]
     assert item["status"] == "failed"
     assert item["error"] == f"{UPSTREAM}/index.yaml: lists no chart demo-mesh version 9.9.9"
+
+
+def test_repository_faults_are_retried_and_credentials_stay_with_the_repository_host(
+    anon_registry: Registry, proxies: ProxyFactory, tmp_path: Path
+) -> None:
+    directory = tmp_path / "faulty"
+    directory.mkdir()
+    build_chart(directory, "demo-mesh", "1.2.3")
+    with serve_charts(directory, "/cache/stable", credentials=("chartuser", "s3cret-pw")) as repo:
+        proxy = proxies(f"http://{repo.host}")
+        proxy.rule("status", "GET", r"index\.yaml$")
+        proxy.rule("short", "GET", r"\.tgz$")
+        proxy.rule("redirect", "GET", r"\.tgz$")
+        auth = tmp_path / "auth.json"
+        token = "Y2hhcnR1c2VyOnMzY3JldC1wdw=="  # chartuser:s3cret-pw
+        auth.write_text(json.dumps({"auths": {proxy.host: {"auth": token}}}))
+        result = run_mirror(
+            "sync", "--lock", str(write_lock(tmp_path / "images.lock")),
+            "--registry-server", f"{anon_registry.host}/faulty-{os.urandom(4).hex()}",
+            "--endpoint", f"charts.example.com={proxy.url}/cache", "--auth-file", str(auth),
+            "--output", "json",
+            env={"MESHLIFT_RETRY_INITIAL_WAIT": "0.01"},
+        )  # fmt: skip
+    (item,) = report_of(result)["images"]
+    assert item["status"] == "copied", item
+    assert item["retries"] == 2
+    assert proxy.faults == 3
+    assert proxy.blobs.requests, "the archive was not fetched from the redirect target"
+    assert all("authorization" not in {k.lower() for k in h} for h in proxy.blobs.requests)
+    assert "s3cret-pw" not in result.stdout + result.stderr
