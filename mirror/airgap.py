@@ -1,7 +1,9 @@
-"""Air-gapped installs: save locked images into an OCI image layout, load one into a registry.
+"""Air-gapped installs: save locked images and charts into an OCI image layout, load one into
+a registry.
 
 Both directions are the one copy algorithm (:class:`mirror.copy.ImageCopier`) between the
-registry transport and the layout transport. The archive carries the lock it was made from
+registry (or chart) transport and the layout transport; a Helm chart sits in the layout as the
+OCI artifact ``helm push`` makes. The archive carries the lock it was made from
 (``images.lock``, pinned to the digests saved), so ``load`` knows the intended set.
 """
 
@@ -15,20 +17,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mirror import mediatypes
+from mirror.chart import ChartCopier, ChartSource, copy_with_charts, plan_chart_jobs
 from mirror.copy import CopyEvents, CopyJob, CopyOptions, ImageCopier, run_copies
 from mirror.errors import ArchiveError, MirrorError
+from mirror.helmchart import chart_layer
 from mirror.hosts import HostOptions
 from mirror.layout import (
     LOCK_FILE,
+    LayoutEntry,
     LayoutReader,
     LayoutWriter,
     open_layout,
     pack_layout,
     seed_blobs,
 )
-from mirror.lock import LockEntry, parse_lock, plan_destinations
+from mirror.lock import ChartEntry, LockEntry, parse_lock, plan_destinations
 from mirror.manifest import Descriptor, Platform
-from mirror.reference import RegistryServer
+from mirror.reference import RegistryServer, flatten_destination
 from mirror.report import ImageResult, Report
 from mirror.sync import DEFAULT_JOBS, Destination, open_registries
 from mirror.transport import ImageSource
@@ -57,8 +62,8 @@ def save_target(output: str) -> SaveTarget:
     return SaveTarget(path, is_tar=True)
 
 
-def render_lock(entries: Sequence[LockEntry]) -> str:
-    """``images.lock`` text for ``entries`` (what ``parse_lock`` reads back)."""
+def render_lock(entries: Sequence[LockEntry], charts: Sequence[ChartEntry] = ()) -> str:
+    """``images.lock`` text for ``entries`` and ``charts`` (what ``parse_lock`` reads back)."""
     lines = [
         "# Written by `mirror save`: the images of this archive, pinned to the digests saved.",
         "version = 1",
@@ -73,6 +78,16 @@ def render_lock(entries: Sequence[LockEntry]) -> str:
             lines.append(f"platforms = {json.dumps([str(p) for p in entry.platforms])}")
         if entry.environment:
             lines.append(f'environment = "{entry.environment}"')
+    for chart in charts:
+        lines += ["", "[[charts]]"]
+        if chart.oci is not None:
+            lines.append(f"source = {json.dumps(f'oci://{chart.oci}')}")
+        else:
+            lines.append(f"repository = {json.dumps(chart.repository)}")
+            lines += [f"name = {json.dumps(chart.name)}", f"version = {json.dumps(chart.version)}"]
+        for key in ("digest", "component", "environment"):
+            if getattr(chart, key):
+                lines.append(f"{key} = {json.dumps(getattr(chart, key))}")
     return "\n".join(lines) + "\n"
 
 
@@ -83,10 +98,12 @@ def save(
     events: CopyEvents,
     options: CopyOptions,
     *,
+    charts: Sequence[ChartEntry] = (),
     platforms: Sequence[Platform] = (),
     jobs: int = DEFAULT_JOBS,
 ) -> Report:
-    """Copy every entry from its registry into the layout (named by its full source reference).
+    """Copy every entry from its registry, and every chart from its repository, into the
+    layout (named by its full source reference).
 
     The index and lock are written once the copies are done (not if interrupted); a tar is
     packed and renamed into place only if every image was saved, otherwise its work directory
@@ -99,7 +116,17 @@ def save(
     if target.is_tar and target.path.is_file() and not target.layout_dir.exists():
         seed_blobs(target.path, target.layout_dir)  # the blobs it holds are not fetched again
     with open_registries(hosts, None, options.policy, options.cancel) as registry:
-        return write_layout(registry, entries, planned, target, events, options, jobs, "save")
+        return write_layout(
+            registry,
+            entries,
+            planned,
+            target,
+            events,
+            options,
+            jobs,
+            "save",
+            charts=ChartSource(registry, charts),
+        )
 
 
 def write_layout(
@@ -111,21 +138,32 @@ def write_layout(
     options: CopyOptions,
     jobs: int,
     command: str,
+    *,
+    charts: ChartSource | None = None,
 ) -> Report:
-    """Copy ``planned`` from ``source`` into the target's layout, then write its lock (pinned to
-    what was saved) and index, and pack a tar if every image made it."""
+    """Copy ``planned`` from ``source`` (and the locked ``charts``) into the target's layout,
+    then write its lock (pinned to what was saved) and index, and pack a tar if every image
+    made it."""
     started = time.monotonic()
     layout = LayoutWriter(target.layout_dir)
-    results = run_copies(list(planned), ImageCopier(source, layout, events, options), jobs)
+    copier = ImageCopier(source, layout, events, options)
+    locked = charts.charts if charts else ()
+    chart_jobs = plan_chart_jobs(locked, None)
+    charter = ChartCopier.beside(copier, charts) if charts else None
+    results = copy_with_charts(copier, planned, charter, list(chart_jobs), jobs)
+    saved_charts = [
+        replace(chart, digest=chart.digest or (None if r.status == "failed" else r.source_digest))
+        for chart, r in zip(locked, results[len(planned) :], strict=True)
+    ]
     saved = [
         replace(
             entry,
             digest=entry.digest or (None if result.status == "failed" else result.source_digest),
             platforms=job.platforms,
         )
-        for entry, job, result in zip(entries, planned, results, strict=True)
+        for entry, job, result in zip(entries, planned, results[: len(planned)], strict=True)
     ]
-    layout.commit(render_lock(saved))
+    layout.commit(render_lock(saved, saved_charts))
     report = Report(command, results, time.monotonic() - started)
     if target.is_tar and not report.failed:
         pack_layout(target.layout_dir, target.path)
@@ -135,11 +173,21 @@ def write_layout(
 
 @dataclass(frozen=True)
 class LoadPlan:
-    """What ``load`` will do: one job per intended image, and why some cannot be loaded."""
+    """What ``load`` will do: one job per intended image or chart, and why some cannot be
+    loaded."""
 
     layout: LayoutReader
     jobs: tuple[CopyJob, ...]
     refused: dict[CopyJob, str] = field(default_factory=dict)
+    charts: frozenset[CopyJob] = frozenset()
+
+    def without_charts(self) -> LoadPlan:
+        """The plan without its charts (a Docker daemon holds images only)."""
+        return LoadPlan(
+            self.layout,
+            tuple(job for job in self.jobs if job not in self.charts),
+            {job: why for job, why in self.refused.items() if job not in self.charts},
+        )
 
     def refusals(self, events: CopyEvents) -> dict[CopyJob, ImageResult]:
         """A failed result for each refused image, reported to ``events`` as it would be."""
@@ -147,7 +195,11 @@ class LoadPlan:
         for job, reason in self.refused.items():
             events.started(job)
             results[job] = ImageResult(
-                str(job.source), str(job.destination), "failed", error=f"{job.source}: {reason}"
+                str(job.source),
+                str(job.destination),
+                "failed",
+                error=f"{job.source}: {reason}",
+                kind="chart" if job in self.charts else "image",
             )
             events.finished(job, results[job])
         return results
@@ -172,8 +224,10 @@ def plan_load(
     ``index.json`` entry is loaded under the name its ref-name annotation gives.
     """
     layout = open_layout(path)
+    charts: tuple[ChartEntry, ...] = ()
     if layout.lock_text is not None:
-        entries = parse_lock(layout.lock_text, f"{path}:{LOCK_FILE}").entries
+        lock = parse_lock(layout.lock_text, f"{path}:{LOCK_FILE}")
+        entries, charts = lock.entries, lock.charts
     else:
         unusable = next((e for e in layout.entries if e.reference is None), None)
         if unusable is not None:
@@ -200,7 +254,29 @@ def plan_load(
             refused[job] = "not in the archive"
         elif entry.digest and not entry.platforms and entry.digest != digest:
             refused[job] = f"the archive holds {digest}, its images.lock says {entry.digest}"
-    return LoadPlan(layout, tuple(jobs), refused)
+    chart_jobs = []
+    for chart in charts:
+        found = layout.find(chart.source)
+        destination = flatten_destination(chart.source, server) if server else chart.source
+        job = CopyJob(chart.source, destination, found.descriptor.digest if found else None)
+        chart_jobs.append(job)
+        why = "not in the archive" if found is None else _chart_mismatch(layout, found, chart)
+        if why:
+            refused[job] = why
+    return LoadPlan(layout, (*jobs, *chart_jobs), refused, frozenset(chart_jobs))
+
+
+def _chart_mismatch(layout: LayoutReader, found: LayoutEntry, chart: ChartEntry) -> str | None:
+    """Why the archive's chart is not the one its lock names, if it is not."""
+    try:
+        layer = chart_layer(layout.manifest(found.descriptor.digest, str(chart.source)))
+    except MirrorError as exc:
+        return str(exc)
+    if layer is None:
+        return f"{found.descriptor.digest} in the archive is not a Helm chart"
+    if chart.digest and layer.digest != chart.digest:
+        return f"the archive holds chart {layer.digest}, its images.lock says {chart.digest}"
+    return None
 
 
 def load(
@@ -219,16 +295,19 @@ def load(
     with open_registries(hosts, destination, options.policy, options.cancel) as registry:
         copier = ImageCopier(plan.layout, registry, events, options)
         done.update(zip(todo, run_copies(todo, copier, jobs), strict=True))
+    for job in plan.charts & done.keys():
+        done[job].kind = "chart"
     return Report("load", [done[job] for job in plan.jobs], time.monotonic() - started)
 
 
 @dataclass
 class ArchivedImage:
-    """One named image of an archive, as ``inspect`` lists it."""
+    """One named image (or Helm chart) of an archive, as ``inspect`` lists it."""
 
     name: str
     digest: str
     media_type: str
+    kind: str = "image"
     size: int = 0
     blobs: int = 0
     platforms: list[str] = field(default_factory=list)
@@ -275,6 +354,8 @@ def _describe(
         sizes[desc.digest] = stored
         if desc is top or desc.media_type in mediatypes.MANIFESTS:
             manifest = layout.manifest(desc.digest, image.name)
+            if desc is top and chart_layer(manifest) is not None:
+                image.kind = "chart"
             pending += [*manifest.blobs, *manifest.children]
             image.platforms += [str(c.platform) for c in manifest.children if c.platform]
 
@@ -284,7 +365,8 @@ def inspect(path: str) -> ArchiveContents:
     layout = open_layout(path)
     locked = None
     if layout.lock_text is not None:
-        locked = {e.source for e in parse_lock(layout.lock_text, f"{path}:{LOCK_FILE}").entries}
+        lock = parse_lock(layout.lock_text, f"{path}:{LOCK_FILE}")
+        locked = {e.source for e in lock.entries} | {c.source for c in lock.charts}
     images = []
     sizes: dict[str, int] = {}
     for entry in layout.entries:

@@ -31,7 +31,7 @@ sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 if TYPE_CHECKING:
     from mirror.copy import Cancellation
     from mirror.hosts import HostOptions
-    from mirror.lock import LockEntry
+    from mirror.lock import ChartEntry, LockEntry
     from mirror.manifest import Platform
     from mirror.report import Report
 
@@ -132,11 +132,30 @@ def cli(debug: bool) -> None:
         enable_debug()
 
 
-def _entries(lock_path: str | None, environment: str) -> tuple[str, tuple[LockEntry, ...]]:
+def _entries(
+    lock_path: str | None, environment: str
+) -> tuple[tuple[LockEntry, ...], tuple[ChartEntry, ...]]:
+    """The lock's images and charts needed on ``environment``."""
     from mirror.lock import load_lock, resolve_lock_path
 
     lock = load_lock(resolve_lock_path(lock_path))
-    return lock.path, lock.select(environment)
+    return lock.select(environment), lock.select_charts(environment)
+
+
+def _skip_charts(charts: Sequence[ChartEntry | str], why: str) -> None:
+    """Say on stderr that ``charts`` are left out, and why."""
+    for chart in charts:
+        name = chart if isinstance(chart, str) else str(chart.source)
+        click.echo(f"note: chart {name} skipped: {why}", err=True)
+
+
+def _and_charts(count: int) -> str:
+    """``, 1 Helm chart`` (or ``, N Helm charts``) after a count of images; nothing for none."""
+    return f", {count} Helm chart{'s' * (count != 1)}" if count else ""
+
+
+#: Why --engine docker, --from-docker and --to-docker leave charts out.
+DAEMON_HOLDS_IMAGES = "a Docker daemon holds images only"
 
 
 def _hosts(params: dict[str, Any]) -> HostOptions:
@@ -204,7 +223,8 @@ def _publish(
     elif not quiet:
         s = report.summary()
         click.echo(
-            f"{report.command}: {s['images']} images: {s['copied']} copied, {s['present']} present,"
+            f"{report.command}: {s['images']} images{_and_charts(s['charts'])}:"
+            f" {s['copied']} copied, {s['present']} present,"
             f" {s['failed']} failed, {s['skipped']} skipped; {s['bytes_uploaded']} bytes uploaded,"
             f" {s['blobs_mounted']} blobs mounted in {s['duration_seconds']:.1f}s"
         )
@@ -229,14 +249,18 @@ def _finish(report: Report, output: str, report_path: str | None, quiet: bool) -
 def list_command(
     lock_path: str | None, environment: str, registry_server: str, output: str
 ) -> None:
-    """Show each locked image's source and destination."""
+    """Show each locked image's and chart's source and destination."""
+    from mirror.chart import plan_chart_jobs
     from mirror.lock import plan_destinations
     from mirror.reference import parse_registry_server
 
-    _, entries = _entries(lock_path, environment)
-    planned = plan_destinations(entries, parse_registry_server(registry_server))
-    rows = [
+    entries, charts = _entries(lock_path, environment)
+    server = parse_registry_server(registry_server)
+    planned = plan_destinations(entries, server)
+    chart_jobs = plan_chart_jobs(charts, server)
+    rows: list[dict[str, Any]] = [
         {
+            "kind": "image",
             "source": str(e.source),
             "destination": str(d),
             "digest": e.digest,
@@ -245,6 +269,17 @@ def list_command(
             "platforms": [str(p) for p in e.platforms],
         }
         for e, d in planned
+    ] + [
+        {
+            "kind": "chart",
+            "source": str(c.source),
+            "destination": str(job.destination),
+            "digest": c.digest,
+            "component": c.component,
+            "environment": c.environment or "all",
+            "platforms": [],
+        }
+        for job, c in chart_jobs.items()
     ]
     if output == "json":
         click.echo(json.dumps(rows, indent=2))
@@ -252,16 +287,17 @@ def list_command(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} images")
+    title = f"{len(planned)} images{_and_charts(len(charts))}"
+    table = Table(title=title)
     for column in ("source", "destination", "digest", "component", "environment"):
         table.add_column(column, no_wrap=column != "digest")
-    for entry, dest in planned:
-        digest = entry.digest[:19] + "…" if entry.digest else "-"
-        environment = entry.environment or "all"
-        table.add_row(str(entry.source), str(dest), digest, entry.component, environment)
+    for row in rows:
+        digest = row["digest"][:19] + "…" if row["digest"] else "-"
+        source = f"{row['source']} (chart)" if row["kind"] == "chart" else row["source"]
+        table.add_row(source, row["destination"], digest, row["component"], row["environment"])
     console = Console()
     if not console.is_terminal:  # pipes and logs get the whole table, not an 80-column cut
-        widest = max((len(str(e.source)) + len(str(d)) for e, d in planned), default=40)
+        widest = max((len(r["source"]) + len(r["destination"]) for r in rows), default=40)
         console = Console(width=widest + 60)
     console.print(table)
 
@@ -350,11 +386,11 @@ def sync(**params: Any) -> None:
 
     credentials = credentials_from(params)
     destination = Destination(parse_registry_server(params["registry_server"]), credentials)
-    _, entries = _entries(params["lock_path"], params["environment"])
+    entries, charts = _entries(params["lock_path"], params["environment"])
     if params["shard"]:
-        entries = tuple(
-            select_shard(entries, lambda e: str(e.source), parse_shard(params["shard"]))
-        )
+        shard = parse_shard(params["shard"])
+        entries = tuple(select_shard(entries, lambda e: str(e.source), shard))
+        charts = tuple(select_shard(charts, lambda c: str(c.source), shard))
     hosts = _hosts(params)
     platforms = _platforms(params["platforms"])
     interval = parse_duration(params["interval"]) if params["interval"] else None
@@ -368,6 +404,7 @@ def sync(**params: Any) -> None:
         if params["engine"] == "docker":
             from mirror.daemon import sync_through_daemon
 
+            _skip_charts(charts, f"{DAEMON_HOLDS_IMAGES}; sync them with --engine registry")
             return sync_through_daemon(
                 entries,
                 destination,
@@ -380,10 +417,18 @@ def sync(**params: Any) -> None:
                 jobs=params["jobs"],
             )
         return run_sync(
-            entries, destination, hosts, progress, options, platforms=platforms, jobs=params["jobs"]
+            entries,
+            destination,
+            hosts,
+            progress,
+            options,
+            charts=charts,
+            platforms=platforms,
+            jobs=params["jobs"],
         )
 
-    _scheduled(runner, params, len(entries), interval, jitter)
+    count = len(entries) + (len(charts) if params["engine"] == "registry" else 0)
+    _scheduled(runner, params, count, interval, jitter)
 
 
 def _options_from_environment(command: click.Command) -> None:
@@ -458,7 +503,7 @@ def _scheduled(
 )
 @click.option("--jobs", type=click.IntRange(1, 64), default=4, show_default=True)
 def verify(**params: Any) -> None:
-    """Check every locked image is in --registry-server with the right digest."""
+    """Check every locked image and chart is in --registry-server with the right digest."""
     from mirror.copy import Cancellation
     from mirror.reference import parse_registry_server
     from mirror.sync import Destination
@@ -466,7 +511,7 @@ def verify(**params: Any) -> None:
 
     credentials = credentials_from(params)
     destination = Destination(parse_registry_server(params["registry_server"]), credentials)
-    _, entries = _entries(params["lock_path"], params["environment"])
+    entries, charts = _entries(params["lock_path"], params["environment"])
     hosts = _hosts(params)
     cancel = Cancellation()
     with _signals(cancel):
@@ -474,6 +519,7 @@ def verify(**params: Any) -> None:
             entries,
             destination,
             hosts,
+            charts=charts,
             platforms=_platforms(params["platforms"]),
             jobs=params["jobs"],
             cancel=cancel,
@@ -497,23 +543,26 @@ def verify(**params: Any) -> None:
 @click.option("--check", is_flag=True, help="Change nothing; exit 1 if any locked digest is stale.")
 @source_options
 def lock_command(lock_path: str, check: bool, **params: Any) -> None:
-    """Resolve each source tag to its digest and write it into the lock."""
+    """Resolve each source tag (and chart version) to its digest and write it into the lock."""
     from mirror.copy import Cancellation
     from mirror.lock import load_lock, write_digests
-    from mirror.sync import resolve_digests
+    from mirror.sync import resolve_chart_digests, resolve_digests
 
     lock = load_lock(lock_path)
     hosts = _hosts(params)
     cancel = Cancellation(f"{lock_path} was not changed")
     with _signals(cancel):
         digests = resolve_digests(lock.entries, hosts, cancel=cancel)
-    stale = [e for e in lock.entries if e.digest != digests.get(str(e.source))]
-    for entry in stale:
-        click.echo(f"{entry.source}: {entry.digest or 'unpinned'} -> {digests[str(entry.source)]}")
+        digests |= resolve_chart_digests(lock.charts, hosts, cancel=cancel)
+    pinned = [(e.source, e.digest) for e in lock.entries]
+    pinned += [(c.source, c.digest) for c in lock.charts]
+    stale = [(source, digest) for source, digest in pinned if digest != digests.get(str(source))]
+    for source, digest in stale:
+        click.echo(f"{source}: {digest or 'unpinned'} -> {digests[str(source)]}")
     if check:
         if stale:
             sys.exit(1)
-        click.echo(f"{lock_path}: {len(lock.entries)} digests current")
+        click.echo(f"{lock_path}: {len(pinned)} digests current")
         return
     changed = write_digests(lock_path, digests)
     click.echo(f"{lock_path}: {changed} digests updated")
@@ -549,12 +598,12 @@ def lock_command(lock_path: str, check: bool, **params: Any) -> None:
 )
 @_DOCKER_HOST
 def save(**params: Any) -> None:
-    """Save every locked image into an OCI image layout archive, preserving digests."""
+    """Save every locked image and chart into an OCI image layout archive, preserving digests."""
     from mirror.airgap import save as run_save
     from mirror.airgap import save_target
 
     target = save_target(params["output_path"])
-    _, entries = _entries(params["lock_path"], params["environment"])
+    entries, charts = _entries(params["lock_path"], params["environment"])
     hosts = _hosts(params)
     platforms = _platforms(params["platforms"])
 
@@ -566,6 +615,7 @@ def save(**params: Any) -> None:
         if params["from_docker"]:
             from mirror.daemon import save_from_daemon
 
+            _skip_charts(charts, f"{DAEMON_HOLDS_IMAGES}; save them without --from-docker")
             report = save_from_daemon(
                 entries,
                 target,
@@ -576,7 +626,14 @@ def save(**params: Any) -> None:
             )
         else:
             report = run_save(
-                entries, target, hosts, progress, options, platforms=platforms, jobs=params["jobs"]
+                entries,
+                target,
+                hosts,
+                progress,
+                options,
+                charts=charts,
+                platforms=platforms,
+                jobs=params["jobs"],
             )
         if report.failed and target.is_tar:
             click.echo(
@@ -586,7 +643,8 @@ def save(**params: Any) -> None:
             )
         return report
 
-    _run_copy(runner, params["quiet"], len(entries), "text", params["report_path"])
+    count = len(entries) + (0 if params["from_docker"] else len(charts))
+    _run_copy(runner, params["quiet"], count, "text", params["report_path"])
 
 
 @cli.command()
@@ -634,6 +692,11 @@ def load(**params: Any) -> None:
         daemon_plan = plan_load(
             params["input_path"], parse_registry_server(server) if server else None, platforms
         )
+        _skip_charts(
+            [str(job.source) for job in daemon_plan.charts],
+            f"{DAEMON_HOLDS_IMAGES}; load it with --registry-server",
+        )
+        daemon_plan = daemon_plan.without_charts()
 
         def to_docker(progress: Any, options: Any) -> Report:
             return load_into_daemon(
@@ -688,12 +751,18 @@ def inspect_command(input_path: str, output: str) -> None:
             if contents.lock_entries is not None
             else "no images.lock"
         )
+        charts = sum(image.kind == "chart" for image in contents.images)
+        counted = f"{len(contents.images) - charts} images{_and_charts(charts)}"
         click.echo(
-            f"{input_path}: OCI image layout ({contents.format}), {len(contents.images)} images,"
+            f"{input_path}: OCI image layout ({contents.format}), {counted},"
             f" {decimal(contents.size)}; {lock}"
         )
         for image in contents.images:
-            kind = kinds.get(image.media_type, image.media_type)
+            kind = (
+                "helm chart"
+                if image.kind == "chart"
+                else kinds.get(image.media_type, image.media_type)
+            )
             platforms = f" [{', '.join(image.platforms)}]" if image.platforms else ""
             unlocked = " (not in images.lock)" if image.in_lock is False else ""
             click.echo(

@@ -64,6 +64,10 @@ class ManifestError(MirrorError):
     """A manifest that is not valid JSON of a type we know."""
 
 
+class ChartError(MirrorError):
+    """A Helm chart archive or chart repository index that cannot be used."""
+
+
 class HostileContent(MirrorError):
     """A manifest or index beyond sane limits, refused before it is loaded."""
 

@@ -310,7 +310,8 @@ def plan_destinations(
 
 
 def write_digests(path: str, digests: Mapping[str, str]) -> int:
-    """Set ``digest`` of entries whose source is in ``digests`` (keyed by str(source)).
+    """Set ``digest`` of entries and charts whose source is in ``digests`` (keyed by
+    str(source); for a chart, its ``ChartEntry.source``).
 
     A digest written inline (``name:tag@sha256:…``) moves to the ``digest`` key, so a tag that
     moved does not leave the two disagreeing. Keeps comments and order (tomlkit). Returns how
@@ -331,6 +332,12 @@ def write_digests(path: str, digests: Mapping[str, str]) -> int:
             item["source"] = source.rpartition("@")[0]
         item["digest"] = new
         changed += 1
+    for number, item in enumerate(doc.get("charts", []), start=1):
+        chart = _parse_chart(item, f"{path}: chart {number}")
+        new = digests.get(str(chart.source))
+        if new and chart.digest != new:
+            item["digest"] = new
+            changed += 1
     tmp = file.with_name(f".{file.name}.tmp")
     tmp.write_text(tomlkit.dumps(doc), encoding="utf-8")
     tmp.replace(file)

@@ -1,4 +1,5 @@
-"""The per-image results of a run and their summary, as the JSON report shows them."""
+"""The per-artifact results of a run (images and Helm charts) and their summary, as the JSON
+report shows them."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 Status = Literal["copied", "present", "failed", "skipped"]
+Kind = Literal["image", "chart"]
 
 
 @dataclass
 class ImageResult:
-    """What happened to one image."""
+    """What happened to one image, or one Helm chart (``kind``; its ``source_digest`` is the
+    digest of the chart's ``.tgz``, the one a lock pins)."""
 
     source: str
     destination: str
@@ -29,11 +32,12 @@ class ImageResult:
     drift: bool = False
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    kind: Kind = "image"
 
 
 @dataclass
 class Report:
-    """Every image's result plus totals."""
+    """Every image's and chart's result plus totals."""
 
     command: str
     results: list[ImageResult]
@@ -45,12 +49,14 @@ class Report:
         return any(r.status == "failed" for r in self.results)
 
     def summary(self) -> dict[str, Any]:
-        """Totals by status, bytes, blobs, retries and duration."""
+        """Totals by kind, status, bytes, blobs, retries and duration."""
         counts = {s: 0 for s in ("copied", "present", "failed", "skipped")}
         for r in self.results:
             counts[r.status] += 1
+        charts = sum(r.kind == "chart" for r in self.results)
         return {
-            "images": len(self.results),
+            "images": len(self.results) - charts,
+            "charts": charts,
             **counts,
             "drift": sum(r.drift for r in self.results),
             "bytes_uploaded": sum(r.bytes_uploaded for r in self.results),

@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mirror.auth import CredentialStore
+from mirror.chart import (
+    ChartCopier,
+    ChartSource,
+    copy_with_charts,
+    plan_chart_jobs,
+    verify_chart,
+)
 from mirror.copy import (
     Cancellation,
     CopyEvents,
     CopyJob,
     CopyOptions,
     ImageCopier,
-    run_copies,
     run_parallel,
     select_platforms,
 )
 from mirror.credentials import Credentials
 from mirror.errors import MirrorError, NotFound
 from mirror.hosts import HostOptions
-from mirror.lock import LockEntry, plan_destinations
+from mirror.lock import ChartEntry, LockEntry, plan_destinations
 from mirror.manifest import Platform
-from mirror.reference import RegistryServer
+from mirror.reference import Reference, RegistryServer
 from mirror.registry import RegistryClient, RegistryTransport
 from mirror.report import ImageResult, Report
 from mirror.retry import RetryPolicy
@@ -62,6 +68,12 @@ def plan_jobs(
     ]
 
 
+def registries_of(planned: Sequence[CopyJob], charts: dict[CopyJob, ChartEntry]) -> list[Reference]:
+    """The references whose registries a run talks to (a chart repository is no registry)."""
+    refs = [ref for job in planned for ref in (job.source, job.destination)]
+    return refs + [ref for job, c in charts.items() for ref in (c.oci, job.destination) if ref]
+
+
 def sync(
     entries: Sequence[LockEntry],
     destination: Destination,
@@ -69,16 +81,19 @@ def sync(
     events: CopyEvents,
     options: CopyOptions,
     *,
+    charts: Sequence[ChartEntry] = (),
     platforms: Sequence[Platform] = (),
     jobs: int = DEFAULT_JOBS,
 ) -> Report:
-    """Copy every entry from its source registry to the destination registry."""
+    """Copy every entry (and chart) from its source to the destination registry."""
     planned = plan_jobs(entries, destination.server, platforms)
+    chart_jobs = plan_chart_jobs(charts, destination.server)
     started = time.monotonic()
     with open_registries(hosts, destination, options.policy, options.cancel) as registry:
-        registry.ping([ref for job in planned for ref in (job.source, job.destination)])
+        registry.ping(registries_of(planned, chart_jobs))
         copier = ImageCopier(registry, registry, events, options)
-        results = run_copies(planned, copier, jobs)
+        charter = ChartCopier.beside(copier, ChartSource(registry, charts), placed=registry)
+        results = copy_with_charts(copier, planned, charter, list(chart_jobs), jobs)
     command = "sync --dry-run" if options.dry_run else "sync"
     return Report(command, results, time.monotonic() - started)
 
@@ -88,21 +103,27 @@ def verify(
     destination: Destination,
     hosts: HostOptions,
     *,
+    charts: Sequence[ChartEntry] = (),
     platforms: Sequence[Platform] = (),
     jobs: int = DEFAULT_JOBS,
     cancel: Cancellation | None = None,
 ) -> Report:
-    """Check every entry is at the destination with the digest the lock or source says.
+    """Check every entry (and chart) is at the destination with the digest the lock or source
+    says; a chart by its archive's digest.
 
     Once ``cancel`` is set no check starts and Interrupted is raised (see run_parallel).
     """
     planned = plan_jobs(entries, destination.server, platforms)
+    chart_jobs = plan_chart_jobs(charts, destination.server)
     started = time.monotonic()
     cancel = cancel or Cancellation()
     with open_registries(hosts, destination, cancel=cancel) as registry:
-        registry.ping([ref for job in planned for ref in (job.source, job.destination)])
+        registry.ping(registries_of(planned, chart_jobs))
+        chart_source = ChartSource(registry, charts)
 
         def check(job: CopyJob) -> ImageResult:
+            if job in chart_jobs:
+                return verify_chart(chart_source, registry, job, chart_jobs[job])
             result = ImageResult(str(job.source), str(job.destination))
             try:
                 expected = job.locked_digest
@@ -126,7 +147,7 @@ def verify(
                 result.status, result.error = "failed", str(exc)
             return result
 
-        results = run_parallel(check, planned, jobs, cancel, "verify")
+        results = run_parallel(check, [*planned, *chart_jobs], jobs, cancel, "verify")
     return Report("verify", results, time.monotonic() - started)
 
 
@@ -148,3 +169,15 @@ def resolve_digests(
             return str(entry.source), head.digest
 
         return dict(run_parallel(resolve, entries, jobs, cancel, "lock"))
+
+
+def resolve_chart_digests(
+    charts: Sequence[ChartEntry], hosts: HostOptions, cancel: Cancellation | None = None
+) -> dict[str, str]:
+    """Each chart's archive digest at its source now, keyed by its source name."""
+    cancel = cancel or Cancellation()
+    with open_registries(hosts, None, cancel=cancel) as registry:
+        registry.ping([c.oci for c in charts if c.oci])
+        unpinned = [replace(c, digest=None) for c in charts]  # the lock's digest may be stale
+        source = ChartSource(registry, unpinned)
+        return {str(c.source): source.current_digest(c) for c in unpinned}

@@ -2,7 +2,9 @@
 
 No internet is needed: a local "public" registry stands in for docker-registry.nginx.com,
 gcr.io, docker.io, ghcr.io and registry.k8s.io (small synthetic images under the real
-names, reached with --endpoint), and a second registry with a password is the private one.
+names, reached with --endpoint), a local chart repository stands in for helm.nginx.com (a
+small synthetic chart under the real name), and a second registry with a password is the
+private one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mirror.lock import load_lock
+from tests.chartrepo import build_chart, serve_charts
 from tests.imagefactory import make_image, make_index, make_layer, push
 from tests.registries import start_registry
 
@@ -33,9 +36,14 @@ def main() -> None:
         private = start_registry(
             "basic", Path(tmp) / "private", username="demo", password="demo-pw"
         )
+        lock = load_lock(None)
+        charts = Path(tmp) / "charts"
+        charts.mkdir()
+        for chart in lock.charts:
+            build_chart(charts, chart.name, chart.version)
+        chart_repo = serve_charts(charts, "/helm/stable")
         try:
             base = [make_layer("demo-base", 64_000)]
-            lock = load_lock(None)
             hosts = sorted({e.source.registry for e in lock.entries})
             for n, entry in enumerate(lock.entries):
                 images = [make_image(f"{entry.source}-amd64", [32_000 + n * 1000], base=base)]
@@ -48,6 +56,7 @@ def main() -> None:
                 repo = f"{entry.source.registry}/{entry.source.repository}"
                 push(public, repo, entry.source.tag, artifact)
             endpoints = [a for h in hosts for a in ("--endpoint", f"{h}={public.url}/{h}")]
+            endpoints += ["--endpoint", f"helm.nginx.com=http://{chart_repo.host}/helm"]
             server = f"{private.host}/nsm"
             mirror = [sys.executable, "-m", "mirror"]
             creds = ["--registry-username", "demo", "--registry-password-stdin"]
@@ -62,7 +71,10 @@ def main() -> None:
                 stdin="demo-pw\n",
             )
             run(*mirror, "list", "--registry-server", server)
-            print(f"\nThe images landed in the private registry {private.url} under {server}/.")
+            print(
+                f"\nThe images and the chart landed in the private registry {private.url}"
+                f" under {server}/."
+            )
             out = Path(tmp) / "manifests"
             deploy = [sys.executable, "-m", "deploy", "render", "--registry-server", server]
             run(*deploy, *creds, "--disable-public-images", "--output", str(out), stdin="demo-pw\n")
@@ -70,6 +82,7 @@ def main() -> None:
             print(f"\n{controller.name} (one of {len(list(out.iterdir()))} manifests):")
             print(controller.read_text())
         finally:
+            chart_repo.stop()
             public.stop()
             private.stop()
 

@@ -63,13 +63,23 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
     return lines[0]
 
 
-def test_list_json_shows_all_14_images_under_the_server(tmp_path: Path) -> None:
+def test_list_json_shows_all_14_images_and_the_chart_under_the_server(tmp_path: Path) -> None:
     result = mirror(
         tmp_path, "list", "--registry-server", "reg.example.com:5000/nsm", "--output", "json"
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    rows = json.loads(result.stdout)
+    *rows, chart = json.loads(result.stdout)
+    assert chart == {
+        "kind": "chart",
+        "source": "helm.nginx.com/stable/nginx-service-mesh:2.0.0",
+        "destination": "reg.example.com:5000/nsm/nginx-service-mesh:2.0.0",
+        "digest": None,
+        "component": "nginx-mesh",
+        "environment": "all",
+        "platforms": [],
+    }
+    assert {r["kind"] for r in rows} == {"image"}
     assert [r["source"] for r in rows] == ALL_SOURCES
     assert [r["destination"] for r in rows] == [
         f"reg.example.com:5000/nsm/{n}" for n in NAMES_AND_TAGS
@@ -83,7 +93,7 @@ def test_list_table_renders(tmp_path: Path) -> None:
     result = mirror(tmp_path, "list", "--registry-server", "reg.example.com:5000/nsm")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert "14 images" in lines[0]
+    assert "14 images, 1 Helm chart" in lines[0]
     header = next(line for line in lines if "source" in line)
     for column in ("destination", "digest", "component", "environment"):
         assert column in header
@@ -106,7 +116,9 @@ def test_list_default_server_is_the_seeds_example(tmp_path: Path) -> None:
 def test_list_environment_kubernetes_leaves_out_openshift_images(tmp_path: Path) -> None:
     result = mirror(tmp_path, "list", "--environment", "kubernetes", "--output", "json")
     assert result.returncode == 0, result.stderr
-    assert [r["source"] for r in json.loads(result.stdout)] == ALL_SOURCES[:11]
+    *images, chart = json.loads(result.stdout)
+    assert [r["source"] for r in images] == ALL_SOURCES[:11]
+    assert chart["source"] == "helm.nginx.com/stable/nginx-service-mesh:2.0.0"
 
 
 def test_list_uses_images_lock_in_the_working_directory(tmp_path: Path) -> None:
@@ -119,6 +131,7 @@ def test_list_uses_images_lock_in_the_working_directory(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [
         {
+            "kind": "image",
             "source": "quay.io/team/app:3",
             "destination": "r.example.com/app:3",
             "digest": f"sha256:{'e' * 64}",
