@@ -9,6 +9,7 @@ from typing import Any
 
 from deploy.cluster import Cluster
 from deploy.errors import ClusterError
+from deploy.hooks import before_hooks, install_phase, run_hooks
 from deploy.plan import Plan
 from deploy.rollout import ROLLOUT_KINDS, RolloutState, crd_established, rollout_state
 
@@ -62,20 +63,32 @@ def apply_plan(
     timeout: float,
     on_applied: Callable[[Applied], None] = lambda _: None,
     on_rollout: Callable[[Obj, RolloutState], None] = lambda *_: None,
+    on_hook: Callable[[str], None] = lambda _: None,
 ) -> list[Applied]:
     """Apply every object of ``plan`` in order; CRDs are waited for before anything else.
 
-    With ``wait``, also wait until every Deployment, StatefulSet and DaemonSet has rolled out.
-    One ``timeout`` (seconds) covers all the waiting.
+    The ``pre-install`` hooks (``pre-upgrade`` when the mesh is there) run once the CRDs, the
+    namespace and the Secret are in, the ``post-`` ones at the end. With ``wait``, also wait
+    until every Deployment, StatefulSet and DaemonSet has rolled out. One ``timeout`` (seconds)
+    covers all the waiting.
     """
     deadline = time.monotonic() + timeout
+    phase = install_phase(cluster, plan.settings.namespace)
     done: list[Applied] = []
-    for obj in plan.objects:
+
+    def send(obj: Obj) -> None:
         applied = apply_object(cluster, obj)
         done.append(applied)
         on_applied(applied)
         if obj["kind"] == "CustomResourceDefinition":
             cluster.wait_for(obj, crd_established, deadline)
+
+    early, rest = before_hooks(plan.objects)
+    for obj in early:
+        send(obj)
+    run_hooks(cluster, plan.hooks, f"pre-{phase}", deadline, on_hook)
+    for obj in rest:
+        send(obj)
     if wait:
         for obj in plan.objects:
             if obj["kind"] in ROLLOUT_KINDS:
@@ -85,4 +98,5 @@ def apply_plan(
                     deadline,
                     on_change=lambda o: on_rollout(o, rollout_state(o)),
                 )
+    run_hooks(cluster, plan.hooks, f"post-{phase}", deadline, on_hook)
     return done

@@ -44,3 +44,7 @@ class ClusterError(DeployError):
 
 class WaitTimeout(ClusterError):
     """A CRD or rollout was not ready within ``--timeout``."""
+
+
+class HookFailed(DeployError):
+    """A Helm hook Job failed."""
