@@ -238,9 +238,8 @@ def _without_library(tmp_path: Path, helm: bool) -> dict[str, str]:
     if helm:
         (tmp_path / "out.yaml").write_text(HELM_TEMPLATE_OUTPUT)
         script = bin_dir / "helm"
-        script.write_text(
-            f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path / "args"}\nexec /bin/cat {tmp_path / "out.yaml"}\n'
-        )
+        args, out = tmp_path / "args", tmp_path / "out.yaml"
+        script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {args}\nexec /bin/cat {out}\n')
         script.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESHLIFT_")}
     env["PYTHONPATH"] = f"{tmp_path / 'broken'}{os.pathsep}{ROOT}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.deploy.deploycli import R, ok, run_deploy
+from tests.deploy.deploycli import MINI_MESH, R, ok, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
 
 
@@ -12,6 +12,8 @@ def test_status_of_a_deployed_mesh(fake_kube: KubeUnderTest) -> None:
             "apply",
             "--registry-server",
             R,
+            "--chart",
+            MINI_MESH,
             "--disable-public-images",
             "--skip-preflight",
             "--registry-username",
