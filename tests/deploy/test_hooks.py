@@ -100,7 +100,7 @@ def test_apply_runs_the_pre_install_hook_after_crds_namespace_and_secret(
     assert fake_kube.get("v1", "ServiceAccount", "post-delete", "nginx-mesh") is None
 
     again = apply_mesh(fake_kube, "nginx-mesh", "--disable-public-images")
-    assert "hook" not in again.stdout  # a re-apply is an upgrade: the chart has no upgrade hooks
+    assert " hook: " not in again.stdout  # a re-apply is an upgrade: the chart has no upgrade hooks
     assert added(fake_kube, "Job") == ["check-cluster"]
 
 
