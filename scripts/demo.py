@@ -3,6 +3,8 @@
 No internet is needed: a local "public" registry stands in for docker-registry.nginx.com,
 gcr.io, docker.io, ghcr.io and registry.k8s.io (small synthetic images under the real
 names, reached with --endpoint), and a second registry with a password is the private one.
+`deploy render` then renders a small chart shaped like the mesh's (tests/data/charts/mini-mesh)
+with Helm's engine, every image pointed at the private registry.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mirror.lock import load_lock
 from tests.imagefactory import make_image, make_index, make_layer, push
 from tests.registries import start_registry
+
+MINI_MESH = Path(__file__).resolve().parent.parent / "tests" / "data" / "charts" / "mini-mesh"
 
 
 def run(*args: str, stdin: str | None = None) -> None:
@@ -64,11 +68,23 @@ def main() -> None:
             run(*mirror, "list", "--registry-server", server)
             print(f"\nThe images landed in the private registry {private.url} under {server}/.")
             out = Path(tmp) / "manifests"
+            # --chart: the synthetic chart, until `mirror sync` pushes a chart from a local
+            # stand-in for helm.nginx.com (then render takes the lock's chart from the registry).
             deploy = [sys.executable, "-m", "deploy", "render", "--registry-server", server]
-            run(*deploy, *creds, "--disable-public-images", "--output", str(out), stdin="demo-pw\n")
-            controller = next(out.glob("*-deployment-nginx-mesh-controller.yaml"))
-            print(f"\n{controller.name} (one of {len(list(out.iterdir()))} manifests):")
-            print(controller.read_text())
+            chart = ["--chart", str(MINI_MESH)]
+            run(
+                *deploy,
+                *chart,
+                *creds,
+                "--disable-public-images",
+                "-o",
+                str(out),
+                stdin="demo-pw\n",
+            )
+            for name in ("deployment-nginx-mesh-controller", "configmap-meshconfig"):
+                shown = next(out.glob(f"*-{name}.yaml"))
+                print(f"\n{shown.name} (one of {len(list(out.glob('*.yaml')))} manifests):")
+                print(shown.read_text())
         finally:
             public.stop()
             private.stop()
