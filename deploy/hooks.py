@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import yaml
-
 from deploy.cluster import Cluster
 from deploy.errors import HookFailed, ManifestError, WaitTimeout
 from deploy.manifests import describe, dump_documents, parse_documents
@@ -143,7 +141,7 @@ def commented(hooks: Iterable[Hook]) -> str:
     parts: list[str] = []
     for hook in display_order(hooks):
         head = f"# hook {','.join(hook.phases)} (weight {hook.weight}): {describe(hook.obj)}\n"
-        body = yaml.safe_dump(hook.obj, sort_keys=False, default_flow_style=False)
+        body = dump_documents([hook.obj]).removeprefix("---\n")
         parts.append(head + "".join(f"#   {line}\n" for line in body.splitlines()))
     return "".join(parts)
 

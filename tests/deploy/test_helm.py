@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +134,31 @@ def test_chart_as_tgz_file_and_missing_chart(tmp_path: Path) -> None:
     result = run_deploy("render", "--registry-server", R, "--chart", str(broken), "-o", "-")
     assert f"--chart {broken}" not in result.stderr
     assert f"{broken}: not a Helm chart" in one_line_error(result, 2)
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the CLI's stderr is what the test reads."""
+
+
+def test_chart_from_a_url(tmp_path: Path) -> None:
+    (tmp_path / "mini-mesh-2.0.0.tgz").write_bytes(package_chart())
+    handler = functools.partial(_QuietFiles, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        config = meshconfig(render("--chart", f"{url}/mini-mesh-2.0.0.tgz"))
+        assert config["registry"]["server"] == R
+        missing = run_deploy(
+            "render", "--registry-server", R, "--chart", f"{url}/no.tgz", "-o", "-"
+        )
+        assert one_line_error(missing, 2) == f"Error: --chart {url}/no.tgz: HTTP 404"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def lock_with_chart(tmp_path: Path, digest: str | None = None) -> Path:
