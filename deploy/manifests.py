@@ -14,6 +14,8 @@ from deploy.errors import ManifestError
 Obj = dict[str, Any]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+# libyaml's safe loader when PyYAML has it (ten times faster on a chart's CRDs), else PyYAML's.
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Kinds without a namespace; any other kind (custom resources too) is taken as namespaced.
 CLUSTER_SCOPED_KINDS = frozenset(
     {
@@ -70,7 +72,7 @@ def _check_object(doc: object, where: str) -> Obj:
 def parse_documents(text: str, source: str) -> list[Obj]:
     """The Kubernetes objects in a multi-document YAML (or JSON) text; ``kind: List`` expanded."""
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = list(yaml.load_all(text, Loader=SAFE_LOADER))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from deploy.manifests import SAFE_LOADER
 from mirror.errors import InvalidReference
 from mirror.lock import LockEntry
 from mirror.reference import Reference, RegistryServer, flatten_destination, parse_reference
@@ -198,7 +199,7 @@ def _embedded(text: str) -> list[Any] | None:
         docs = [json.loads(text)]
     except ValueError:
         try:
-            docs = list(yaml.safe_load_all(text))
+            docs = list(yaml.load_all(text, Loader=SAFE_LOADER))
         except yaml.YAMLError:
             return None
     docs = [d for d in docs if isinstance(d, dict | list)]
