@@ -94,11 +94,11 @@ def _check_ours_kept(user: Mapping[str, Any], ours: Mapping[str, Any]) -> None:
     """A user value for a key meshlift sets, with another value, is an InputError."""
     mine = _flatten(ours)
     for key, value in _flatten(user).items():
-        if key in mine and value != mine[key]:
+        if key in mine and value != mine[key]:  # neither value shown: one may be a password
             raise InputError(
-                f"value {key}={value!r} conflicts with meshlift's {key}={mine[key]!r}:"
-                " set it with deploy's own flag (--registry-server, --image-tag,"
-                " --disable-public-images, --environment, --registry-*)"
+                f"the chart values set {key}, which meshlift sets: use deploy's own flags"
+                " (--registry-server, --image-tag, --disable-public-images, --environment,"
+                " --registry-username/--registry-password-stdin/--registry-key)"
             )
 
 

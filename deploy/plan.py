@@ -204,15 +204,18 @@ def chart_values(settings: Settings) -> dict[str, Any]:
     """The chart values meshlift sets (keys of the official chart).
 
     With credentials, placeholder ones make the chart name our Secret (``registryKeyName``)
-    without the password reaching the chart; our Secret replaces the one it renders.
+    without the password reaching the chart; our Secret replaces the one it renders. Without,
+    they are empty: credentials reach the chart only through deploy's own flags.
     """
+    given = settings.credentials is not None
     registry: dict[str, Any] = {
         "server": str(settings.server),
         "imageTag": settings.image_tag,
         "disablePublicImages": settings.disable_public_images,
+        "username": PLACEHOLDER_USERNAME if given else "",
+        "password": PLACEHOLDER_PASSWORD if given else "",
+        "key": "",
     }
-    if settings.credentials is not None:
-        registry.update(username=PLACEHOLDER_USERNAME, password=PLACEHOLDER_PASSWORD)
     return {"registry": registry, "environment": settings.environment}
 
 

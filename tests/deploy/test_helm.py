@@ -96,7 +96,8 @@ def test_meshlift_sets_the_registry_values_and_the_key_name_without_the_password
             " value must be one of 'off', 'permissive', 'strict'",
         ),
         (["--set", "registry.imagePullPolicy=Sometimes"], "at '/registry/imagePullPolicy'"),
-        (["--set", "registry.server=other.example"], "value registry.server='other.example'"),
+        (["--set", "registry.server=other.example"], "the chart values set registry.server,"),
+        (["--set", "registry.password=hunter2"], "the chart values set registry.password,"),
         (["--set", "a"], '--set a: key "a" has no value'),
         (["--set-file", "a=/nonexistent"], "--set-file a=/nonexistent: open /nonexistent"),
         (["-f", "/nonexistent.yaml"], "--values /nonexistent.yaml: cannot read"),
@@ -109,6 +110,7 @@ def test_bad_values_are_exit_2_naming_them_and_nothing_is_sent(
         "apply", "--registry-server", R, "--chart", MINI_MESH, *flags, *fake_kube.cli_args()
     )  # no --skip-preflight: the values are refused before the registry is asked
     assert message in one_line_error(result, 2)
+    assert "hunter2" not in result.output
     assert fake_kube.server is not None and fake_kube.server.requests == []
 
 
@@ -328,6 +330,12 @@ def test_without_the_library_a_helm_binary_renders(tmp_path: Path) -> None:
         "registry.imageTag=2.0.0",
         "--set",
         "registry.disablePublicImages=true",
+        "--set-string",
+        "registry.username=",
+        "--set-string",
+        "registry.password=",
+        "--set-string",
+        "registry.key=",
         "--set-string",
         "environment=kubernetes",
     ]
