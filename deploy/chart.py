@@ -101,7 +101,7 @@ def chart_from_lock(
     hosts: HostOptions,
 ) -> ChartInput:
     """The lock's chart, pulled from the private registry; an InputError saying how to get one."""
-    how = "or give --chart PATH|URL|oci://REF (or rendered YAML with --manifests)"
+    how = "give --chart PATH|URL|oci://REF (or rendered YAML with --manifests)"
     if not charts:
         raise InputError(f"no chart to deploy: the lock lists no [[charts]]; {how}")
     chart = charts[0]
@@ -110,6 +110,6 @@ def chart_from_lock(
     if data is None:
         raise InputError(
             f"no chart to deploy: {chart.name} {chart.version} is not in the registry ({ref});"
-            f" `mirror sync --registry-server {server}` pushes it there, {how}"
+            f" `mirror sync --registry-server {server}` pushes it there, or {how}"
         )
     return ChartInput(f"oci://{ref}", data=data)

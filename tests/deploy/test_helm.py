@@ -361,3 +361,17 @@ def test_without_library_or_binary_exit_2_says_what_to_do(tmp_path: Path) -> Non
         "Error: cannot render the chart: the helm-python library does not load here and no"
         " helm binary is on PATH; install one, or pass rendered YAML with --manifests"
     )
+
+
+def test_apply_without_any_chart_is_exit_2_saying_how_to_get_one(
+    fake_kube: KubeUnderTest, tmp_path: Path
+) -> None:
+    text = (ROOT / "mirror" / "images.lock").read_text()
+    lock = tmp_path / "no-chart.lock"
+    lock.write_text(text[: text.index("[[charts]]")])
+    result = run_deploy("apply", "--registry-server", R, "--lock", str(lock), *fake_kube.cli_args())
+    assert one_line_error(result, 2) == (
+        "Error: no chart to deploy: the lock lists no [[charts]]; give --chart"
+        " PATH|URL|oci://REF (or rendered YAML with --manifests)"
+    )
+    assert fake_kube.server is not None and fake_kube.server.requests == []
