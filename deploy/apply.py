@@ -9,6 +9,7 @@ from typing import Any
 
 from deploy.cluster import Cluster
 from deploy.errors import ClusterError, RolloutFailed
+from deploy.hooks import before_hooks, install_phase, run_hooks
 from deploy.manifests import describe
 from deploy.plan import Plan
 from deploy.record import kinds_of
@@ -103,16 +104,21 @@ def apply_plan(
     on_applied: Callable[[Applied], None] = lambda _: None,
     on_rollout: Callable[[Obj, RolloutState], None] = lambda *_: None,
     on_note: Callable[[str], None] = lambda _: None,
+    on_hook: Callable[[str], None] = lambda _: None,
 ) -> list[Applied]:
     """Apply every object of ``plan`` in order; CRDs are waited for before anything else.
 
     A namespace still terminating (from a remove just before) is waited out first, so apply
-    creates it anew. With ``wait``, also wait until every Deployment, StatefulSet and DaemonSet
-    has rolled out. One ``timeout`` (seconds) covers all the waiting.
+    creates it anew. The ``pre-install`` hooks (``pre-upgrade`` when the mesh is there) run once
+    the CRDs, the namespace and the Secret are in, the ``post-`` ones at the end. With ``wait``,
+    also wait until every Deployment, StatefulSet and DaemonSet has rolled out. One ``timeout``
+    (seconds) covers all the waiting.
     """
     deadline = time.monotonic() + timeout
+    phase = install_phase(cluster, plan.settings.namespace)
     done: list[Applied] = []
-    for obj in plan.objects:
+
+    def send(obj: Obj) -> None:
         if obj["kind"] == "Namespace":
             _wait_out_termination(cluster, obj, deadline, on_note)
         applied = apply_object(cluster, obj)
@@ -120,8 +126,16 @@ def apply_plan(
         on_applied(applied)
         if obj["kind"] == "CustomResourceDefinition":
             cluster.wait_for(obj, crd_established, deadline)
-            for api_version, kind in custom_kinds(obj) & set(kinds_of(plan.objects)):
+            for api_version, kind in custom_kinds(obj) & served:
                 cluster.wait_served(api_version, kind, deadline)
+
+    served = set(kinds_of(plan.objects)) | set(kinds_of(hook.obj for hook in plan.hooks))
+    early, rest = before_hooks(plan.objects)
+    for obj in early:
+        send(obj)
+    run_hooks(cluster, plan.hooks, f"pre-{phase}", deadline, on_hook)
+    for obj in rest:
+        send(obj)
     if wait:
         for obj in plan.objects:
             if obj["kind"] in ROLLOUT_KINDS:
@@ -132,6 +146,7 @@ def apply_plan(
                     on_change=lambda o: on_rollout(o, rollout_state(o)),
                     poll=ROLLOUT_POLL,
                 )
+    run_hooks(cluster, plan.hooks, f"post-{phase}", deadline, on_hook)
     return done
 
 

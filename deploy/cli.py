@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from deploy.cluster import Cluster
     from deploy.plan import Plan
     from deploy.rollout import RolloutState
+    from mirror.hosts import HostOptions
 
 Obj = dict[str, Any]
 _handled = exits_on_errors(MirrorError)
@@ -73,18 +74,54 @@ plan_options = compose_options(
         type=click.Choice(["kubernetes", "openshift"]),
         default="kubernetes",
         show_default=True,
-        help="openshift adds the SPIFFE CSI driver.",
+        help="The chart's environment value (openshift adds the SPIFFE CSI driver).",
     ),
     lock_option,
+    click.option(
+        "--chart",
+        metavar="PATH|URL|oci://REF",
+        help="The Helm chart to render: directory, .tgz, URL or chart in a registry"
+        " (default: the lock's chart, from --registry-server).",
+    ),
+    click.option(
+        "-f",
+        "--values",
+        "values_files",
+        multiple=True,
+        metavar="FILE",
+        help="Chart values from a YAML file, as helm's -f (repeatable).",
+    ),
+    click.option(
+        "--set",
+        "set_values",
+        multiple=True,
+        metavar="KEY=VAL",
+        help="Chart values as helm's --set (repeatable).",
+    ),
+    click.option(
+        "--set-string",
+        multiple=True,
+        metavar="KEY=VAL",
+        help="Chart values kept as strings, as helm's --set-string (repeatable).",
+    ),
+    click.option(
+        "--set-file",
+        multiple=True,
+        metavar="KEY=PATH",
+        help="Chart values read from files, as helm's --set-file (repeatable).",
+    ),
     click.option(
         "--manifests",
         "manifest_paths",
         multiple=True,
         metavar="PATH",
-        help="Already-rendered YAML instead of the bundle: file, directory or - (repeatable).",
+        help="Already-rendered YAML instead of a chart: file, directory or - (repeatable).",
     ),
     click.option(
-        "--chart", metavar="PATH", help="Render this Helm chart with `helm template` instead."
+        "--pin-digests/--no-pin-digests",
+        default=True,
+        show_default=True,
+        help="Use images by the digests the lock pins (R/name:tag@sha256:...).",
     ),
     click.option(
         "--dry-run",
@@ -102,7 +139,7 @@ plan_options = compose_options(
         type=Duration(),
         default="5m",
         show_default=True,
-        help="How long to wait for CRDs and rollouts.",
+        help="How long to wait for CRDs, hooks and rollouts.",
     ),
     click.option(
         "--insecure-registry",
@@ -129,8 +166,19 @@ def cli(debug: bool) -> None:
         enable_debug()
 
 
+def _hosts(params: dict[str, Any]) -> HostOptions:
+    from deploy.errors import InputError
+    from mirror.hosts import HostOptions, parse_insecure
+
+    ca_file = params["ca_file"]
+    if ca_file is not None and not os.access(ca_file, os.R_OK):
+        raise InputError(f"--ca-file {ca_file}: file not found or not readable")
+    return HostOptions(insecure=parse_insecure(params["insecure"]), ca_file=ca_file)
+
+
 def _plan(params: dict[str, Any]) -> Plan:
     from deploy.errors import InputError
+    from deploy.helm import ValueFlags
     from deploy.plan import Settings, plan_deploy
 
     if params["registry_password_stdin"] and "-" in params["manifest_paths"]:
@@ -143,19 +191,25 @@ def _plan(params: dict[str, Any]) -> Plan:
         params["image_tag"],
         params["namespace"],
         params["environment"],
+        params["pin_digests"],
     )
-    return plan_deploy(settings, params["lock_path"], params["manifest_paths"], params["chart"])
+    values = ValueFlags(
+        params["values_files"], params["set_values"], params["set_string"], params["set_file"]
+    )
+    return plan_deploy(
+        settings,
+        params["lock_path"],
+        params["manifest_paths"],
+        params["chart"],
+        values=values,
+        hosts=_hosts(params),
+    )
 
 
 def _preflight(plan: Plan, params: dict[str, Any]) -> None:
-    from deploy.errors import InputError
     from deploy.preflight import check_images, registry_lookup
-    from mirror.hosts import HostOptions, parse_insecure
 
-    ca_file = params["ca_file"]
-    if ca_file is not None and not os.access(ca_file, os.R_OK):
-        raise InputError(f"--ca-file {ca_file}: file not found or not readable")
-    hosts = HostOptions(insecure=parse_insecure(params["insecure"]), ca_file=ca_file)
+    hosts = _hosts(params)
     settings = plan.settings
     with registry_lookup(settings.server, settings.credentials, hosts) as exists:
         check_images(plan.pull_images(), exists, settings.server)
@@ -221,14 +275,18 @@ def _connect(params: dict[str, Any]) -> Cluster:
 def apply(**params: Any) -> None:
     """Create the registry Secret and apply the mesh, every image from --registry-server."""
     from deploy.apply import Applied, apply_plan
-    from deploy.manifests import describe, dump_documents
+    from deploy.manifests import describe
 
     plan = _plan(params)
     if not params["skip_preflight"]:
         _preflight(plan, params)
     if params["dry_run"]:
-        click.echo(dump_documents(plan.redacted()), nl=False)
-        click.echo(f"dry run: {len(plan.objects)} objects, nothing sent to the cluster", err=True)
+        _print_plan(plan)
+        click.echo(
+            f"dry run: {len(plan.objects)} objects and {len(plan.hooks)} hooks,"
+            " nothing sent to the cluster",
+            err=True,
+        )
         return
 
     def show(applied: Applied) -> None:
@@ -243,6 +301,7 @@ def apply(**params: Any) -> None:
             on_applied=show,
             on_rollout=progress,
             on_note=lambda note: click.echo(note, err=True),
+            on_hook=click.echo,
         )
     counts = {
         a: sum(1 for d in done if d.action == a)
@@ -267,27 +326,56 @@ def apply(**params: Any) -> None:
 )
 @_handled
 def render(**params: Any) -> None:
-    """Print the exact manifests apply would send (Secret data redacted).
+    """Print the exact manifests apply would send (Secret data redacted), and the hooks apart.
 
-    Takes apply's options so one command line can switch verbs; it contacts neither the
-    cluster nor the registry.
+    Takes apply's options so one command line can switch verbs; it contacts no cluster, and
+    the registry only to pull the lock's chart. On stdout the hooks follow, commented out and
+    marked by phase; in DIR they go under ``hooks/``.
     """
     from deploy.errors import InputError
-    from deploy.manifests import dump_documents
+    from deploy.hooks import display_order, first_phase
 
     plan = _plan(params)
-    objects = plan.redacted()
     if params["output"] == "-":
-        click.echo(dump_documents(objects), nl=False)
+        _print_plan(plan)
         return
     directory = Path(params["output"])
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise InputError(f"--output {directory}: not an empty directory")
     directory.mkdir(parents=True, exist_ok=True)
-    for number, obj in enumerate(objects, start=1):
-        name = f"{number:02d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+    objects = plan.redacted()
+    _write_numbered(directory, objects, "")
+    hooks = plan.redacted_hooks()
+    if hooks:
+        (directory / "hooks").mkdir()
+        for hook in display_order(hooks):
+            _write_numbered(directory / "hooks", [hook.obj], f"{first_phase(hook)}-")
+    click.echo(
+        f"wrote {len(objects)} manifests to {directory} and {len(hooks)} hooks to"
+        f" {directory / 'hooks'}",
+        err=True,
+    )
+
+
+def _write_numbered(directory: Path, objects: list[Obj], prefix: str) -> None:
+    from deploy.manifests import dump_documents
+
+    for obj in objects:
+        number = len(list(directory.iterdir())) + 1
+        name = f"{prefix}{number:02d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
         (directory / name).write_text(dump_documents([obj]), encoding="utf-8")
-    click.echo(f"wrote {len(objects)} manifests to {directory}", err=True)
+
+
+def _print_plan(plan: Plan) -> None:
+    """The objects apply sends, then the hooks commented out (never applied through a pipe)."""
+    from deploy.hooks import commented
+    from deploy.manifests import dump_documents
+
+    click.echo(dump_documents(plan.redacted()), nl=False)
+    hooks = plan.redacted_hooks()
+    if hooks:
+        click.echo("# Helm hooks: not applied with the objects above; run at their phase.")
+        click.echo(commented(hooks), nl=False)
 
 
 @cli.command()
@@ -362,16 +450,32 @@ def propagate(**params: Any) -> None:
 
 @cli.command()
 @_MESH_NAMESPACE
+@click.option(
+    "--timeout",
+    type=Duration(),
+    default="5m",
+    show_default=True,
+    help="How long to wait for the chart's delete hooks.",
+)
 @cluster_options
 @_handled
 def remove(**params: Any) -> None:
-    """Delete what apply and propagate made; keep what others made."""
+    """Delete what apply and propagate made; keep what others made.
+
+    Runs the chart's pre-delete hooks first and its post-delete hooks after the deletion.
+    """
     from deploy.plan import check_namespace
     from deploy.remove import remove_mesh
 
     namespace = check_namespace(params["namespace"])
     with _connect(params) as cluster:
-        removal = remove_mesh(cluster, namespace, lambda d: click.echo(f"deleted    {d}"))
+        removal = remove_mesh(
+            cluster,
+            namespace,
+            lambda d: click.echo(f"deleted    {d}"),
+            timeout=params["timeout"],
+            on_hook=click.echo,
+        )
     for cleaned in removal.cleaned:
         click.echo(f"cleaned    {cleaned}")
     for kept in removal.kept:
@@ -411,7 +515,7 @@ def status(**params: Any) -> None:
     if state.foreign_images:
         click.echo("images not from the registry:")
         for use in state.foreign_images:
-            click.echo(f"  {use.image}  ({use.where}, container {use.container})")
+            click.echo(f"  {use.image}  ({use.where}, {use.place})")
     elif record is not None:
         click.echo("images not from the registry: none")
     if not state.healthy:

@@ -1,25 +1,21 @@
-"""Where the mesh's manifests come from: the embedded bundle, rendered YAML, or a Helm chart."""
+"""Kubernetes objects as YAML: parsed from rendered manifests, and dumped for display."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterable, Sequence
-from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 
-from deploy.errors import InputError, ManifestError
+from deploy.errors import ManifestError
 
 Obj = dict[str, Any]
 
-BUNDLE_NAMESPACE = "nginx-mesh"
-ENVIRONMENTS = ("kubernetes", "openshift")
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+# libyaml's safe loader when PyYAML has it (ten times faster on a chart's CRDs), else PyYAML's.
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Kinds without a namespace; any other kind (custom resources too) is taken as namespaced.
 CLUSTER_SCOPED_KINDS = frozenset(
     {
@@ -76,7 +72,7 @@ def _check_object(doc: object, where: str) -> Obj:
 def parse_documents(text: str, source: str) -> list[Obj]:
     """The Kubernetes objects in a multi-document YAML (or JSON) text; ``kind: List`` expanded."""
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = list(yaml.load_all(text, Loader=SAFE_LOADER))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
@@ -95,52 +91,6 @@ def parse_documents(text: str, source: str) -> list[Obj]:
         else:
             objects.append(_check_object(doc, where))
     return objects
-
-
-def _walk_bundle(directory: Traversable) -> list[Traversable]:
-    return sorted(
-        (f for f in directory.iterdir() if f.is_file() and f.name.endswith(MANIFEST_SUFFIXES)),
-        key=lambda f: f.name,
-    )
-
-
-def load_bundle(environment: str, namespace: str = BUNDLE_NAMESPACE) -> list[Obj]:
-    """The embedded NSM 2.0.0 control plane for ``environment``, in ``namespace``."""
-    if environment not in ENVIRONMENTS:
-        raise InputError(f"unknown environment {environment!r}: use {' or '.join(ENVIRONMENTS)}")
-    root = resources.files("deploy").joinpath("bundle")
-    parts = ["common"] + (["openshift"] if environment == "openshift" else [])
-    objects: list[Obj] = []
-    for part in parts:
-        for file in _walk_bundle(root.joinpath(part)):
-            objects.extend(
-                parse_documents(file.read_text(encoding="utf-8"), f"bundle/{part}/{file.name}")
-            )
-    return relocate(objects, namespace) if namespace != BUNDLE_NAMESPACE else objects
-
-
-def relocate(objects: Iterable[Obj], namespace: str) -> list[Obj]:
-    """Move bundle objects from ``nginx-mesh`` to ``namespace``.
-
-    Renames the Namespace and changes every ``namespace:`` field naming ``nginx-mesh``
-    (object metadata, RBAC subjects, webhook services).
-    """
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {
-                k: namespace if k == "namespace" and v == BUNDLE_NAMESPACE else walk(v)
-                for k, v in node.items()
-            }
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    moved = [walk(obj) for obj in objects]
-    for obj in moved:
-        if obj["kind"] == "Namespace" and obj["metadata"]["name"] == BUNDLE_NAMESPACE:
-            obj["metadata"]["name"] = namespace
-    return moved
 
 
 def _manifest_files(path: Path) -> list[Path]:
@@ -172,43 +122,6 @@ def load_paths(paths: Sequence[str], stdin: TextIO | None = None) -> list[Obj]:
     if not objects:
         raise ManifestError(f"--manifests {' '.join(paths)}: no Kubernetes objects found")
     return objects
-
-
-def chart_values(
-    registry_server: str, image_tag: str, disable_public_images: bool, environment: str
-) -> dict[str, str]:
-    """The NSM chart values meshlift sets (``--set`` keys of the official chart)."""
-    return {
-        "registry.server": registry_server,
-        "registry.imageTag": image_tag,
-        "registry.disablePublicImages": str(disable_public_images).lower(),
-        "environment": environment,
-    }
-
-
-def render_chart(
-    chart: str, namespace: str, values: dict[str, str], helm: str | None = None
-) -> list[Obj]:
-    """Render ``chart`` with ``helm template`` and parse its output."""
-    binary = helm or shutil.which("helm")
-    if binary is None:
-        raise InputError(
-            "--chart needs the helm binary, which is not on PATH: install helm, or run"
-            " `helm template` elsewhere and pass its output with --manifests"
-        )
-    if not Path(chart).exists():
-        raise InputError(f"--chart {chart}: no such file or directory")
-    command = [binary, "template", "nginx-mesh", chart, "--namespace", namespace]
-    for key, value in values.items():
-        command += ["--set-string" if key == "registry.imageTag" else "--set", f"{key}={value}"]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise InputError(f"--chart {chart}: helm did not run: {exc}") from None
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
-        raise InputError(f"--chart {chart}: helm template failed: {lines[-1]}")
-    return parse_documents(done.stdout, f"helm template {chart}")
 
 
 class _Dumper(yaml.SafeDumper):

@@ -9,18 +9,29 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from deploy import manifests
+from deploy.chart import chart_from_flag, chart_from_lock
 from deploy.errors import InputError, PublicImagesLeft
+from deploy.helm import ValueFlags, render_chart
+from deploy.hooks import DELETE_PHASES, Hook, dump_hooks, split_hooks
 from deploy.order import apply_order
 from deploy.record import Record, kinds_of
 from deploy.rewrite import ImageRules, ImageUse, add_pull_secret, disallowed_images, rewrite_object
 from deploy.secret import MESH_LABELS, SECRET_NAME, redact_secret, registry_secret
 from mirror.credentials import Credentials
-from mirror.lock import LockEntry, load_lock, resolve_lock_path
+from mirror.hosts import HostOptions
+from mirror.lock import Lock, LockEntry, load_lock, resolve_lock_path
 from mirror.reference import Reference, RegistryServer, parse_reference, parse_registry_server
 
 Obj = dict[str, Any]
 
 DEFAULT_IMAGE_TAG = "2.0.0"
+DEFAULT_NAMESPACE = "nginx-mesh"
+ENVIRONMENTS = ("kubernetes", "openshift")
+RELEASE = "nginx-mesh"
+PLACEHOLDER_USERNAME = "meshlift"
+PLACEHOLDER_PASSWORD = "replaced-by-meshlift"  # our Secret replaces it
+NO_VALUES = ValueFlags()
+DEFAULT_HOSTS = HostOptions()
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 
@@ -34,8 +45,9 @@ class Settings:
     credentials: Credentials | None = None
     disable_public_images: bool = False
     image_tag: str = DEFAULT_IMAGE_TAG
-    namespace: str = manifests.BUNDLE_NAMESPACE
+    namespace: str = DEFAULT_NAMESPACE
     environment: str = "kubernetes"
+    pin_digests: bool = True
 
     @classmethod
     def parse(
@@ -44,15 +56,16 @@ class Settings:
         credentials: Credentials | None = None,
         disable_public_images: bool = False,
         image_tag: str = DEFAULT_IMAGE_TAG,
-        namespace: str = manifests.BUNDLE_NAMESPACE,
+        namespace: str = DEFAULT_NAMESPACE,
         environment: str = "kubernetes",
+        pin_digests: bool = True,
     ) -> Settings:
         """Validate flag values; each problem is an InputError naming the flag."""
         server = parse_registry_server(registry_server)
         check_namespace(namespace)
         if not _TAG.match(image_tag):
             raise InputError(f"invalid --image-tag {image_tag!r}")
-        if environment not in manifests.ENVIRONMENTS:
+        if environment not in ENVIRONMENTS:
             raise InputError(f"invalid --environment {environment!r}")
         return cls(
             registry_server,
@@ -62,6 +75,7 @@ class Settings:
             image_tag,
             namespace,
             environment,
+            pin_digests,
         )
 
 
@@ -74,11 +88,13 @@ def check_namespace(namespace: str, flag: str = "--namespace") -> str:
 
 @dataclass(frozen=True)
 class Plan:
-    """The objects apply sends, in apply order, and the container images they use."""
+    """The objects apply sends in apply order, the hooks apart, and every image they name."""
 
     settings: Settings
     objects: tuple[Obj, ...]
+    hooks: tuple[Hook, ...]
     images: tuple[ImageUse, ...]
+    renderer: str = ""
 
     def pull_images(self) -> list[Reference]:
         """Each distinct container image, parsed (for preflight)."""
@@ -87,6 +103,10 @@ class Plan:
     def redacted(self) -> list[Obj]:
         """The objects with Secret data redacted, for display."""
         return [redact_secret(obj) for obj in self.objects]
+
+    def redacted_hooks(self) -> list[Hook]:
+        """The hooks with Secret data redacted, for display."""
+        return [h.with_obj(redact_secret(h.obj)) for h in self.hooks]
 
 
 def _labelled(obj: Obj, namespace: str) -> Obj:
@@ -97,24 +117,54 @@ def _labelled(obj: Obj, namespace: str) -> Obj:
     return obj
 
 
-def build_plan(objects: Iterable[Obj], entries: Iterable[LockEntry], settings: Settings) -> Plan:
-    """Rewrite, label and order ``objects`` for ``settings``; add the Secret and the record.
+def _is_pull_secret(obj: Obj) -> bool:
+    return bool(obj["kind"] == "Secret" and obj["metadata"]["name"] == SECRET_NAME)
+
+
+def _as_hook(secret: Obj, hook: Obj) -> Obj:
+    """Our Secret carrying the hook annotations of the chart's Secret it replaces."""
+    annotations = {
+        k: v for k, v in hook["metadata"]["annotations"].items() if k.startswith("helm.sh/")
+    }
+    return {**secret, "metadata": {**secret["metadata"], "annotations": annotations}}
+
+
+def build_plan(
+    objects: Iterable[Obj], entries: Iterable[LockEntry], settings: Settings, renderer: str = ""
+) -> Plan:
+    """Rewrite, label and order ``objects``; hooks apart; add the Secret and the record.
 
     With ``--disable-public-images``, an image that would still be pulled from elsewhere is a
-    PublicImagesLeft error listing each one.
+    PublicImagesLeft error listing each one. With credentials, our Secret replaces any Secret
+    the manifests have under its name (hooks included).
     """
     rules = ImageRules.from_lock(
-        entries, settings.server, settings.image_tag, settings.disable_public_images
+        entries,
+        settings.server,
+        settings.image_tag,
+        settings.disable_public_images,
+        settings.pin_digests,
     )
-    rewritten: list[Obj] = []
+    ordinary, hooks = split_hooks(objects)
+    secret = None
+    if settings.credentials is not None:
+        secret = registry_secret(settings.registry_server, settings.credentials, settings.namespace)
+        ordinary = [o for o in ordinary if not _is_pull_secret(o)]
     uses: list[ImageUse] = []
-    for obj in objects:
-        new, obj_uses = rewrite_object(obj, rules)
-        rewritten.append(_labelled(new, settings.namespace))
-        uses.extend(obj_uses)
+
+    def prepare(obj: Obj) -> Obj:
+        if secret is not None and _is_pull_secret(obj):
+            return _as_hook(secret, obj)
+        new, found = rewrite_object(obj, rules)
+        uses.extend(found)
+        new = _labelled(new, settings.namespace)
+        return add_pull_secret(new, SECRET_NAME) if secret is not None else new
+
+    rewritten = [prepare(o) for o in ordinary]
+    planned_hooks = tuple(h.with_obj(prepare(h.obj)) for h in hooks)
     left = disallowed_images(uses, rules)
     if left:
-        listed = "; ".join(f"{u.image} ({u.where}, container {u.container})" for u in left)
+        listed = "; ".join(f"{u.image} ({u.where}, {u.place})" for u in left)
         raise PublicImagesLeft(
             f"--disable-public-images: {len(left)} image(s) not under {settings.server}: {listed}."
             " Add them to images.lock and run `mirror sync`, or fix the manifests"
@@ -128,43 +178,71 @@ def build_plan(objects: Iterable[Obj], entries: Iterable[LockEntry], settings: S
             "metadata": {"name": settings.namespace},
         }
         rewritten.insert(0, _labelled(namespace, settings.namespace))
-    if settings.credentials is not None:
-        rewritten = [add_pull_secret(o, SECRET_NAME) for o in rewritten]
-        rewritten.append(
-            registry_secret(settings.registry_server, settings.credentials, settings.namespace)
-        )
+    if secret is not None:
+        rewritten.append(secret)
+    kept = [
+        h.with_obj(redact_secret(h.obj))
+        for h in planned_hooks
+        if set(h.phases) & set(DELETE_PHASES)
+    ]
     record = Record(
         namespace=settings.namespace,
         registry_server=settings.registry_server,
         image_tag=settings.image_tag,
         environment=settings.environment,
         disable_public_images=settings.disable_public_images,
-        kinds=kinds_of([*rewritten, {"apiVersion": "v1", "kind": "ConfigMap"}]),
+        kinds=kinds_of(
+            [*rewritten, *(h.obj for h in planned_hooks), {"apiVersion": "v1", "kind": "ConfigMap"}]
+        ),
+        hooks=dump_hooks(kept) if kept else "",
     )
     rewritten.append(record.to_configmap())
-    return Plan(settings, tuple(apply_order(rewritten)), tuple(uses))
+    return Plan(settings, tuple(apply_order(rewritten)), planned_hooks, tuple(uses), renderer)
+
+
+def chart_values(settings: Settings) -> dict[str, Any]:
+    """The chart values meshlift sets (keys of the official chart).
+
+    With credentials, placeholder ones make the chart name our Secret (``registryKeyName``)
+    without the password reaching the chart; our Secret replaces the one it renders. Without,
+    they are empty: credentials reach the chart only through deploy's own flags.
+    """
+    given = settings.credentials is not None
+    registry: dict[str, Any] = {
+        "server": str(settings.server),
+        "imageTag": settings.image_tag,
+        "disablePublicImages": settings.disable_public_images,
+        "username": PLACEHOLDER_USERNAME if given else "",
+        "password": PLACEHOLDER_PASSWORD if given else "",
+        "key": "",
+    }
+    return {"registry": registry, "environment": settings.environment}
 
 
 def load_objects(
     settings: Settings,
+    lock: Lock,
     manifest_paths: Sequence[str] = (),
     chart: str | None = None,
+    values: ValueFlags = NO_VALUES,
+    hosts: HostOptions = DEFAULT_HOSTS,
     stdin: TextIO | None = None,
-) -> list[Obj]:
-    """The manifests to deploy: ``--manifests``, else ``--chart``, else the embedded bundle."""
+) -> tuple[list[Obj], str]:
+    """The objects to deploy and their renderer: ``--manifests``, ``--chart`` or the lock's."""
     if manifest_paths and chart:
         raise InputError("--manifests and --chart are exclusive")
     if manifest_paths:
-        return manifests.load_paths(manifest_paths, stdin or sys.stdin)
+        if values != NO_VALUES:
+            raise InputError("--set, --set-string, --set-file and --values need a chart")
+        return manifests.load_paths(manifest_paths, stdin or sys.stdin), "rendered YAML"
+    credentials = settings.credentials
     if chart:
-        values = manifests.chart_values(
-            str(settings.server),
-            settings.image_tag,
-            settings.disable_public_images,
-            settings.environment,
-        )
-        return manifests.render_chart(chart, settings.namespace, values)
-    return manifests.load_bundle(settings.environment, settings.namespace)
+        source = chart_from_flag(chart, settings.server, credentials, hosts)
+    else:
+        charts = lock.select_charts(settings.environment)
+        source = chart_from_lock(charts, settings.server, credentials, hosts)
+    rendered = render_chart(source, values, chart_values(settings), RELEASE, settings.namespace)
+    return rendered.objects, rendered.renderer
 
 
 def plan_deploy(
@@ -173,7 +251,10 @@ def plan_deploy(
     manifest_paths: Sequence[str] = (),
     chart: str | None = None,
     stdin: TextIO | None = None,
+    values: ValueFlags = NO_VALUES,
+    hosts: HostOptions = DEFAULT_HOSTS,
 ) -> Plan:
-    """Load the lock and the manifests, and build the plan (no cluster, no registry)."""
+    """Load the lock and the chart (or manifests), and build the plan (no cluster)."""
     lock = load_lock(resolve_lock_path(lock_path))
-    return build_plan(load_objects(settings, manifest_paths, chart, stdin), lock.entries, settings)
+    objects, renderer = load_objects(settings, lock, manifest_paths, chart, values, hosts, stdin)
+    return build_plan(objects, lock.entries, settings, renderer)

@@ -15,6 +15,25 @@ from deploy.secret import MESH_LABELS
 Obj = dict[str, Any]
 
 RECORD_NAME = "meshlift-deploy"
+# The kinds NGINX Service Mesh's chart renders: what remove and status look for without a record.
+MESH_KINDS: tuple[tuple[str, str], ...] = (
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"),
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"),
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
+    ("apiregistration.k8s.io/v1", "APIService"),
+    ("apps/v1", "DaemonSet"),
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("batch/v1", "Job"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("storage.k8s.io/v1", "CSIDriver"),
+    ("v1", "ConfigMap"),
+    ("v1", "Service"),
+    ("v1", "ServiceAccount"),
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +46,7 @@ class Record:
     environment: str
     disable_public_images: bool
     kinds: tuple[tuple[str, str], ...]  # (apiVersion, kind), sorted
+    hooks: str = ""  # the pre-/post-delete hooks as YAML, Secret data redacted
 
     def to_configmap(self) -> Obj:
         """The ConfigMap apply writes."""
@@ -44,6 +64,7 @@ class Record:
                 "environment": self.environment,
                 "public-images": "disabled" if self.disable_public_images else "enabled",
                 "kinds": "".join(f"{api} {kind}\n" for api, kind in self.kinds),
+                **({"hooks": self.hooks} if self.hooks else {}),
             },
         }
 
@@ -63,6 +84,7 @@ class Record:
             environment=str(data.get("environment", "")),
             disable_public_images=data.get("public-images") == "disabled",
             kinds=tuple(sorted(set(kinds))),
+            hooks=str(data.get("hooks", "")),
         )
 
 

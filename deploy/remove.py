@@ -1,14 +1,15 @@
 """Remove what apply and propagate made: tracked by our labels and the record, never guessed.
 
-Order: the objects apply labelled (workloads first, CRDs last, and a CRD only when no custom
-resource of it is left that someone else made), every Secret labelled
-``usage=nginx-mesh-registry-key`` in any namespace, the pull-secret entries propagate added to
-service accounts, and finally the mesh namespace, only when apply created it and nothing made
-by others is left in it.
+Order: the ``pre-delete`` hooks apply recorded, the objects apply labelled (workloads first,
+CRDs last, and a CRD only when no custom resource of it is left that someone else made), every
+Secret labelled ``usage=nginx-mesh-registry-key`` in any namespace, the pull-secret entries
+propagate added to service accounts, the ``post-delete`` hooks, and finally the mesh namespace,
+only when apply created it and nothing made by others is left in it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +17,11 @@ from typing import Any
 from deploy.apply import CREATED_ANNOTATION, CREATED_BY
 from deploy.cluster import Cluster
 from deploy.errors import ClusterError
-from deploy.manifests import describe, load_bundle
+from deploy.hooks import recorded_hooks, run_hooks
+from deploy.manifests import describe
 from deploy.order import rank
 from deploy.propagate import PULL_SECRET_LABEL
-from deploy.record import RECORD_NAME, Record, kinds_of
+from deploy.record import MESH_KINDS, RECORD_NAME, Record
 from deploy.secret import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -66,11 +68,11 @@ class Removal:
 
 
 def tracked_kinds(cluster: Cluster, namespace: str) -> tuple[tuple[str, str], ...]:
-    """The kinds the record lists; without a record, those of the embedded bundle."""
+    """The kinds the record lists; without a record, those NGINX Service Mesh's chart renders."""
     record = cluster.get("v1", "ConfigMap", RECORD_NAME, namespace)
     if record is not None:
         return Record.from_configmap(record).kinds
-    return kinds_of([*load_bundle("openshift"), {"apiVersion": "v1", "kind": "ConfigMap"}])
+    return MESH_KINDS
 
 
 def _made_by_others(obj: Obj, claims: frozenset[str] = frozenset()) -> bool:
@@ -157,10 +159,17 @@ def _drop_mesh_labels(namespace: Obj) -> bool:
 
 
 def remove_mesh(
-    cluster: Cluster, namespace: str, on_deleted: Callable[[str], None] = lambda _: None
+    cluster: Cluster,
+    namespace: str,
+    on_deleted: Callable[[str], None] = lambda _: None,
+    timeout: float = 300.0,
+    on_hook: Callable[[str], None] = lambda _: None,
 ) -> Removal:
     """Remove the mesh deployed in ``namespace``; see the module docstring for the order."""
     removal = Removal()
+    deadline = time.monotonic() + timeout
+    hooks = recorded_hooks(cluster, namespace)
+    run_hooks(cluster, hooks, "pre-delete", deadline, on_hook)
 
     def deleted(obj: Obj) -> None:
         meta = obj["metadata"]
@@ -191,6 +200,7 @@ def remove_mesh(
         name, where = meta["name"], meta["namespace"]
         if cluster.update("v1", "ServiceAccount", name, where, _drop_pull_secret):
             removal.cleaned.append(f"ServiceAccount {where}/{name}")
+    run_hooks(cluster, hooks, "post-delete", deadline, on_hook)
     claims = _claims_of([o for o in owned if o["kind"] == "StatefulSet"])
     _remove_namespace(cluster, namespace, removal, deleted, record, claims)
     return removal

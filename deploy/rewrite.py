@@ -6,10 +6,16 @@ Pure functions over plain dicts; nothing here talks to a cluster or a registry.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
+import dataclasses
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
+from deploy.manifests import SAFE_LOADER
 from mirror.errors import InvalidReference
 from mirror.lock import LockEntry
 from mirror.reference import Reference, RegistryServer, flatten_destination, parse_reference
@@ -39,6 +45,7 @@ class ImageRules:
     ``mesh_names``: last path components of the NGINX Service Mesh images, which always come
     from ``server`` with ``image_tag``. ``locked``: source references (without digest) that
     ``mirror`` copies; with ``disable_public_images`` these come from ``server`` too.
+    ``pins``: images under ``server`` (without digest) and the digest the lock pins them to.
     """
 
     server: RegistryServer
@@ -46,6 +53,7 @@ class ImageRules:
     disable_public_images: bool
     mesh_names: frozenset[str]
     locked: frozenset[Reference]
+    pins: Mapping[Reference, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_lock(
@@ -54,9 +62,15 @@ class ImageRules:
         server: RegistryServer,
         image_tag: str,
         disable_public_images: bool,
+        pin_digests: bool = True,
     ) -> ImageRules:
         """Rules for the entries of a lock: its ``nginx-mesh`` component names the mesh images."""
         entries = tuple(entries)
+        pins = {
+            flatten_destination(e.source.with_digest(None), server): e.digest
+            for e in entries
+            if e.digest and pin_digests
+        }
         return cls(
             server=server,
             image_tag=image_tag,
@@ -65,6 +79,7 @@ class ImageRules:
                 e.source.last_component for e in entries if e.component == MESH_COMPONENT
             ),
             locked=frozenset(e.source.with_digest(None) for e in entries),
+            pins=pins,
         )
 
     def _mesh(self, ref: Reference) -> Reference:
@@ -75,6 +90,10 @@ class ImageRules:
     def _mirrored(self, ref: Reference) -> Reference:
         return flatten_destination(ref.with_digest(None), self.server).with_digest(ref.digest)
 
+    def _pinned(self, ref: Reference) -> str:
+        digest = self.pins.get(ref) if ref.digest is None else None
+        return str(ref.with_digest(digest) if digest else ref)
+
     def image(self, text: str) -> str:
         """The image a container should use instead of ``text`` (``text`` itself if unchanged)."""
         try:
@@ -82,24 +101,29 @@ class ImageRules:
         except InvalidReference:
             return text
         if ref.last_component in self.mesh_names:
-            return str(self._mesh(ref))
+            return self._pinned(self._mesh(ref))
         if self.disable_public_images and ref.with_digest(None) in self.locked:
-            return str(self._mirrored(ref))
-        return text
+            return self._pinned(self._mirrored(ref))
+        return self._pinned(ref) if ref in self.pins else text
 
-    def string(self, text: str) -> str:
-        """``text`` rewritten if it is exactly a locked source reference (with tag or digest)."""
+    def is_locked(self, text: str) -> bool:
+        """Whether ``text`` is exactly a locked source reference (with tag or digest)."""
         if any(c.isspace() for c in text) or not _has_tag_or_digest(text):
-            return text
+            return False
         try:
             ref = parse_reference(text)
         except InvalidReference:
+            return False
+        return ref.with_digest(None) in self.locked
+
+    def string(self, text: str) -> str:
+        """``text`` rewritten if it is exactly a locked source reference (with tag or digest)."""
+        if not self.is_locked(text):
             return text
-        if ref.with_digest(None) not in self.locked:
-            return text
+        ref = parse_reference(text)
         if ref.last_component in self.mesh_names:
-            return str(self._mesh(ref))
-        return str(self._mirrored(ref)) if self.disable_public_images else text
+            return self._pinned(self._mesh(ref))
+        return self._pinned(self._mirrored(ref)) if self.disable_public_images else text
 
     def is_allowed(self, image: str) -> bool:
         """Whether a (rewritten) image may stay: under the registry, or public images allowed."""
@@ -125,10 +149,14 @@ def _has_tag_or_digest(text: str) -> bool:
 
 @dataclass(frozen=True)
 class ImageUse:
-    """One container image of one pod template, before and after rewriting."""
+    """One image reference of one object, before and after rewriting.
+
+    ``place``: ``container NAME`` for a container's image, else where the string is
+    (``data meshconfig.json: registry.sidecarImage``, ``env HELPER_IMAGE``).
+    """
 
     where: str
-    container: str
+    place: str
     original: str
     image: str
 
@@ -159,43 +187,150 @@ def _where(obj: Obj) -> str:
     return f"{obj.get('kind')} {namespace}{meta.get('name')}"
 
 
+def _names_an_image(key: object) -> bool:
+    return isinstance(key, str) and "image" in key.lower()
+
+
+def _embedded(text: str) -> list[Any] | None:
+    """The JSON or YAML documents inside a ConfigMap value, if it holds mappings or lists."""
+    if "\n" not in text and not text.lstrip().startswith(("{", "[")):
+        return None
+    try:
+        docs = [json.loads(text)]
+    except ValueError:
+        try:
+            docs = list(yaml.load_all(text, Loader=SAFE_LOADER))
+        except yaml.YAMLError:
+            return None
+    docs = [d for d in docs if isinstance(d, dict | list)]
+    return docs or None
+
+
+def _replace_reference(text: str, old: str, new: str) -> str:
+    return re.sub(rf"(?<![\w./:@-]){re.escape(old)}(?![\w./:@-])", lambda _: new, text)
+
+
+class _ImageStrings:
+    """Finds (and with rules, rewrites) image references in strings outside container images.
+
+    A string is an image when it is exactly a locked reference, or when the key, env name or
+    preceding ``--flag`` it comes under names an image and it has a tag or digest. ConfigMap
+    values holding JSON or YAML are searched inside.
+    """
+
+    def __init__(self, where: str, rules: ImageRules | None) -> None:
+        self.where = where
+        self.rules = rules
+        self.uses: list[ImageUse] = []
+
+    def _string(self, text: str, named: bool, place: str) -> str:
+        rules = self.rules
+        if rules is not None and rules.is_locked(text):
+            new = rules.string(text)
+        elif named and _has_tag_or_digest(text) and _is_reference(text):
+            new = rules.image(text) if rules is not None else text
+        else:
+            return text
+        self.uses.append(ImageUse(self.where, place, text, new))
+        return new
+
+    def visit(
+        self, node: Any, place: str, named: bool = False, skip: frozenset[int] = frozenset()
+    ) -> Any:
+        """``node`` with its image strings rewritten; ``skip``: containers (their image is done)."""
+        if isinstance(node, dict):
+            env_named = _names_an_image(node.get("name")) and isinstance(node.get("value"), str)
+            result = {}
+            for key, value in node.items():
+                if id(node) in skip and key == "image":
+                    result[key] = value
+                    continue
+                child = f"{place}.{key}" if place else str(key)
+                if env_named and key == "value":
+                    child, child_named = f"env {node['name']}", True
+                else:
+                    child_named = _names_an_image(key)
+                result[key] = self.visit(value, child, child_named, skip)
+            return result
+        if isinstance(node, list):
+            items: list[Any] = []
+            for index, value in enumerate(node):
+                previous = node[index - 1] if index else None
+                flag_named = isinstance(previous, str) and previous.startswith("-")
+                items.append(
+                    self.visit(value, place, flag_named and _names_an_image(previous), skip)
+                )
+            return items
+        if isinstance(node, str):
+            return self._string(node, named, place)
+        return node
+
+    def visit_config_data(self, data: dict[str, Any]) -> dict[str, Any]:
+        """ConfigMap ``data``: JSON or YAML values searched inside, others as strings."""
+        result: dict[str, Any] = {}
+        for key, value in data.items():
+            docs = _embedded(value) if isinstance(value, str) else None
+            if docs is None:
+                result[key] = self.visit(value, f"data {key}", _names_an_image(key))
+                continue
+            found = len(self.uses)
+            for doc in docs:
+                self.visit(doc, "")
+            for index in range(found, len(self.uses)):
+                use = self.uses[index]
+                self.uses[index] = ImageUse(
+                    self.where, f"data {key}: {use.place}", use.original, use.image
+                )
+                if use.image != use.original:
+                    value = _replace_reference(value, use.original, use.image)
+            result[key] = value
+        return result
+
+
+def _is_reference(text: str) -> bool:
+    try:
+        parse_reference(text)
+    except InvalidReference:
+        return False
+    return True
+
+
+def _scan(obj: Obj, rules: ImageRules | None) -> tuple[Obj, list[ImageUse]]:
+    result = copy.deepcopy(obj)
+    where = _where(obj)
+    uses: list[ImageUse] = []
+    found = [c for spec in pod_specs(result) for c in containers(spec)]
+    for container in found:
+        image = container.get("image")
+        if isinstance(image, str):
+            container["image"] = rules.image(image) if rules is not None else image
+            uses.append(
+                ImageUse(where, f"container {container.get('name')}", image, container["image"])
+            )
+    strings = _ImageStrings(where, rules)
+    skip = frozenset(id(c) for c in found)
+    config = result.get("kind") == "ConfigMap" and isinstance(result.get("data"), dict)
+    rewritten: Obj = {}
+    for key, value in result.items():
+        if config and key == "data":
+            rewritten[key] = strings.visit_config_data(value)
+        else:
+            rewritten[key] = strings.visit(value, key, False, skip)
+    return rewritten, uses + strings.uses
+
+
 def image_uses(obj: Obj) -> list[ImageUse]:
-    """The container images of ``obj``'s pod templates, as they are now."""
-    return [
-        ImageUse(_where(obj), str(c.get("name")), str(c["image"]), str(c["image"]))
-        for spec in pod_specs(obj)
-        for c in containers(spec)
-        if isinstance(c.get("image"), str)
-    ]
-
-
-def _rewrite_strings(node: Any, rules: ImageRules) -> Any:
-    if isinstance(node, dict):
-        return {k: _rewrite_strings(v, rules) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_rewrite_strings(v, rules) for v in node]
-    if isinstance(node, str):
-        return rules.string(node)
-    return node
+    """Every image ``obj`` names: container images, and image strings elsewhere (see above)."""
+    return _scan(obj, None)[1]
 
 
 def rewrite_object(obj: Obj, rules: ImageRules) -> tuple[Obj, list[ImageUse]]:
-    """A rewritten copy of ``obj`` and the container images it now uses.
+    """A rewritten copy of ``obj`` and every image it now names.
 
-    Container images follow :meth:`ImageRules.image`; every other string (ConfigMap data,
-    args, env) follows :meth:`ImageRules.string`.
+    Container images and strings naming an image follow :meth:`ImageRules.image`; any other
+    string that is exactly a locked reference follows :meth:`ImageRules.string`.
     """
-    result: Obj = _rewrite_strings(obj, rules)
-    originals = [c.get("image") for spec in pod_specs(obj) for c in containers(spec)]
-    rewritten = [c for spec in pod_specs(result) for c in containers(spec)]
-    uses: list[ImageUse] = []
-    for container, image in zip(rewritten, originals, strict=True):
-        if isinstance(image, str):
-            container["image"] = rules.image(image)
-            uses.append(
-                ImageUse(_where(obj), str(container.get("name")), image, container["image"])
-            )
-    return result, uses
+    return _scan(obj, rules)
 
 
 def disallowed_images(uses: Iterable[ImageUse], rules: ImageRules) -> list[ImageUse]:

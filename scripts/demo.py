@@ -4,7 +4,8 @@ No internet is needed: a local "public" registry stands in for docker-registry.n
 gcr.io, docker.io, ghcr.io and registry.k8s.io (small synthetic images under the real
 names, reached with --endpoint), a local chart repository stands in for helm.nginx.com (a
 small synthetic chart under the real name), and a second registry with a password is the
-private one.
+private one. `deploy render` then renders the mesh chart from the private registry with Helm's
+engine, every image pointed at the private registry.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from mirror.lock import load_lock
 from tests.chartrepo import build_chart, serve_charts
 from tests.imagefactory import make_image, make_index, make_layer, push
 from tests.registries import start_registry
+
+MINI_MESH = Path(__file__).resolve().parent.parent / "tests" / "data" / "charts" / "mini-mesh"
 
 
 def run(*args: str, stdin: str | None = None) -> None:
@@ -76,11 +79,23 @@ def main() -> None:
                 f" under {server}/."
             )
             out = Path(tmp) / "manifests"
+            # --chart: the synthetic chart, until `mirror sync` pushes a chart from a local
+            # stand-in for helm.nginx.com (then render takes the lock's chart from the registry).
             deploy = [sys.executable, "-m", "deploy", "render", "--registry-server", server]
-            run(*deploy, *creds, "--disable-public-images", "--output", str(out), stdin="demo-pw\n")
-            controller = next(out.glob("*-deployment-nginx-mesh-controller.yaml"))
-            print(f"\n{controller.name} (one of {len(list(out.iterdir()))} manifests):")
-            print(controller.read_text())
+            chart = ["--chart", str(MINI_MESH)]
+            run(
+                *deploy,
+                *chart,
+                *creds,
+                "--disable-public-images",
+                "-o",
+                str(out),
+                stdin="demo-pw\n",
+            )
+            for name in ("deployment-nginx-mesh-controller", "configmap-meshconfig"):
+                shown = next(out.glob(f"*-{name}.yaml"))
+                print(f"\n{shown.name} (one of {len(list(out.glob('*.yaml')))} manifests):")
+                print(shown.read_text())
         finally:
             chart_repo.stop()
             public.stop()

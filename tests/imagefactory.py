@@ -165,6 +165,35 @@ def make_image(
     return Image(config_blob, tuple(blobs), manifest, sha256(manifest), types["manifest"], platform)
 
 
+HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
+HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+
+
+def make_chart(tgz: bytes, name: str, version: str) -> Image:
+    """A Helm chart as ``helm push`` stores it: Chart.yaml fields as config, the .tgz as layer."""
+    config_data = _encode({"apiVersion": "v2", "name": name, "version": version})
+    config_blob = Blob(config_data, sha256(config_data), HELM_CONFIG)
+    layer = Blob(tgz, sha256(tgz), HELM_CHART_LAYER)
+    media_type = MEDIA_TYPES["oci"]["manifest"]
+    manifest = _encode(
+        {
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "config": config_blob.descriptor(),
+            "layers": [layer.descriptor()],
+        }
+    )
+    return Image(config_blob, (layer,), manifest, sha256(manifest), media_type, ("", ""))
+
+
+def push_chart(registry: RegistryLike, tgz: bytes, repo: str, version: str) -> str:
+    """Push chart ``tgz`` to ``repo:version`` as an OCI Helm chart; returns the layer digest."""
+    name = repo.rsplit("/", 1)[-1]
+    chart = make_chart(tgz, name, version)
+    push(registry, repo, version, chart)
+    return chart.layers[0].digest
+
+
 def make_index(images: Sequence[Image], fmt: Fmt = "oci") -> Index:
     """An OCI index (``oci``) or Docker manifest list (``docker``) over ``images``."""
     media_type = MEDIA_TYPES[fmt]["index"]

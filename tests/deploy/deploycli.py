@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
+import tarfile
+from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner, Result
@@ -13,6 +16,19 @@ from deploy.cli import cli
 from tests.fakekube.fixtures import KubeUnderTest
 
 R = "reg.example:5000"
+# A small chart shaped like NGINX Service Mesh's (CRDs, meshconfig, workloads, hooks, schema).
+MINI_MESH = str(Path(__file__).parents[1] / "data" / "charts" / "mini-mesh")
+
+
+def package_chart(directory: str = MINI_MESH) -> bytes:
+    """The chart ``directory`` as a ``.tgz``, laid out as ``helm package`` lays it out."""
+    buffer = io.BytesIO()
+    root = Path(directory)
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                archive.add(path, f"{root.name}/{path.relative_to(root)}")
+    return buffer.getvalue()
 
 
 def run_deploy(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
@@ -54,12 +70,14 @@ def decoded_config(secret: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_mesh(kube: KubeUnderTest, namespace: str, *extra: str) -> Result:
-    """``deploy apply`` of the bundle into ``namespace`` with credentials, no preflight/wait."""
+    """``deploy apply`` of the mini chart into ``namespace`` with credentials, no preflight/wait."""
     return ok(
         run_deploy(
             "apply",
             "--registry-server",
             R,
+            "--chart",
+            MINI_MESH,
             "--namespace",
             namespace,
             "--skip-preflight",

@@ -12,7 +12,7 @@ import base64
 from deploy.plan import Settings, plan_deploy
 from deploy.rewrite import containers, pod_specs
 from mirror.reference import parse_registry_server
-from tests.deploy.deploycli import decoded_config, ok, run_deploy
+from tests.deploy.deploycli import MINI_MESH, decoded_config, ok, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
 from tests.imagefactory import make_image, push
 from tests.registries import Registry
@@ -20,7 +20,7 @@ from tests.registries import Registry
 
 def mirror_images(registry: Registry, server: str) -> None:
     """Put every image the kubernetes plan pulls into the registry (what `mirror sync` does)."""
-    plan = plan_deploy(Settings.parse(server, disable_public_images=True))
+    plan = plan_deploy(Settings.parse(server, disable_public_images=True), chart=MINI_MESH)
     prefix = parse_registry_server(server).prefix
     for ref in plan.pull_images():
         repository = ref.repository.removeprefix(f"{prefix}/")
@@ -50,6 +50,8 @@ def test_apply_then_remove(
             "apply",
             "--registry-server",
             server,
+            "--chart",
+            MINI_MESH,
             "--registry-username",
             user,
             "--registry-password-stdin",
@@ -82,7 +84,7 @@ def test_apply_then_remove(
     ):
         for obj in kube.list(api_version, kind, mesh):
             templates.extend(pod_specs({**obj, "kind": kind}))
-    assert len(templates) == 6
+    assert len(templates) == 4
     for spec in templates:
         assert spec["imagePullSecrets"] == [{"name": "nginx-mesh-registry-key"}]
         for container in containers(spec):

@@ -11,10 +11,15 @@ from pathlib import Path
 import pytest
 
 from deploy.rewrite import image_uses, pod_specs
-from tests.deploy.deploycli import R, decoded_config, ok, one_line_error, run_deploy
+from tests.deploy.deploycli import MINI_MESH, R, decoded_config, ok, one_line_error, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
 
 HAND_WRITTEN = str(Path(__file__).parent / "data" / "hand-written.yaml")
+
+
+def manifest_args(kube: KubeUnderTest, *extra: str) -> list[str]:
+    """``apply_args`` for --manifests instead of the chart."""
+    return [a for a in apply_args(kube, *extra) if a not in ("--chart", MINI_MESH)]
 
 
 def apply_args(kube: KubeUnderTest, *extra: str) -> list[str]:
@@ -22,6 +27,8 @@ def apply_args(kube: KubeUnderTest, *extra: str) -> list[str]:
         "apply",
         "--registry-server",
         R,
+        "--chart",
+        MINI_MESH,
         "--namespace",
         kube.ns("nginx-mesh"),
         "--skip-preflight",
@@ -110,13 +117,38 @@ def test_apply_creates_the_mesh_and_reapplying_changes_nothing(kube: KubeUnderTe
     assert len(kube.list("v1", "Secret", None, "usage=nginx-mesh-registry-key")) == 1
 
 
+UPGRADE_JOB = """\
+apiVersion: batch/v1
+kind: Job
+metadata: {name: nginx-mesh-upgrade}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: upgrade, image: "bitnami/kubectl:latest"}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: nginx-mesh-controller}
+spec:
+  selector: {matchLabels: {app: c}}
+  template:
+    metadata: {labels: {app: c}}
+    spec:
+      containers: [{name: c, image: "docker-registry.nginx.com/nsm/nginx-mesh-controller:2.0.0"}]
+"""
+
+
 def test_a_new_registry_replaces_the_job_whose_template_is_immutable(
     kube: KubeUnderTest,
 ) -> None:
     namespace = kube.ns("nginx-mesh")
-    ok(run_deploy(*apply_args(kube, "--no-wait", "--disable-public-images")))
-    moved = [a if a != R else "other.example" for a in apply_args(kube, "--no-wait")]
-    result = ok(run_deploy(*moved, "--disable-public-images", "--image-tag", "2.0.1"))
+    manifest = kube.workdir / "upgrade.yaml"
+    manifest.write_text(UPGRADE_JOB)
+    args = manifest_args(kube, "--no-wait", "--manifests", str(manifest), "--disable-public-images")
+    ok(run_deploy(*args))
+    moved = [a if a != R else "other.example" for a in args]
+    result = ok(run_deploy(*moved, "--image-tag", "2.0.1"))
     assert f"replaced   Job {namespace}/nginx-mesh-upgrade" in result.stdout
     assert f"configured Deployment {namespace}/nginx-mesh-controller" in result.stdout
     job = kube.get("batch/v1", "Job", "nginx-mesh-upgrade", namespace)
@@ -215,7 +247,7 @@ def test_apply_hand_written_manifests_with_cronjobs(kube: KubeUnderTest) -> None
             "nats@sha256:" + "0" * 64, "nats:2.9-alpine"
         )
     )
-    args = apply_args(kube, "--manifests", str(manifest), "--disable-public-images", "--no-wait")
+    args = manifest_args(kube, "--manifests", str(manifest), "--disable-public-images", "--no-wait")
     ok(
         run_deploy(
             *args, "--registry-username", "u", input=None, env={"MESHLIFT_REGISTRY_PASSWORD": "p"}
@@ -280,7 +312,7 @@ def test_namespace_created_by_apply_is_marked_a_pre_existing_one_is_not(
 def test_kubeconfig_from_environment_and_context_errors(
     fake_kube: KubeUnderTest, tmp_path: Path
 ) -> None:
-    args = ["apply", "--registry-server", R, "--skip-preflight", "--no-wait"]
+    args = ["apply", "--registry-server", R, "--chart", MINI_MESH, "--skip-preflight", "--no-wait"]
     ok(run_deploy(*args, env={"KUBECONFIG": str(fake_kube.kubeconfig)}))
     unknown = run_deploy(*args, "--kubeconfig", str(fake_kube.kubeconfig), "--context", "prod")
     assert "--context prod: not in" in one_line_error(unknown, 2)
@@ -295,7 +327,14 @@ def test_unreachable_cluster_is_one_line_exit_1(fake_kube: KubeUnderTest, tmp_pa
     dead = tmp_path / "dead"
     dead.write_text(json.dumps(config))
     result = run_deploy(
-        "apply", "--registry-server", R, "--skip-preflight", "--kubeconfig", str(dead)
+        "apply",
+        "--registry-server",
+        R,
+        "--chart",
+        MINI_MESH,
+        "--skip-preflight",
+        "--kubeconfig",
+        str(dead),
     )
     line = one_line_error(result, 1)
     assert "cannot reach the Kubernetes API at http://127.0.0.1:9" in line

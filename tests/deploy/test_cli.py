@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+from tests.deploy.deploycli import MINI_MESH
 from tests.fakekube.fixtures import KubeUnderTest
 
 
@@ -50,6 +51,8 @@ def test_debug_logs_never_show_the_password(fake_kube: KubeUnderTest) -> None:
             "apply",
             "--registry-server",
             "r.example",
+            "--chart",
+            MINI_MESH,
             "--registry-username",
             "u",
             "--registry-password-stdin",

@@ -14,6 +14,7 @@ from kubernetes.dynamic.exceptions import (
     UnauthorizedError,
 )
 
+from tests.deploy.deploycli import MINI_MESH, R
 from tests.fakekube.fixtures import KubeUnderTest, when_watched
 from tests.fakekube.selectors import SelectorError, label_selector
 
@@ -23,12 +24,41 @@ def config_map(name: str, namespace: str = "default", **labels: str) -> dict[str
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"k": "v"}}
 
 
-def test_discovery_serves_every_kind_the_bundle_uses(fake_kube: KubeUnderTest) -> None:
-    from deploy.manifests import load_bundle
+def test_discovery_serves_every_kind_the_mesh_uses(fake_kube: KubeUnderTest) -> None:
+    from deploy.plan import Settings, plan_deploy
+    from deploy.record import MESH_KINDS
 
-    for obj in load_bundle("openshift"):
+    plan = plan_deploy(Settings.parse(R, environment="openshift"), chart=MINI_MESH)
+    for obj in [*plan.objects, *(h.obj for h in plan.hooks)]:
         resource = fake_kube.client.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
         assert resource.namespaced == ("namespace" in obj["metadata"])
+    for api_version, kind in MESH_KINDS:
+        assert fake_kube.client.resources.get(api_version=api_version, kind=kind)
+
+
+def test_jobs_complete_unless_told_to_fail_or_keep_running(fake_kube: KubeUnderTest) -> None:
+    assert fake_kube.server is not None
+    store = fake_kube.server.store
+
+    def job(name: str) -> dict[str, object]:
+        meta = {"name": name, "namespace": "default"}
+        return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": {}}
+
+    assert fake_kube.create(job("a"))["status"]["conditions"][0]["type"] == "Complete"
+    store.set_job_outcome("b", "Failed")
+    store.set_job_outcome("c", "Running")
+    failed = fake_kube.create(job("b"))["status"]
+    assert failed["failed"] == 1 and failed["conditions"][0]["type"] == "Failed"
+    assert fake_kube.create(job("c"))["status"] == {"active": 1}
+    fake_kube.client.resources.get(api_version="batch/v1", kind="Job").delete(
+        name="a", namespace="default"
+    )
+    assert [(e, o["metadata"]["name"]) for e, o in store.history("Job")] == [
+        ("ADDED", "a"),
+        ("ADDED", "b"),
+        ("ADDED", "c"),
+        ("DELETED", "a"),
+    ]
 
 
 def test_crud_with_status_objects_on_errors(fake_kube: KubeUnderTest) -> None:

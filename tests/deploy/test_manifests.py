@@ -1,22 +1,14 @@
-"""Loading manifests: files, directories, stdin, helm charts, and their errors."""
+"""Loading rendered manifests: files, directories, stdin, and their errors."""
 
 from __future__ import annotations
 
 import io
-import os
-import stat
 from pathlib import Path
 
 import pytest
 
-from deploy.errors import InputError, ManifestError
-from deploy.manifests import (
-    chart_values,
-    dump_documents,
-    load_paths,
-    parse_documents,
-    render_chart,
-)
+from deploy.errors import ManifestError
+from deploy.manifests import dump_documents, load_paths, parse_documents
 
 CONFIG_MAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"
 
@@ -80,46 +72,3 @@ def test_dump_round_trips_with_block_strings() -> None:
     text = dump_documents(objects)
     assert "c: |\n    x\n    y\n" in text
     assert parse_documents(text, "dump") == objects
-
-
-def test_chart_without_helm_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(InputError, match="--chart needs the helm binary, which is not on PATH"):
-        render_chart(str(tmp_path), "nginx-mesh", {})
-
-
-def test_chart_is_rendered_by_helm_template_with_our_values(tmp_path: Path) -> None:
-    helm = tmp_path / "helm"
-    args_file = tmp_path / "args"
-    helm.write_text(
-        "#!/bin/sh\n"
-        f'printf "%s\\n" "$@" > {args_file}\n'
-        f"printf '{CONFIG_MAP.format(name='from-chart')}'\n"
-    )
-    helm.chmod(helm.stat().st_mode | stat.S_IEXEC)
-    values = chart_values("reg.example:5000", "2.0.0", True, "openshift")
-    objects = render_chart(str(tmp_path), "mesh", values, helm=str(helm))
-    assert [o["metadata"]["name"] for o in objects] == ["from-chart"]
-    assert args_file.read_text().splitlines() == [
-        "template",
-        "nginx-mesh",
-        str(tmp_path),
-        "--namespace",
-        "mesh",
-        "--set",
-        "registry.server=reg.example:5000",
-        "--set-string",
-        "registry.imageTag=2.0.0",
-        "--set",
-        "registry.disablePublicImages=true",
-        "--set",
-        "environment=openshift",
-    ]
-
-
-def test_failing_helm_reports_its_last_line(tmp_path: Path) -> None:
-    helm = tmp_path / "helm"
-    helm.write_text("#!/bin/sh\necho 'Error: chart not found' >&2\nexit 1\n")
-    os.chmod(helm, 0o755)
-    with pytest.raises(InputError, match="helm template failed: Error: chart not found"):
-        render_chart(str(tmp_path), "mesh", {}, helm=str(helm))

@@ -8,18 +8,19 @@ import kubernetes_validate
 import pytest
 
 from deploy.errors import InputError
-from deploy.manifests import load_bundle, parse_documents
+from deploy.manifests import parse_documents
 from deploy.order import rank
 from deploy.plan import Settings, build_plan, plan_deploy
 from deploy.record import Record
 from mirror.credentials import Credentials
 from mirror.lock import load_lock
+from tests.deploy.deploycli import MINI_MESH
 
 R = "reg.example:5000"
 
 
 def plan_objects(**settings: Any) -> list[dict[str, Any]]:
-    return list(plan_deploy(Settings.parse(R, **settings)).objects)
+    return list(plan_deploy(Settings.parse(R, **settings), chart=MINI_MESH).objects)
 
 
 @pytest.mark.parametrize("environment", ["kubernetes", "openshift"])
@@ -56,7 +57,9 @@ def test_every_object_carries_our_labels() -> None:
 
 
 def test_record_lists_settings_and_kinds() -> None:
-    objects = plan_objects(disable_public_images=True, image_tag="2.0.1", namespace="mesh")
+    settings = Settings.parse(R, disable_public_images=True, image_tag="2.0.1", namespace="mesh")
+    plan = plan_deploy(settings, chart=MINI_MESH)
+    objects = [*plan.objects, *(h.obj for h in plan.hooks)]
     (record_map,) = [o for o in objects if o["metadata"]["name"] == "meshlift-deploy"]
     record = Record.from_configmap(record_map)
     assert record.namespace == "mesh"
@@ -82,7 +85,7 @@ def test_manifests_without_namespace_get_the_mesh_namespace_and_a_namespace_obje
 
 
 def test_redacted_plan_has_no_secret_data() -> None:
-    plan = plan_deploy(Settings.parse(R, Credentials("u", "s3cr3t-pw")))
+    plan = plan_deploy(Settings.parse(R, Credentials("u", "s3cr3t-pw")), chart=MINI_MESH)
     shown = str(plan.redacted())
     (secret,) = [o for o in plan.redacted() if o["kind"] == "Secret"]
     assert secret["data"] == {".dockerconfigjson": "<redacted>"}
@@ -102,8 +105,37 @@ def test_bad_settings_are_input_errors(settings: dict[str, str], message: str) -
         Settings.parse(R, **settings)  # type: ignore[arg-type]
 
 
-def test_bundle_images_match_plan_pull_images() -> None:
-    plan = plan_deploy(Settings.parse(R, disable_public_images=True))
-    assert len(plan.pull_images()) == 9
-    assert all(str(ref).startswith(f"{R}/") for ref in plan.pull_images())
-    assert len(load_bundle("kubernetes")) + 1 == len(plan.objects)  # + the record
+def test_chart_images_are_every_image_the_plan_pulls() -> None:
+    plan = plan_deploy(Settings.parse(R, disable_public_images=True), chart=MINI_MESH)
+    assert [str(ref) for ref in plan.pull_images()] == [
+        f"{R}/curl:latest",
+        f"{R}/kubectl:latest",
+        f"{R}/nats:2.9-alpine",
+        f"{R}/nginx-mesh-controller:2.0.0",
+        f"{R}/nginx-mesh-init:2.0.0",
+        f"{R}/nginx-mesh-metrics:2.0.0",
+        f"{R}/nginx-mesh-sidecar:2.0.0",
+        f"{R}/spire-agent:1.5.6",
+    ]
+
+
+def test_hooks_are_planned_apart_and_recorded_for_remove() -> None:
+    plan = plan_deploy(Settings.parse(R, Credentials("u", "s3cr3t-pw")), chart=MINI_MESH)
+    assert not any("helm.sh/hook" in (o["metadata"].get("annotations") or {}) for o in plan.objects)
+    assert sorted(h.obj["metadata"]["name"] for h in plan.hooks) == [
+        "check-cluster",
+        "nginx-mesh-registry-key",
+        "post-delete",
+        "remove-spiffeids",
+        "turn-proxies-transparent",
+    ]
+    (record_map,) = [o for o in plan.objects if o["metadata"]["name"] == "meshlift-deploy"]
+    recorded = parse_documents(Record.from_configmap(record_map).hooks, "record")
+    assert [o["metadata"]["name"] for o in recorded] == [
+        "turn-proxies-transparent",
+        "post-delete",
+        "nginx-mesh-registry-key",
+        "remove-spiffeids",
+    ]
+    assert recorded[2]["data"] == {".dockerconfigjson": "<redacted>"}
+    assert "s3cr3t" not in str(recorded)

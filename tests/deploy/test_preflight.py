@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deploy.plan import Settings, plan_deploy
 from deploy.preflight import missing_images
 from mirror.reference import parse_reference
-from tests.deploy.deploycli import ok, one_line_error, run_deploy
+from tests.deploy.deploycli import MINI_MESH, ok, one_line_error, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
 from tests.imagefactory import make_image, push
 from tests.registries import Registry
@@ -85,3 +86,22 @@ def test_preflight_uses_the_deploy_credentials(
     )
     assert f"preflight: all 2 images are in {server}" in result.stderr
     assert basic_registry.password not in result.output
+
+
+def test_preflight_covers_the_images_named_only_in_the_mesh_config(
+    anon_registry: Registry, unique_repo: object, fake_kube: KubeUnderTest
+) -> None:
+    prefix = unique_repo("nsm")  # type: ignore[operator]
+    server = f"{anon_registry.host}/{prefix}"
+    args = ["apply", "--registry-server", server, "--chart", MINI_MESH, "--disable-public-images"]
+    plan = plan_deploy(Settings.parse(server, disable_public_images=True), chart=MINI_MESH)
+    for ref in plan.pull_images():
+        if ref.last_component != "nginx-mesh-sidecar":
+            name = ref.repository.removeprefix(f"{prefix}/")
+            push(anon_registry, f"{prefix}/{name}", ref.tag, make_image(str(ref)))
+    result = run_deploy(*args, *fake_kube.cli_args())
+    line = one_line_error(result, 1)
+    assert (
+        f"preflight: 1 image(s) missing from {server}: {server}/nginx-mesh-sidecar:2.0.0." in line
+    )
+    assert fake_kube.server is not None and fake_kube.server.requests == []

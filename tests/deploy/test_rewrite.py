@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from deploy.errors import PublicImagesLeft
-from deploy.manifests import load_bundle, load_paths
+from deploy.helm import ChartInput, ValueFlags, render_chart
+from deploy.manifests import load_paths
 from deploy.plan import Settings, build_plan
 from deploy.rewrite import ImageRules, add_pull_secret, image_uses, pod_specs, rewrite_object
 from mirror.credentials import Credentials
-from mirror.lock import load_lock
-from mirror.reference import parse_registry_server
+from mirror.lock import LockEntry, load_lock
+from mirror.reference import parse_reference, parse_registry_server
+from tests.deploy.deploycli import MINI_MESH
 
 HAND_WRITTEN = str(Path(__file__).parent / "data" / "hand-written.yaml")
 R = "reg.example:5000"
@@ -23,6 +26,13 @@ def rules(disable_public_images: bool, image_tag: str = "2.0.0") -> ImageRules:
     return ImageRules.from_lock(
         load_lock(None).entries, parse_registry_server(R), image_tag, disable_public_images
     )
+
+
+def chart_defaults(environment: str = "kubernetes") -> list[dict[str, Any]]:
+    """The mini chart rendered with its own defaults: public images, as upstream publishes it."""
+    chart = ChartInput(MINI_MESH, path=MINI_MESH)
+    ours = {"environment": environment}
+    return render_chart(chart, ValueFlags(), ours, "nginx-mesh", "nginx-mesh").objects
 
 
 def by_name(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -36,7 +46,12 @@ def rewritten(disable_public_images: bool) -> dict[str, dict[str, Any]]:
 
 
 def images(obj: dict[str, Any]) -> dict[str, str]:
-    return {u.container: u.image for u in image_uses(obj)}
+    """Container name to image (images in other strings left out)."""
+    return {
+        u.place.removeprefix("container "): u.image
+        for u in image_uses(obj)
+        if u.place.startswith("container ")
+    }
 
 
 def test_cronjob_init_and_ephemeral_containers_are_rewritten() -> None:
@@ -95,22 +110,82 @@ def test_without_disable_public_images_public_images_are_allowed() -> None:
 
 
 @pytest.mark.parametrize("environment", ["kubernetes", "openshift"])
-def test_every_bundle_image_ends_under_the_registry(environment: str) -> None:
-    objects = load_bundle(environment)
+def test_every_chart_image_ends_under_the_registry(environment: str) -> None:
+    objects = chart_defaults(environment)
     for obj in objects:
         new, uses = rewrite_object(obj, rules(True))
-        assert all(u.image.startswith(f"{R}/") for u in uses)
+        assert all(u.image.startswith(f"{R}/") for u in uses), uses
         assert new is not obj
-    (config,) = [o for o in objects if o["metadata"]["name"] == "nginx-mesh-injection"]
-    assert rewrite_object(config, rules(True))[0]["data"]["sidecar-image"] == (
-        f"{R}/nginx-mesh-sidecar:2.0.0"
+    (config,) = [o for o in objects if o["metadata"]["name"] == "meshconfig"]
+    new, uses = rewrite_object(config, rules(True))
+    registry = json.loads(new["data"]["meshconfig.json"])["registry"]
+    assert (registry["sidecarImage"], registry["sidecarInitImage"]) == (
+        f"{R}/nginx-mesh-sidecar:2.0.0",
+        f"{R}/nginx-mesh-init:2.0.0",
     )
+    assert [(u.place, u.original) for u in uses] == [
+        (
+            "data meshconfig.json: registry.sidecarImage",
+            "docker-registry.nginx.com/nsm/nginx-mesh-sidecar:2.0.0",
+        ),
+        (
+            "data meshconfig.json: registry.sidecarInitImage",
+            "docker-registry.nginx.com/nsm/nginx-mesh-init:2.0.0",
+        ),
+    ]
+    assert (
+        new["data"]["meshconfig.json"].replace(R, "docker-registry.nginx.com/nsm")
+        == (config["data"]["meshconfig.json"])
+    )  # only the references changed, the JSON text is kept as the chart wrote it
+
+
+def test_image_strings_in_env_args_and_embedded_yaml_are_found_for_status() -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": "n"},
+        "data": {
+            "sentinel.yaml": "---\nkind: Job\nspec:\n  image: quay.io/x/kubectl:1\n",
+            "notes": "image quay.io/not/an:image here",
+            "imageTag": "2.0.0",
+        },
+    }
+    uses = image_uses(config)
+    assert [(u.where, u.place, u.image) for u in uses] == [
+        ("ConfigMap n/c", "data sentinel.yaml: spec.image", "quay.io/x/kubectl:1")
+    ]
+    objs = rewritten(disable_public_images=True)
+    places = {u.place: u.image for u in image_uses(objs["nightly"])}
+    assert places["env HELPER_IMAGE"] == f"{R}/ubuntu:22.04"
+    assert "env NOTE" not in places
+
+
+def test_images_the_lock_pins_are_applied_by_digest_unless_told_not_to() -> None:
+    digest = "sha256:" + "a" * 64
+    entries = [
+        LockEntry(
+            parse_reference("docker-registry.nginx.com/nsm/nginx-mesh-sidecar:2.0.0"),
+            "nginx-mesh",
+            digest,
+        ),
+        LockEntry(parse_reference("bitnami/kubectl:latest"), "tools", digest),
+    ]
+    server = parse_registry_server(R)
+    pinned = ImageRules.from_lock(entries, server, "2.0.0", True)
+    assert pinned.image("bitnami/kubectl") == f"{R}/kubectl:latest@{digest}"
+    assert pinned.image(f"{R}/nginx-mesh-sidecar:2.0.0") == f"{R}/nginx-mesh-sidecar:2.0.0@{digest}"
+    assert (
+        ImageRules.from_lock(entries, server, "2.0.1", True).image(f"{R}/nginx-mesh-sidecar:2.0.0")
+        == f"{R}/nginx-mesh-sidecar:2.0.1"
+    )  # another tag than the locked one: not pinned
+    unpinned = ImageRules.from_lock(entries, server, "2.0.0", True, pin_digests=False)
+    assert unpinned.image("bitnami/kubectl") == f"{R}/kubectl:latest"
 
 
 def test_pull_secret_goes_into_every_pod_template_and_service_account_once() -> None:
     settings = Settings.parse(R, Credentials("u", "p"), True, namespace="nginx-mesh")
-    plan = build_plan(load_bundle("kubernetes"), load_lock(None).entries, settings)
-    templates = [s for o in plan.objects for s in pod_specs(o)]
+    plan = build_plan(chart_defaults(), load_lock(None).entries, settings)
+    templates = [s for o in [*plan.objects, *(h.obj for h in plan.hooks)] for s in pod_specs(o)]
     accounts = [o for o in plan.objects if o["kind"] == "ServiceAccount"]
     assert templates and accounts
     for target in templates + accounts:
@@ -121,6 +196,6 @@ def test_pull_secret_goes_into_every_pod_template_and_service_account_once() -> 
 
 def test_no_pull_secret_without_credentials() -> None:
     settings = Settings.parse(R, None, True)
-    plan = build_plan(load_bundle("kubernetes"), load_lock(None).entries, settings)
+    plan = build_plan(chart_defaults(), load_lock(None).entries, settings)
     assert not any("imagePullSecrets" in s for o in plan.objects for s in pod_specs(o))
     assert not any(o["kind"] == "Secret" for o in plan.objects)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.deploy.deploycli import R, ok, run_deploy
+from tests.deploy.deploycli import MINI_MESH, R, ok, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
 
 
@@ -12,6 +12,8 @@ def test_status_of_a_deployed_mesh(fake_kube: KubeUnderTest) -> None:
             "apply",
             "--registry-server",
             R,
+            "--chart",
+            MINI_MESH,
             "--disable-public-images",
             "--skip-preflight",
             "--registry-username",
@@ -49,11 +51,24 @@ def test_status_of_a_deployed_mesh(fake_kube: KubeUnderTest) -> None:
         },
         content_type="application/merge-patch+json",
     )
+    configs = fake_kube.client.resources.get(api_version="v1", kind="ConfigMap")
+    meshconfig = configs.get(name="meshconfig", namespace="nginx-mesh").to_dict()
+    text = meshconfig["data"]["meshconfig.json"].replace(f"{R}/", "docker.io/nginx/")
+    configs.patch(
+        name="meshconfig",
+        namespace="nginx-mesh",
+        body={"data": {"meshconfig.json": text}},
+        content_type="application/merge-patch+json",
+    )
     changed = run_deploy("status", *fake_kube.cli_args())
     assert changed.exit_code == 1
     assert (
         "  docker.io/library/busybox:1  (Deployment nginx-mesh/nginx-mesh-metrics, container"
         " nginx-mesh-metrics)" in changed.stdout
+    )
+    assert (
+        "  docker.io/nginx/nginx-mesh-sidecar:2.0.0  (ConfigMap nginx-mesh/meshconfig, data"
+        " meshconfig.json: registry.sidecarImage)" in changed.stdout
     )
 
 

@@ -121,6 +121,7 @@ BUILTIN_TYPES = (
         False,
     ),
     _t("storage.k8s.io", "csidrivers", "CSIDriver", False),
+    _t("apiregistration.k8s.io", "apiservices", "APIService", False),
     _t("policy", "poddisruptionbudgets", "PodDisruptionBudget", True, "pdb"),
     _t("coordination.k8s.io", "leases", "Lease"),
 )
@@ -159,6 +160,7 @@ class Store:
     pull_errors: dict[str, str] = field(default_factory=dict)
     pull_reason: str = "ImagePullBackOff"
     stalled: set[str] = field(default_factory=set)
+    job_outcomes: dict[str, str] = field(default_factory=dict)
     types: dict[tuple[str, str, str], ApiType] = field(default_factory=dict)
     objects: dict[tuple[str, str], dict[tuple[str, str], Obj]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
@@ -412,7 +414,10 @@ class Store:
             }
         elif kind == "CustomResourceDefinition":
             self._register(obj)
-        elif kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+        elif kind == "Job":
+            outcome = self.job_outcomes.get(obj["metadata"]["name"], "Complete")
+            obj["status"] = copy.deepcopy(_JOB_STATUS[outcome])
+        elif kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):
             self._set_workload_status(kind, obj, self.workloads_ready)
 
     def _set_workload_status(self, kind: str, obj: Obj, ready: bool) -> None:
@@ -601,7 +606,7 @@ class Store:
         """Make every workload report ready (or not) from now on, as a controller would."""
         with self.changed:
             self.workloads_ready = ready
-            for kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+            for kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):
                 api_type = next(t for t in BUILTIN_TYPES if t.kind == kind)
                 for obj in list(self.objects.get((api_type.group, api_type.plural), {}).values()):
                     old = copy.deepcopy(obj)
@@ -613,6 +618,26 @@ class Store:
                             Event(self.rv, api_type.group, api_type.plural, old, copy.deepcopy(obj))
                         )
             self.changed.notify_all()
+
+    def set_job_outcome(self, name: str, outcome: str) -> None:
+        """Jobs named ``name`` created from now on end ``Failed`` or stay ``Running``.
+
+        ``Complete`` (the default for every Job) makes them succeed again.
+        """
+        assert outcome in _JOB_STATUS, outcome
+        with self.changed:
+            self.job_outcomes[name] = outcome
+
+    def history(self, kind: str) -> list[tuple[str, Obj]]:
+        """Every ``ADDED`` and ``DELETED`` of ``kind`` so far, in order, with the object."""
+        found: list[tuple[str, Obj]] = []
+        with self.changed:
+            for event in self.events:
+                obj = event.new or event.old
+                if obj is None or obj.get("kind") != kind or (event.old and event.new):
+                    continue
+                found.append(("ADDED" if event.old is None else "DELETED", copy.deepcopy(obj)))
+        return found
 
     # --- watch ----------------------------------------------------------------------------------
 
@@ -670,14 +695,25 @@ class Store:
 
 
 _EVENTFUL = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "Pod"})
+_JOB_STATUS: dict[str, Obj] = {
+    "Complete": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]},
+    "Failed": {
+        "failed": 1,
+        "conditions": [
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "BackoffLimitExceeded",
+                "message": "Job has reached the specified backoff limit",
+            }
+        ],
+    },
+    "Running": {"active": 1},
+}
 
 
 def _workload_status(kind: str, obj: Obj, ready: bool) -> Obj:
     generation = obj["metadata"].get("generation", 1)
-    if kind == "Job":
-        if not ready:
-            return {"active": 1}
-        return {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
     if kind == "DaemonSet":
         n = int(ready)
         return {
