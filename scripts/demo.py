@@ -42,8 +42,14 @@ def main() -> None:
         lock = load_lock(None)
         charts = Path(tmp) / "charts"
         charts.mkdir()
+        # The stand-in for helm.nginx.com serves the mesh-shaped test chart under the real name.
+        mesh_files = {
+            str(f.relative_to(MINI_MESH)): f.read_text()
+            for f in sorted(MINI_MESH.rglob("*"))
+            if f.is_file() and f.name != "Chart.yaml"
+        }
         for chart in lock.charts:
-            build_chart(charts, chart.name, chart.version)
+            build_chart(charts, chart.name, chart.version, files=mesh_files)
         chart_repo = serve_charts(charts, "/helm/stable")
         try:
             base = [make_layer("demo-base", 64_000)]
@@ -79,13 +85,10 @@ def main() -> None:
                 f" under {server}/."
             )
             out = Path(tmp) / "manifests"
-            # --chart: the synthetic chart, until `mirror sync` pushes a chart from a local
-            # stand-in for helm.nginx.com (then render takes the lock's chart from the registry).
+            # No --chart: render takes the lock's chart from the private registry, as mirrored.
             deploy = [sys.executable, "-m", "deploy", "render", "--registry-server", server]
-            chart = ["--chart", str(MINI_MESH)]
             run(
                 *deploy,
-                *chart,
                 *creds,
                 "--disable-public-images",
                 "-o",
