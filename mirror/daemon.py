@@ -602,8 +602,11 @@ class DaemonSource:
         with self._lock:
             if ref in self._saved:
                 return self._saved[ref]
-            path = self._dir / f"{len(self._saved)}.tar"
         import docker.errors
+
+        handle, name = tempfile.mkstemp(suffix=".tar", dir=self._dir)  # one file per save
+        os.close(handle)
+        path = Path(name)
 
         saved: SavedImage | None = None
         try:

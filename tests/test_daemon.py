@@ -270,6 +270,39 @@ def test_save_from_docker_then_load_into_a_registry(
     ]
 
 
+def test_save_from_docker_of_images_saved_at_once_keeps_each_under_its_own_name(
+    anon_registry: Registry, docker_env: dict[str, str], api: Any, tmp_path: Path
+) -> None:
+    image_ids = {}
+    for name in ("first", "second"):
+        built = make_image(f"{name}-{uuid.uuid4().hex[:6]}", [400_000, 300_000], fmt="docker")
+        repo = f"{anon_registry.host}/built/{name}-{uuid.uuid4().hex[:6]}"
+        push(anon_registry, repo.split("/", 1)[1], "dev", built)
+        for message in api.pull(repo, tag="dev", stream=True, decode=True):
+            assert "error" not in message
+        image_ids[f"{repo}:dev"] = api.inspect_image(f"{repo}:dev")["Id"]
+    assert len(set(image_ids.values())) == 2
+    lock = tmp_path / "images.lock"
+    lock.write_text("version = 1\n" + "".join(f'\n[[images]]\nsource = "{s}"\n' for s in image_ids))
+    archive = tmp_path / "local.tar"
+    saved = run_mirror(
+        "save", "--from-docker", "--jobs", "2", "--lock", str(lock), "--output", str(archive),
+        env=docker_env,
+    )  # fmt: skip
+    assert saved.returncode == 0, saved.stderr
+
+    dest = anon_registry
+    prefix = f"loaded-{uuid.uuid4().hex[:6]}"
+    loaded = run_mirror(
+        "load", "--input", str(archive), "--registry-server", f"{dest.host}/{prefix}"
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    for source, image_id in image_ids.items():
+        name = source.rsplit("/", 1)[1]
+        manifest = json.loads(skopeo_raw(dest, f"{prefix}/{name}"))
+        assert manifest["config"]["digest"] == image_id, source
+
+
 def test_daemon_not_running_is_one_line_and_exit_2(public: PublicImages, tmp_path: Path) -> None:
     lock = public.write_lock(tmp_path / "images.lock", ["docker.io/curlimages/curl:latest"])
     layout = tmp_path / "layout"
