@@ -176,25 +176,33 @@ def connect(docker_host: str | None, workers: int = DEFAULT_JOBS) -> Daemon:
     return Daemon(client.api, address, platform)
 
 
+def pull_server(source: Reference, hosts: HostOptions) -> str:
+    """The host the daemon contacts to pull ``source``: its ``--endpoint``'s, else its own."""
+    if source.registry not in hosts.endpoints:
+        return source.registry
+    return resolve_endpoint(source.registry, hosts).urls[0].split("://", 1)[1]
+
+
 def pull_repository(source: Reference, hosts: HostOptions) -> str:
     """Where the daemon pulls ``source`` from: its ``--endpoint`` mapping applied."""
     if source.registry not in hosts.endpoints:
         return source.name
     endpoint = resolve_endpoint(source.registry, hosts)
-    netloc = endpoint.urls[0].split("://", 1)[1]
-    return f"{netloc}/{endpoint.repository(source.repository)}"
+    return f"{pull_server(source, hosts)}/{endpoint.repository(source.repository)}"
 
 
-def auth_config(store: CredentialStore, host: str) -> dict[str, str]:
-    """The ``X-Registry-Auth`` body for ``host``; empty means anonymous (never the SDK's own
-    config lookup). The daemon uses it for this request only and writes it nowhere."""
-    credentials = store.lookup(host)
+def auth_config(store: CredentialStore, host: str, server: str | None = None) -> dict[str, str]:
+    """The ``X-Registry-Auth`` body for ``host`` reached at ``server`` (an ``--endpoint``): the
+    Docker config's entry for the server actually contacted, so a mirror never receives the
+    upstream's password. Empty means anonymous (never the SDK's own config lookup). The daemon
+    uses it for this request only and writes it nowhere."""
+    credentials = store.lookup(host, server)
     if credentials is None:
         return {}
     return {
         "username": credentials.username,
         "password": credentials.password,
-        "serveraddress": host,
+        "serveraddress": server or host,
     }
 
 
@@ -324,6 +332,11 @@ class DaemonEngine:
                     return action()
         raise AssertionError("unreachable")  # pragma: no cover - retrying re-raises
 
+    def _source_auth(self, job: CopyJob) -> dict[str, str]:
+        """The credentials for the host the daemon pulls the source from."""
+        server = pull_server(job.source, self.hosts)
+        return auth_config(self.credentials, job.source.registry, server)
+
     def _distribution(self, name: str, auth: dict[str, str]) -> dict[str, Any] | None:
         """What the registry says ``name`` is (asked through the daemon), or None if absent."""
         try:
@@ -372,7 +385,7 @@ class DaemonEngine:
         self, job: CopyJob, repo: str, result: ImageResult
     ) -> tuple[dict[str, Any] | None, str]:
         """What the source tag points to (through the daemon) and the digest to copy."""
-        auth = auth_config(self.credentials, job.source.registry)
+        auth = self._source_auth(job)
         target = f"{repo}:{job.source.tag}" if job.source.tag else f"{repo}@{job.source.digest}"
         head = self._retry(result, f"inspect {target}", lambda: self._distribution(target, auth))
         current = (head or {}).get("Descriptor", {}).get("digest")
@@ -386,7 +399,7 @@ class DaemonEngine:
         self, job: CopyJob, pulled: str, platform: str | None, result: ImageResult, held: list[str]
     ) -> dict[str, Any]:
         """Have the daemon pull ``pulled`` (``repo@digest``); the local image's inspect data."""
-        auth = auth_config(self.credentials, job.source.registry)
+        auth = self._source_auth(job)
         self.names.acquire(pulled)
         held.append(pulled)
 

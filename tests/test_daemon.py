@@ -23,6 +23,7 @@ from mirror.errors import NotFound, RegistryError, Unauthorized
 from mirror.hosts import HostOptions, parse_endpoints
 from mirror.reference import parse_reference
 from tests.dockerd import Dockerd
+from tests.faultproxy import ProxyFactory
 from tests.imagefactory import Image, Index, make_image, push, sha256
 from tests.mirrorcli import PublicImages, publish_default_set, report_of, run_mirror
 from tests.registries import Registry, RegistryFactory
@@ -130,6 +131,42 @@ def test_sync_engine_docker_pushes_the_daemons_image_of_every_source(
     assert code == 0, stderr
     assert {i["status"] for i in report["images"]} == {"present"}
     assert report["summary"]["bytes_uploaded"] == 0
+
+
+def test_the_endpoint_mirror_gets_its_own_credentials_never_the_upstreams(
+    make_registry: RegistryFactory,
+    proxies: ProxyFactory,
+    docker_env: dict[str, str],
+    api: Any,
+    tmp_path: Path,
+) -> None:
+    mirror = secret_registry(make_registry)
+    image = make_image("mirrored", [50_000], fmt="docker")
+    push(mirror, "cache/gcr.io/team/app", "1", image)
+    endpoint = proxies(mirror.url)
+    upstream_password = f"upstream-{uuid.uuid4().hex}"
+    auths = {"gcr.io": ("upstream-user", upstream_password)}
+    auths[endpoint.host] = (str(mirror.username), str(mirror.password))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"auths": {
+        host: {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+        for host, (user, password) in auths.items()
+    }}))  # fmt: skip
+    lock = tmp_path / "images.lock"
+    lock.write_text('version = 1\n[[images]]\nsource = "gcr.io/team/app:1"\n')
+    dest = make_registry("basic")
+    result = run_mirror(
+        "sync", "--engine", "docker", "--lock", str(lock), "--registry-server", f"{dest.host}/nsm",
+        "--registry-username", str(dest.username), "--registry-password-stdin",
+        "--endpoint", f"gcr.io={endpoint.url}/cache/gcr.io", "--auth-file", str(config),
+        "--output", "json", input=f"{dest.password}\n", env=docker_env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [i["status"] for i in report_of(result)["images"]] == ["copied"]
+    assert upstream_password not in result.stdout + result.stderr
+    sent = {r.headers.get("authorization") for r in endpoint.seen()} - {None}
+    basic = base64.b64encode(f"{mirror.username}:{mirror.password}".encode()).decode()
+    assert sent == {f"Basic {basic}"}
 
 
 def test_keep_leaves_the_pulled_images_under_their_source_names(
