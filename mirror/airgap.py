@@ -98,7 +98,7 @@ def save(
     ]
     if target.is_tar and target.path.is_file() and not target.layout_dir.exists():
         seed_blobs(target.path, target.layout_dir)  # the blobs it holds are not fetched again
-    with open_registries(hosts, None, options.policy, options.cancel) as registry:
+    with open_registries(hosts, None, options.policy, options.cancel, jobs) as registry:
         return write_layout(registry, entries, planned, target, events, options, jobs, "save")
 
 
@@ -216,7 +216,7 @@ def load(
     started = time.monotonic()
     done = plan.refusals(events)
     todo = plan.todo
-    with open_registries(hosts, destination, options.policy, options.cancel) as registry:
+    with open_registries(hosts, destination, options.policy, options.cancel, jobs) as registry:
         copier = ImageCopier(plan.layout, registry, events, options)
         done.update(zip(todo, run_copies(todo, copier, jobs), strict=True))
     return Report("load", [done[job] for job in plan.jobs], time.monotonic() - started)

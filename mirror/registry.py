@@ -44,7 +44,8 @@ from mirror.retry import Cancellation, RetryPolicy, is_retryable, retrying
 
 _ERROR_BODY_LIMIT = 64 * 1024
 _TOKEN_LIMIT = 1024 * 1024  # a token answer is a few KiB of JSON
-_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+#: Blob transfers at once by default: sync's 4 images of 4 blobs each.
+DEFAULT_TRANSFERS = 16
 
 
 class RetryableStatus(RegistryError):
@@ -158,6 +159,7 @@ class RegistryClient:
         cancel: Cancellation | None = None,
         *,
         transport: httpx.BaseTransport | None = None,
+        transfers: int = DEFAULT_TRANSFERS,
     ) -> None:
         self.options = options
         self.credentials = credentials
@@ -169,7 +171,12 @@ class RegistryClient:
         self._challenges: dict[str, Challenge] = {}
         self._bases: dict[str, str] = {}
         self._endpoints: dict[str, Endpoint] = {}
-        self._clients: dict[bool, httpx.Client] = {}
+        self._clients: dict[tuple[str, bool], httpx.Client] = {}
+        # A blob's source GET stays open while its upload needs a connection: two per transfer.
+        connections = 2 * max(1, transfers)
+        self._limits = httpx.Limits(
+            max_connections=connections, max_keepalive_connections=connections
+        )
         self._lock = threading.Lock()
         self._first_contact: dict[str, threading.Lock] = {}
         self._learned: set[str] = set()
@@ -187,26 +194,30 @@ class RegistryClient:
                 self._endpoints[host] = resolve_endpoint(host, self.options)
             return self._endpoints[host]
 
-    def _client(self, verify: bool) -> httpx.Client:
-        """The pooled client for verified or unverified TLS.
+    def _client(self, host: str, verify: bool) -> httpx.Client:
+        """The pooled client for ``host`` with verified or unverified TLS.
+
+        Each registry has its own pool, big enough for every transfer of the run (a shared
+        one ran dry when source GETs held the connections their uploads needed); waiting for
+        a connection is still bounded by the stall timeout.
 
         HTTP/1.1 only: over TLS, httpx's HTTP/2 (the pure-Python h2) spent 2.5 times the CPU
         of HTTP/1.1 on a 100 MiB blob and downloaded it 2.5 times slower; a pool of
         connections serves concurrent transfers better than one multiplexed connection.
         """
         with self._lock:
-            if verify not in self._clients:
+            if (host, verify) not in self._clients:
                 stall = self.policy.timeout
                 timeout = httpx.Timeout(
-                    connect=min(15.0, stall), read=stall, write=stall, pool=None
+                    connect=min(15.0, stall), read=stall, write=stall, pool=stall
                 )
-                self._clients[verify] = httpx.Client(
+                self._clients[host, verify] = httpx.Client(
                     verify=self._tls if verify else False,
                     timeout=timeout,
-                    limits=_LIMITS,
+                    limits=self._limits,
                     transport=self._transport,
                 )
-            return self._clients[verify]
+            return self._clients[host, verify]
 
     def _credentials(self, host: str) -> Credentials | None:
         """Credentials for ``host`` as reached: the Docker config's are looked up under the
@@ -238,7 +249,7 @@ class RegistryClient:
                 f"{host}: refusing to send credentials to token realm {realm.scheme}://{realm_host}"
                 " over plain HTTP on another host (list it with --insecure-registry to allow)"
             )
-        client = self._client(self.endpoint(host).verify)
+        client = self._client(host, self.endpoint(host).verify)
 
         def send(request: httpx.Request) -> httpx.Response:
             """The token answer, refused unread past _TOKEN_LIMIT."""
@@ -264,7 +275,7 @@ class RegistryClient:
     ) -> httpx.Response:
         """Send to the host's first working base URL (HTTPS, then HTTP where allowed)."""
         endpoint = self.endpoint(host)
-        client = self._client(endpoint.verify)
+        client = self._client(host, endpoint.verify)
         known = self._bases.get(host)
         for base in (known,) if known else endpoint.urls:
             url = path if path.startswith(("http://", "https://")) else base + path
@@ -366,7 +377,7 @@ class RegistryClient:
                 else not is_insecure(target.netloc.decode(), self.options.insecure)
             )
             self.cancel.check()
-            client = self._client(verify)
+            client = self._client(ref.registry, verify)
             with _naming(ref.registry, f"GET {target.copy_with(query=None)} (redirected)"):
                 request = client.build_request("GET", target, headers=headers)
                 response = client.send(request, stream=True)

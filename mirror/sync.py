@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from mirror.auth import CredentialStore
 from mirror.copy import (
+    BLOB_WORKERS,
     Cancellation,
     CopyEvents,
     CopyJob,
@@ -43,13 +44,16 @@ def open_registries(
     destination: Destination | None,
     policy: RetryPolicy | None = None,
     cancel: Cancellation | None = None,
+    jobs: int = DEFAULT_JOBS,
 ) -> RegistryTransport:
-    """One registry transport for both ends (shared connections and tokens)."""
+    """One registry transport for both ends (shared tokens; a connection pool per registry
+    sized for ``jobs`` images at once)."""
     explicit = {}
     if destination is not None and destination.credentials is not None:
         explicit[destination.server.host] = destination.credentials
     store = CredentialStore(explicit, hosts.auth_file)
-    return RegistryTransport(RegistryClient(hosts, store, policy, cancel))
+    client = RegistryClient(hosts, store, policy, cancel, transfers=jobs * BLOB_WORKERS)
+    return RegistryTransport(client)
 
 
 def plan_jobs(
@@ -75,7 +79,7 @@ def sync(
     """Copy every entry from its source registry to the destination registry."""
     planned = plan_jobs(entries, destination.server, platforms)
     started = time.monotonic()
-    with open_registries(hosts, destination, options.policy, options.cancel) as registry:
+    with open_registries(hosts, destination, options.policy, options.cancel, jobs) as registry:
         registry.ping([ref for job in planned for ref in (job.source, job.destination)])
         copier = ImageCopier(registry, registry, events, options)
         results = run_copies(planned, copier, jobs)
@@ -99,7 +103,7 @@ def verify(
     planned = plan_jobs(entries, destination.server, platforms)
     started = time.monotonic()
     cancel = cancel or Cancellation()
-    with open_registries(hosts, destination, cancel=cancel) as registry:
+    with open_registries(hosts, destination, cancel=cancel, jobs=jobs) as registry:
         registry.ping([ref for job in planned for ref in (job.source, job.destination)])
 
         def check(job: CopyJob) -> ImageResult:
@@ -138,7 +142,7 @@ def resolve_digests(
 ) -> dict[str, str]:
     """Each entry's current source digest, keyed by its source reference (for ``mirror lock``)."""
     cancel = cancel or Cancellation()
-    with open_registries(hosts, None, cancel=cancel) as registry:
+    with open_registries(hosts, None, cancel=cancel, jobs=jobs) as registry:
         registry.ping([entry.source for entry in entries])
 
         def resolve(entry: LockEntry) -> tuple[str, str]:

@@ -14,6 +14,7 @@ Fault kinds:
   a response without a body is reset before anything is sent.
 - ``short``: forward, send the headers (full ``Content-Length``) and half the body, then close.
 - ``stall``: wait ``seconds`` before answering, then close without an answer.
+- ``delay``: wait ``seconds``, then forward as usual (a slow link or a busy registry).
 - ``corrupt``: forward with the body's first byte flipped (same length).
 - ``wrong-digest``: forward with a ``Docker-Content-Digest`` that is not the content's.
 - ``redirect``: fetch the body from upstream and answer 307 to :attr:`FaultProxy.blobs`, a
@@ -40,7 +41,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-KINDS = ("status", "reset", "short", "stall", "corrupt", "wrong-digest", "redirect", "replace")
+KINDS = (
+    "status",
+    "reset",
+    "short",
+    "stall",
+    "delay",
+    "corrupt",
+    "wrong-digest",
+    "redirect",
+    "replace",
+)
 TRANSIENT = ("status", "reset", "short", "stall")
 _HOP_BY_HOP = {
     "connection",
@@ -258,6 +269,9 @@ def _proxy_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 elif rule.kind == "stall":
                     proxy._stopping.wait(rule.seconds)
                     self.close_connection = True
+                elif rule.kind == "delay":
+                    proxy._stopping.wait(rule.seconds)
+                    self._forward(body)
                 elif rule.kind == "replace":
                     self._replace(rule)
                 elif rule.kind == "redirect":

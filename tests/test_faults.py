@@ -543,3 +543,29 @@ def test_acceptance_200_syncs_with_10_percent_of_requests_faulted(
                 assert_mirrored(client, prefix, source_ref, artifact)
             repos = {r for r in catalog if r.startswith(f"{prefix}/")}
             assert len(repos) == IMAGES_PER_RUN, f"unexpected repositories under {prefix}"
+
+
+def test_many_jobs_with_slow_upload_starts_never_run_the_connection_pool_dry(
+    anon_registry: Registry, proxies: ProxyFactory, tmp_path: Path
+) -> None:
+    public = PublicImages(anon_registry, f"pool-{uuid.uuid4().hex[:8]}")
+    for number in range(16):
+        public.add(f"quay.io/pool/app{number}:1", make_image(f"pool-{number}", [300_000] * 5))
+    lock = public.write_lock(tmp_path / "images.lock")
+    dest = proxies(anon_registry.url)
+    dest.rule("delay", "POST", "/blobs/uploads/", times=None, seconds=1)
+    for _ in range(3):  # the pool ran dry in about one run of three
+        prefix = f"dest-{uuid.uuid4().hex[:8]}"
+        started = time.monotonic()
+        result = run_mirror(
+            "sync", "--lock", str(lock), "--registry-server", f"{dest.host}/{prefix}",
+            *public.endpoint_args(), "--jobs", "64", "--output", "json",
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+        assert result.returncode == 0, result.stderr
+        assert {i["status"] for i in report_of(result)["images"]} == {"copied"}
+        with registry_client(anon_registry) as client:
+            for source, artifact in public.artifacts.items():
+                assert_mirrored(client, prefix, source, artifact)
+        # a dry pool waits out a 60 s read timeout; a healthy run takes seconds
+        assert elapsed < 40, f"run took {elapsed:.0f}s"
