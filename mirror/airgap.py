@@ -124,6 +124,7 @@ def write_layout(
             platforms=job.platforms,
         )
         for entry, job, result in zip(entries, planned, results, strict=True)
+        if result.status != "skipped"  # not for the platforms saved: not in the archive
     ]
     layout.commit(render_lock(saved))
     report = Report(command, results, time.monotonic() - started)

@@ -27,9 +27,11 @@ from mirror.errors import (
 from mirror.manifest import (
     MAX_INDEX_DEPTH,
     MAX_INDEX_ENTRIES,
+    MAX_MANIFEST_BYTES,
     Descriptor,
     Manifest,
     Platform,
+    config_platform,
     parse_manifest,
     platform_matches,
 )
@@ -209,6 +211,8 @@ class ImageCopier:
             if existing is not None and existing.digest == top.digest:
                 result.status, result.digest = "present", top.digest
                 return
+        elif job.platforms and not self._for_platforms(job, top, result):
+            return
         children = self._children(job, top)
         blobs = _unique(b for m in [*children, top] for b in m.blobs if _copyable(b))
         self.events.sized(job, sum(b.size for b in blobs))
@@ -243,6 +247,40 @@ class ImageCopier:
             result.status, result.digest = "present", wanted
             return None
         return self.source.get_manifest(job.source, wanted)
+
+    def _for_platforms(self, job: CopyJob, image: Manifest, result: ImageResult) -> bool:
+        """Whether a single-platform image is one of ``--platform``'s; if not it is skipped
+        with the reason (failed with ``frozen``), never copied as some other platform."""
+        have = self._platform_of(job, image)
+        if any(platform_matches(wanted, have) for wanted in job.platforms):
+            return True
+        reason = (
+            f"{job.source}: {image.digest} is a single-platform image for"
+            f" {have or 'no named platform'}, not {', '.join(map(str, job.platforms))}"
+        )
+        if self.options.frozen:
+            raise MirrorError(f"{reason} (--frozen)")
+        result.status = "skipped"
+        result.notes.append(reason)
+        return False
+
+    def _platform_of(self, job: CopyJob, image: Manifest) -> Platform | None:
+        """The platform a single-platform image's config names (read and verified)."""
+        config = image.config
+        if config is None:
+            return None
+        if config.size > MAX_MANIFEST_BYTES:
+            raise HostileContent(f"{job.source}: image config of {config.size} bytes refused")
+        verifier, raw = DigestVerifier(config.digest, config.size), bytearray()
+        with self.source.open_blob(job.source, config) as chunks:
+            for chunk in chunks:
+                verifier.update(chunk)
+                raw += chunk
+        try:
+            verifier.verify()
+        except DigestMismatch as exc:
+            raise DigestMismatch(f"{job.source}: config {exc}") from None
+        return config_platform(bytes(raw))
 
     def _children(self, job: CopyJob, top: Manifest) -> list[Manifest]:
         """Every manifest below ``top`` once (indexes may nest), children before parents.

@@ -351,10 +351,17 @@ def test_archived_lock_is_checked_and_platform_subsets_load(
 ) -> None:
     lock = public.write_lock(tmp_path / "images.lock", [SPIRE, SIDECAR])
     layout = tmp_path / "subset"
-    result = save(public, lock, f"{layout}/", "--platform", "linux/arm64")
+    saved_report = tmp_path / "save.json"
+    result = save(
+        public, lock, f"{layout}/", "--platform", "linux/arm64", "--report", str(saved_report)
+    )
     assert result.returncode == 0, result.stderr
+    skipped = {i["source"]: i["status"] for i in json.loads(saved_report.read_text())["images"]}
+    assert skipped == {SPIRE: "copied", SIDECAR: "skipped"}  # the sidecar is amd64 only
     saved_lock = parse_lock((layout / "images.lock").read_text(), "saved")
-    assert [str(p) for e in saved_lock.entries for p in e.platforms] == ["linux/arm64"] * 2
+    assert [(str(e.source), [str(p) for p in e.platforms]) for e in saved_lock.entries] == [
+        (SPIRE, ["linux/arm64"])
+    ]
     dest = make_registry("basic")
     code, report, result = load(layout, dest)
     assert code == 0, result.stderr
@@ -388,6 +395,10 @@ def test_load_with_platform_pushes_only_that_platform(
     for source, item in {i["source"]: i for i in report["images"]}.items():
         if source in lacking:
             assert "no entry for platform(s) linux/arm64" in item["error"]
+            assert not tag_exists(dest, dest_name(source))
+        elif isinstance(public.artifacts[source], Image):  # all amd64
+            assert item["status"] == "skipped", item
+            assert "single-platform image for linux/amd64, not linux/arm64" in item["notes"][-1]
             assert not tag_exists(dest, dest_name(source))
         else:
             assert item["status"] == "copied", item
