@@ -26,7 +26,7 @@ from mirror.layout import (
     pack_layout,
     seed_blobs,
 )
-from mirror.lock import LockEntry, parse_lock, plan_destinations
+from mirror.lock import Lock, LockEntry, parse_lock, plan_destinations
 from mirror.manifest import Descriptor, Platform
 from mirror.reference import RegistryServer
 from mirror.report import ImageResult, Report
@@ -160,7 +160,10 @@ class LoadPlan:
 
 
 def plan_load(
-    path: str, server: RegistryServer | None, platforms: Sequence[Platform] = ()
+    path: str,
+    server: RegistryServer | None,
+    platforms: Sequence[Platform] = (),
+    trusted: Lock | None = None,
 ) -> LoadPlan:
     """Open the archive and plan each image's destination (errors here change nothing).
 
@@ -171,6 +174,9 @@ def plan_load(
     in the index under its full name with the locked digest (unless the lock selected
     platforms, which changes the digest). Without one (a layout another tool wrote) every
     ``index.json`` entry is loaded under the name its ref-name annotation gives.
+
+    With a ``trusted`` lock (``load --lock``), an image loads only if that lock pins it to the
+    digest the archive holds: the archive's own lock vouches for nothing.
     """
     layout = open_layout(path)
     if layout.lock_text is not None:
@@ -189,6 +195,7 @@ def plan_load(
             for e in layout.entries
             if e.reference is not None
         )
+    pins = {e.source: e.digest for e in trusted.entries} if trusted else {}
     jobs: list[CopyJob] = []
     refused: dict[CopyJob, str] = {}
     planned = plan_destinations(entries, server) if server else [(e, e.source) for e in entries]
@@ -201,6 +208,11 @@ def plan_load(
             refused[job] = "not in the archive"
         elif entry.digest and not entry.platforms and entry.digest != digest:
             refused[job] = f"the archive holds {digest}, its images.lock says {entry.digest}"
+        elif trusted is not None and entry.source not in pins:
+            refused[job] = f"not in {trusted.path}"
+        elif trusted is not None and pins[entry.source] != digest:
+            pin = pins[entry.source] or "no digest (pin it with mirror lock)"
+            refused[job] = f"the archive holds {digest}, {trusted.path} says {pin}"
     return LoadPlan(layout, tuple(jobs), refused)
 
 

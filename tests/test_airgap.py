@@ -379,6 +379,35 @@ def test_archived_lock_is_checked_and_platform_subsets_load(
     assert f"its images.lock says {other}" in report["images"][0]["error"]
 
 
+def test_load_checks_the_archive_against_the_lock_the_user_trusts(
+    anon_registry: Registry, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    public = PublicImages(anon_registry, f"trusted-{uuid.uuid4().hex[:8]}")
+    app, tool, extra = "quay.io/team/app:1", "quay.io/team/tool:1", "quay.io/team/extra:1"
+    public.add(app, make_image("trusted-app", [2000]))
+    public.add(tool, make_image("trusted-tool", [2000]))
+    trusted = public.write_lock(tmp_path / "trusted.lock")
+    pinned = run_mirror("lock", "--lock", str(trusted), *public.endpoint_args())
+    assert pinned.returncode == 0, pinned.stderr
+    locked = public.artifacts[app].digest
+    public.add(app, make_image("swapped-app", [2000]))  # the tag moves after the lock was made
+    public.add(extra, make_image("trusted-extra", [2000]))
+    archive = tmp_path / "nsm-images.tar"
+    saved = save(public, public.write_lock(tmp_path / "images.lock"), archive)
+    assert saved.returncode == 0, saved.stderr  # the archive's own lock agrees with it
+
+    dest = make_registry("basic")
+    code, report, result = load(archive, dest, "--lock", str(trusted))
+    assert code == 1, result.stderr
+    items = {i["source"]: i for i in report["images"]}
+    assert items[tool]["status"] == "copied"
+    assert items[app]["status"] == "failed"
+    swapped = public.artifacts[app].digest
+    assert f"the archive holds {swapped}, {trusted} says {locked}" in items[app]["error"]
+    assert items[extra]["status"] == "failed" and f"not in {trusted}" in items[extra]["error"]
+    assert not tag_exists(dest, "nsm/app:1") and not tag_exists(dest, "nsm/extra:1")
+
+
 def test_load_with_platform_pushes_only_that_platform(
     public: PublicImages, saved: Path, make_registry: RegistryFactory
 ) -> None:
