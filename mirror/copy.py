@@ -251,36 +251,14 @@ class ImageCopier:
     def _for_platforms(self, job: CopyJob, image: Manifest, result: ImageResult) -> bool:
         """Whether a single-platform image is one of ``--platform``'s; if not it is skipped
         with the reason (failed with ``frozen``), never copied as some other platform."""
-        have = self._platform_of(job, image)
-        if any(platform_matches(wanted, have) for wanted in job.platforms):
+        reason = other_platform(self.source, job, image)
+        if reason is None:
             return True
-        reason = (
-            f"{job.source}: {image.digest} is a single-platform image for"
-            f" {have or 'no named platform'}, not {', '.join(map(str, job.platforms))}"
-        )
         if self.options.frozen:
             raise MirrorError(f"{reason} (--frozen)")
         result.status = "skipped"
         result.notes.append(reason)
         return False
-
-    def _platform_of(self, job: CopyJob, image: Manifest) -> Platform | None:
-        """The platform a single-platform image's config names (read and verified)."""
-        config = image.config
-        if config is None:
-            return None
-        if config.size > MAX_MANIFEST_BYTES:
-            raise HostileContent(f"{job.source}: image config of {config.size} bytes refused")
-        verifier, raw = DigestVerifier(config.digest, config.size), bytearray()
-        with self.source.open_blob(job.source, config) as chunks:
-            for chunk in chunks:
-                verifier.update(chunk)
-                raw += chunk
-        try:
-            verifier.verify()
-        except DigestMismatch as exc:
-            raise DigestMismatch(f"{job.source}: config {exc}") from None
-        return config_platform(bytes(raw))
 
     def _children(self, job: CopyJob, top: Manifest) -> list[Manifest]:
         """Every manifest below ``top`` once (indexes may nest), children before parents.
@@ -355,6 +333,32 @@ class ImageCopier:
         if held is not None:
             yield held
             self.events.advanced(job, len(held))
+
+
+def other_platform(source: ImageSource, job: CopyJob, image: Manifest) -> str | None:
+    """Why the single-platform ``image`` is none of ``job.platforms`` (its config says which it
+    is), or None if it is one of them."""
+    config = image.config
+    have: Platform | None = None
+    if config is not None:
+        if config.size > MAX_MANIFEST_BYTES:
+            raise HostileContent(f"{job.source}: image config of {config.size} bytes refused")
+        verifier, raw = DigestVerifier(config.digest, config.size), bytearray()
+        with source.open_blob(job.source, config) as chunks:
+            for chunk in chunks:
+                verifier.update(chunk)
+                raw += chunk
+        try:
+            verifier.verify()
+        except DigestMismatch as exc:
+            raise DigestMismatch(f"{job.source}: config {exc}") from None
+        have = config_platform(bytes(raw))
+    if any(platform_matches(wanted, have) for wanted in job.platforms):
+        return None
+    return (
+        f"{job.source}: {image.digest} is a single-platform image for"
+        f" {have or 'no named platform'}, not {', '.join(map(str, job.platforms))}"
+    )
 
 
 def _copyable(desc: Descriptor) -> bool:

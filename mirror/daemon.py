@@ -37,6 +37,7 @@ from mirror.copy import (
     CopyJob,
     CopyOptions,
     check_drift,
+    other_platform,
     run_parallel,
 )
 from mirror.dockerarchive import SavedImage, load_stream
@@ -532,6 +533,12 @@ class DaemonLoader:
         top = self.source.get_manifest(job.source, job.locked_digest)
         platform = job.platforms[0] if job.platforms else self.daemon.platform
         image = select_image(self.source, job.source, top, platform)
+        single = job.platforms and not top.is_index
+        unwanted = other_platform(self.source, job, image) if single else None
+        if unwanted is not None:
+            result.status, result.source_digest = "skipped", top.digest
+            result.notes.append(unwanted)
+            return
         if image.config is None:
             raise MirrorError(f"{job.source}: {image.digest} has no config")
         image_id = image.config.digest

@@ -271,6 +271,29 @@ def test_load_to_docker_of_a_saved_archive(
     assert {i["status"] for i in report_of(again)["images"]} == {"present"}
 
 
+def test_load_to_docker_skips_a_single_platform_image_of_another_platform(
+    public: PublicImages, docker_env: dict[str, str], api: Any, tmp_path: Path
+) -> None:
+    spire, curl = "gcr.io/spiffe-io/spire-agent:1.5.6", "docker.io/curlimages/curl:latest"
+    archive = tmp_path / "nsm-images.tar"
+    lock = public.write_lock(tmp_path / "images.lock", [spire, curl])
+    saved = run_mirror(
+        "save", "--lock", str(lock), "--output", str(archive), *public.endpoint_args()
+    )
+    assert saved.returncode == 0, saved.stderr
+    loaded = run_mirror(
+        "load", "--input", str(archive), "--to-docker", "--platform", "linux/arm64",
+        "--output", "json", env=docker_env,
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    items = {i["source"]: i for i in report_of(loaded)["images"]}
+    assert items[spire]["status"] == "copied"
+    assert items[curl]["status"] == "skipped"
+    assert "single-platform image for linux/amd64, not linux/arm64" in items[curl]["notes"][-1]
+    tags = {t for image in api.images() for t in image["RepoTags"] or []}
+    assert spire in tags and not [t for t in tags if "curl" in t]
+
+
 def test_save_from_docker_then_load_into_a_registry(
     anon_registry: Registry,
     make_registry: RegistryFactory,
