@@ -37,8 +37,10 @@ from mirror.copy import (
     CopyJob,
     CopyOptions,
     check_drift,
-    other_platform,
+    config_platform_of,
+    platform_refusal,
     run_parallel,
+    skip_for_platform,
 )
 from mirror.dockerarchive import SavedImage, load_stream
 from mirror.errors import (
@@ -367,6 +369,14 @@ class DaemonEngine:
             )
             return
         image = self._pull(job, f"{repo}@{wanted}", platform, result, held)
+        if job.platforms:  # the daemon pulls a single-platform image whatever it is
+            pulled = Platform(
+                str(image.get("Os")), str(image.get("Architecture")), image.get("Variant")
+            )
+            if skip_for_platform(
+                platform_refusal(job, wanted, pulled), result, self.options.frozen
+            ):
+                return
         self.names.acquire(destination)
         held.append(destination)
         self.daemon.api.tag(image["Id"], job.destination.name, job.destination.tag)
@@ -533,12 +543,11 @@ class DaemonLoader:
         top = self.source.get_manifest(job.source, job.locked_digest)
         platform = job.platforms[0] if job.platforms else self.daemon.platform
         image = select_image(self.source, job.source, top, platform)
-        single = job.platforms and not top.is_index
-        unwanted = other_platform(self.source, job, image) if single else None
-        if unwanted is not None:
-            result.status, result.source_digest = "skipped", top.digest
-            result.notes.append(unwanted)
-            return
+        if job.platforms and not top.is_index:
+            have = config_platform_of(self.source, job, image)
+            if skip_for_platform(platform_refusal(job, top.digest, have), result, False):
+                result.source_digest = top.digest
+                return
         if image.config is None:
             raise MirrorError(f"{job.source}: {image.digest} has no config")
         image_id = image.config.digest

@@ -24,7 +24,7 @@ from mirror.hosts import HostOptions, parse_endpoints
 from mirror.reference import parse_reference
 from tests.dockerd import Dockerd
 from tests.faultproxy import ProxyFactory
-from tests.imagefactory import Image, Index, make_image, push, sha256
+from tests.imagefactory import Image, Index, make_image, push, registry_client, sha256
 from tests.mirrorcli import PublicImages, publish_default_set, report_of, run_mirror
 from tests.registries import Registry, RegistryFactory
 from tests.skopeo import run_skopeo, skopeo_copy, skopeo_raw
@@ -204,6 +204,32 @@ def test_platform_picks_the_one_image_the_daemon_pulls(
     assert manifest["config"]["digest"] == arm64.config.digest
     (item,) = report["images"]
     assert any("became single-platform linux/arm64" in n for n in item["notes"])
+
+
+def test_platform_skips_a_single_platform_image_of_another_platform(
+    public: PublicImages,
+    make_registry: RegistryFactory,
+    docker_env: dict[str, str],
+    api: Any,
+    tmp_path: Path,
+) -> None:
+    dest = make_registry("basic")
+    curl = "docker.io/curlimages/curl:latest"
+    lock = public.write_lock(tmp_path / "images.lock", [curl])
+    reason = "single-platform image for linux/amd64, not linux/arm64"
+    code, report, stderr = sync_docker(public, dest, lock, docker_env, "--platform", "linux/arm64")
+    assert code == 0, stderr
+    (item,) = report["images"]
+    assert item["status"] == "skipped" and reason in item["notes"][-1], item
+    code, report, stderr = sync_docker(
+        public, dest, lock, docker_env, "--platform", "linux/arm64", "--frozen"
+    )
+    assert code == 1, stderr
+    (item,) = report["images"]
+    assert item["status"] == "failed" and reason in item["error"], item
+    with registry_client(dest) as client:
+        assert client.head("/v2/nsm/curl/manifests/latest").status_code == 404
+    assert api.images() == []
 
 
 def test_sync_engine_docker_wrong_password_fails_without_leaking_it(
