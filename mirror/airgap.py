@@ -31,7 +31,7 @@ from mirror.layout import (
     pack_layout,
     seed_blobs,
 )
-from mirror.lock import ChartEntry, LockEntry, parse_lock, plan_destinations
+from mirror.lock import ChartEntry, Lock, LockEntry, parse_lock, plan_destinations
 from mirror.manifest import Descriptor, Platform
 from mirror.reference import RegistryServer, flatten_destination
 from mirror.report import ImageResult, Report
@@ -115,7 +115,7 @@ def save(
     ]
     if target.is_tar and target.path.is_file() and not target.layout_dir.exists():
         seed_blobs(target.path, target.layout_dir)  # the blobs it holds are not fetched again
-    with open_registries(hosts, None, options.policy, options.cancel) as registry:
+    with open_registries(hosts, None, options.policy, options.cancel, jobs) as registry:
         return write_layout(
             registry,
             entries,
@@ -162,6 +162,7 @@ def write_layout(
             platforms=job.platforms,
         )
         for entry, job, result in zip(entries, planned, results[: len(planned)], strict=True)
+        if result.status != "skipped"  # not for the platforms saved: not in the archive
     ]
     layout.commit(render_lock(saved, saved_charts))
     report = Report(command, results, time.monotonic() - started)
@@ -211,7 +212,10 @@ class LoadPlan:
 
 
 def plan_load(
-    path: str, server: RegistryServer | None, platforms: Sequence[Platform] = ()
+    path: str,
+    server: RegistryServer | None,
+    platforms: Sequence[Platform] = (),
+    trusted: Lock | None = None,
 ) -> LoadPlan:
     """Open the archive and plan each image's destination (errors here change nothing).
 
@@ -222,6 +226,9 @@ def plan_load(
     in the index under its full name with the locked digest (unless the lock selected
     platforms, which changes the digest). Without one (a layout another tool wrote) every
     ``index.json`` entry is loaded under the name its ref-name annotation gives.
+
+    With a ``trusted`` lock (``load --lock``), an image loads only if that lock pins it to the
+    digest the archive holds: the archive's own lock vouches for nothing.
     """
     layout = open_layout(path)
     charts: tuple[ChartEntry, ...] = ()
@@ -242,6 +249,7 @@ def plan_load(
             for e in layout.entries
             if e.reference is not None
         )
+    pins = {e.source: e.digest for e in trusted.entries} if trusted else {}
     jobs: list[CopyJob] = []
     refused: dict[CopyJob, str] = {}
     planned = plan_destinations(entries, server) if server else [(e, e.source) for e in entries]
@@ -254,6 +262,12 @@ def plan_load(
             refused[job] = "not in the archive"
         elif entry.digest and not entry.platforms and entry.digest != digest:
             refused[job] = f"the archive holds {digest}, its images.lock says {entry.digest}"
+        elif trusted is not None and entry.source not in pins:
+            refused[job] = f"not in {trusted.path}"
+        elif trusted is not None and pins[entry.source] != digest:
+            pin = pins[entry.source] or "no digest (pin it with mirror lock)"
+            refused[job] = f"the archive holds {digest}, {trusted.path} says {pin}"
+    trusted_charts = {c.source: c for c in trusted.charts} if trusted else {}
     chart_jobs = []
     for chart in charts:
         found = layout.find(chart.source)
@@ -261,13 +275,21 @@ def plan_load(
         job = CopyJob(chart.source, destination, found.descriptor.digest if found else None)
         chart_jobs.append(job)
         why = "not in the archive" if found is None else _chart_mismatch(layout, found, chart)
+        if found is not None and not why and trusted is not None:
+            pinned = trusted_charts.get(chart.source)
+            if pinned is None or not pinned.digest:
+                why = f"no digest for it in {trusted.path} (pin it with mirror lock)"
+            else:
+                why = _chart_mismatch(layout, found, pinned, trusted.path)
         if why:
             refused[job] = why
     return LoadPlan(layout, (*jobs, *chart_jobs), refused, frozenset(chart_jobs))
 
 
-def _chart_mismatch(layout: LayoutReader, found: LayoutEntry, chart: ChartEntry) -> str | None:
-    """Why the archive's chart is not the one its lock names, if it is not."""
+def _chart_mismatch(
+    layout: LayoutReader, found: LayoutEntry, chart: ChartEntry, lock: str = "its images.lock"
+) -> str | None:
+    """Why the archive's chart is not the one ``lock`` names, if it is not."""
     try:
         layer = chart_layer(layout.manifest(found.descriptor.digest, str(chart.source)))
     except MirrorError as exc:
@@ -275,7 +297,7 @@ def _chart_mismatch(layout: LayoutReader, found: LayoutEntry, chart: ChartEntry)
     if layer is None:
         return f"{found.descriptor.digest} in the archive is not a Helm chart"
     if chart.digest and layer.digest != chart.digest:
-        return f"the archive holds chart {layer.digest}, its images.lock says {chart.digest}"
+        return f"the archive holds chart {layer.digest}, {lock} says {chart.digest}"
     return None
 
 
@@ -292,7 +314,7 @@ def load(
     started = time.monotonic()
     done = plan.refusals(events)
     todo = plan.todo
-    with open_registries(hosts, destination, options.policy, options.cancel) as registry:
+    with open_registries(hosts, destination, options.policy, options.cancel, jobs) as registry:
         copier = ImageCopier(plan.layout, registry, events, options)
         done.update(zip(todo, run_copies(todo, copier, jobs), strict=True))
     for job in plan.charts & done.keys():

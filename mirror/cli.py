@@ -669,6 +669,12 @@ def save(**params: Any) -> None:
     is_flag=True,
     help="Load the images into a Docker daemon under their source names instead.",
 )
+@click.option(
+    "--lock",
+    "lock_path",
+    metavar="FILE",
+    help="A lock you trust: load only images it pins to the digest the archive holds.",
+)
 @_DOCKER_HOST
 def load(**params: Any) -> None:
     """Push every image of an archive into --registry-server, preserving digests.
@@ -678,11 +684,13 @@ def load(**params: Any) -> None:
     from mirror.airgap import load as run_load
     from mirror.airgap import plan_load
     from mirror.errors import InputError
+    from mirror.lock import load_lock
     from mirror.reference import parse_registry_server
     from mirror.sync import Destination
 
     credentials = credentials_from(params)
     platforms = _platforms(params["platforms"])
+    trusted = load_lock(params["lock_path"]) if params["lock_path"] else None
     if params["to_docker"]:
         from mirror.daemon import load_into_daemon
 
@@ -690,7 +698,10 @@ def load(**params: Any) -> None:
             raise InputError("--to-docker loads one platform per image: give one --platform")
         server = params["registry_server"]
         daemon_plan = plan_load(
-            params["input_path"], parse_registry_server(server) if server else None, platforms
+            params["input_path"],
+            parse_registry_server(server) if server else None,
+            platforms,
+            trusted,
         )
         _skip_charts(
             [str(job.source) for job in daemon_plan.charts],
@@ -714,7 +725,7 @@ def load(**params: Any) -> None:
         raise click.UsageError("Missing option '--registry-server' (or give --to-docker).")
     destination = Destination(parse_registry_server(params["registry_server"]), credentials)
     hosts = _hosts(params)
-    plan = plan_load(params["input_path"], destination.server, platforms)
+    plan = plan_load(params["input_path"], destination.server, platforms, trusted)
 
     def runner(progress: Any, options: Any) -> Report:
         return run_load(plan, destination, hosts, progress, options, jobs=params["jobs"])

@@ -27,9 +27,11 @@ from mirror.errors import (
 from mirror.manifest import (
     MAX_INDEX_DEPTH,
     MAX_INDEX_ENTRIES,
+    MAX_MANIFEST_BYTES,
     Descriptor,
     Manifest,
     Platform,
+    config_platform,
     parse_manifest,
     platform_matches,
 )
@@ -209,6 +211,10 @@ class ImageCopier:
             if existing is not None and existing.digest == top.digest:
                 result.status, result.digest = "present", top.digest
                 return
+        elif job.platforms:
+            reason = platform_refusal(job, top.digest, config_platform_of(self.source, job, top))
+            if skip_for_platform(reason, result, self.options.frozen):
+                return
         children = self._children(job, top)
         blobs = _unique(b for m in [*children, top] for b in m.blobs if _copyable(b))
         self.events.sized(job, sum(b.size for b in blobs))
@@ -317,6 +323,48 @@ class ImageCopier:
         if held is not None:
             yield held
             self.events.advanced(job, len(held))
+
+
+def config_platform_of(source: ImageSource, job: CopyJob, image: Manifest) -> Platform | None:
+    """The platform a single-platform image's config names (read and verified), if any."""
+    config = image.config
+    if config is None:
+        return None
+    if config.size > MAX_MANIFEST_BYTES:
+        raise HostileContent(f"{job.source}: image config of {config.size} bytes refused")
+    verifier, raw = DigestVerifier(config.digest, config.size), bytearray()
+    with source.open_blob(job.source, config) as chunks:
+        for chunk in chunks:
+            verifier.update(chunk)
+            raw += chunk
+    try:
+        verifier.verify()
+    except DigestMismatch as exc:
+        raise DigestMismatch(f"{job.source}: config {exc}") from None
+    return config_platform(bytes(raw))
+
+
+def platform_refusal(job: CopyJob, digest: str, have: Platform | None) -> str | None:
+    """Why the single-platform image ``digest`` (of platform ``have``) is none of
+    ``job.platforms``, or None if it is one of them."""
+    if any(platform_matches(wanted, have) for wanted in job.platforms):
+        return None
+    return (
+        f"{job.source}: {digest} is a single-platform image for"
+        f" {have or 'no named platform'}, not {', '.join(map(str, job.platforms))}"
+    )
+
+
+def skip_for_platform(reason: str | None, result: ImageResult, frozen: bool) -> bool:
+    """Skip the image for ``reason`` (fail it with ``frozen``): never copy another platform
+    than ``--platform`` names. False if there is no reason."""
+    if reason is None:
+        return False
+    if frozen:
+        raise MirrorError(f"{reason} (--frozen)")
+    result.status = "skipped"
+    result.notes.append(reason)
+    return True
 
 
 def _copyable(desc: Descriptor) -> bool:

@@ -37,7 +37,10 @@ from mirror.copy import (
     CopyJob,
     CopyOptions,
     check_drift,
+    config_platform_of,
+    platform_refusal,
     run_parallel,
+    skip_for_platform,
 )
 from mirror.dockerarchive import SavedImage, load_stream
 from mirror.errors import (
@@ -176,25 +179,33 @@ def connect(docker_host: str | None, workers: int = DEFAULT_JOBS) -> Daemon:
     return Daemon(client.api, address, platform)
 
 
+def pull_server(source: Reference, hosts: HostOptions) -> str:
+    """The host the daemon contacts to pull ``source``: its ``--endpoint``'s, else its own."""
+    if source.registry not in hosts.endpoints:
+        return source.registry
+    return resolve_endpoint(source.registry, hosts).urls[0].split("://", 1)[1]
+
+
 def pull_repository(source: Reference, hosts: HostOptions) -> str:
     """Where the daemon pulls ``source`` from: its ``--endpoint`` mapping applied."""
     if source.registry not in hosts.endpoints:
         return source.name
     endpoint = resolve_endpoint(source.registry, hosts)
-    netloc = endpoint.urls[0].split("://", 1)[1]
-    return f"{netloc}/{endpoint.repository(source.repository)}"
+    return f"{pull_server(source, hosts)}/{endpoint.repository(source.repository)}"
 
 
-def auth_config(store: CredentialStore, host: str) -> dict[str, str]:
-    """The ``X-Registry-Auth`` body for ``host``; empty means anonymous (never the SDK's own
-    config lookup). The daemon uses it for this request only and writes it nowhere."""
-    credentials = store.lookup(host)
+def auth_config(store: CredentialStore, host: str, server: str | None = None) -> dict[str, str]:
+    """The ``X-Registry-Auth`` body for ``host`` reached at ``server`` (an ``--endpoint``): the
+    Docker config's entry for the server actually contacted, so a mirror never receives the
+    upstream's password. Empty means anonymous (never the SDK's own config lookup). The daemon
+    uses it for this request only and writes it nowhere."""
+    credentials = store.lookup(host, server)
     if credentials is None:
         return {}
     return {
         "username": credentials.username,
         "password": credentials.password,
-        "serveraddress": host,
+        "serveraddress": server or host,
     }
 
 
@@ -324,6 +335,11 @@ class DaemonEngine:
                     return action()
         raise AssertionError("unreachable")  # pragma: no cover - retrying re-raises
 
+    def _source_auth(self, job: CopyJob) -> dict[str, str]:
+        """The credentials for the host the daemon pulls the source from."""
+        server = pull_server(job.source, self.hosts)
+        return auth_config(self.credentials, job.source.registry, server)
+
     def _distribution(self, name: str, auth: dict[str, str]) -> dict[str, Any] | None:
         """What the registry says ``name`` is (asked through the daemon), or None if absent."""
         try:
@@ -353,6 +369,14 @@ class DaemonEngine:
             )
             return
         image = self._pull(job, f"{repo}@{wanted}", platform, result, held)
+        if job.platforms:  # the daemon pulls a single-platform image whatever it is
+            pulled = Platform(
+                str(image.get("Os")), str(image.get("Architecture")), image.get("Variant")
+            )
+            if skip_for_platform(
+                platform_refusal(job, wanted, pulled), result, self.options.frozen
+            ):
+                return
         self.names.acquire(destination)
         held.append(destination)
         self.daemon.api.tag(image["Id"], job.destination.name, job.destination.tag)
@@ -372,7 +396,7 @@ class DaemonEngine:
         self, job: CopyJob, repo: str, result: ImageResult
     ) -> tuple[dict[str, Any] | None, str]:
         """What the source tag points to (through the daemon) and the digest to copy."""
-        auth = auth_config(self.credentials, job.source.registry)
+        auth = self._source_auth(job)
         target = f"{repo}:{job.source.tag}" if job.source.tag else f"{repo}@{job.source.digest}"
         head = self._retry(result, f"inspect {target}", lambda: self._distribution(target, auth))
         current = (head or {}).get("Descriptor", {}).get("digest")
@@ -386,7 +410,7 @@ class DaemonEngine:
         self, job: CopyJob, pulled: str, platform: str | None, result: ImageResult, held: list[str]
     ) -> dict[str, Any]:
         """Have the daemon pull ``pulled`` (``repo@digest``); the local image's inspect data."""
-        auth = auth_config(self.credentials, job.source.registry)
+        auth = self._source_auth(job)
         self.names.acquire(pulled)
         held.append(pulled)
 
@@ -519,6 +543,11 @@ class DaemonLoader:
         top = self.source.get_manifest(job.source, job.locked_digest)
         platform = job.platforms[0] if job.platforms else self.daemon.platform
         image = select_image(self.source, job.source, top, platform)
+        if job.platforms and not top.is_index:
+            have = config_platform_of(self.source, job, image)
+            if skip_for_platform(platform_refusal(job, top.digest, have), result, False):
+                result.source_digest = top.digest
+                return
         if image.config is None:
             raise MirrorError(f"{job.source}: {image.digest} has no config")
         image_id = image.config.digest
@@ -602,8 +631,11 @@ class DaemonSource:
         with self._lock:
             if ref in self._saved:
                 return self._saved[ref]
-            path = self._dir / f"{len(self._saved)}.tar"
         import docker.errors
+
+        handle, name = tempfile.mkstemp(suffix=".tar", dir=self._dir)  # one file per save
+        os.close(handle)
+        path = Path(name)
 
         saved: SavedImage | None = None
         try:

@@ -46,6 +46,20 @@ def platform_matches(wanted: Platform, have: Platform | None) -> bool:
     return wanted.variant is None or wanted.variant == have.variant
 
 
+def config_platform(raw: bytes) -> Platform | None:
+    """The platform an image config names (``os``, ``architecture``, ``variant``), if any."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    os_name, architecture, variant = doc.get("os"), doc.get("architecture"), doc.get("variant")
+    if not isinstance(os_name, str) or not isinstance(architecture, str):
+        return None
+    return Platform(os_name, architecture, variant if isinstance(variant, str) else None)
+
+
 @dataclass(frozen=True)
 class Descriptor:
     """A content descriptor: what a manifest says about one blob or child manifest."""

@@ -48,7 +48,8 @@ log = logging.getLogger("mirror.registry")
 
 _ERROR_BODY_LIMIT = 64 * 1024
 _TOKEN_LIMIT = 1024 * 1024  # a token answer is a few KiB of JSON
-_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+#: Blob transfers at once by default: sync's 4 images of 4 blobs each.
+DEFAULT_TRANSFERS = 16
 _REDIRECTS = (301, 302, 303, 307, 308)
 #: How registries refuse a cross-repository mount (no pull on ``from``, not supported, …).
 _MOUNT_REFUSALS = (400, 401, 403, 404, 405)
@@ -168,6 +169,7 @@ class RegistryClient:
         cancel: Cancellation | None = None,
         *,
         transport: httpx.BaseTransport | None = None,
+        transfers: int = DEFAULT_TRANSFERS,
     ) -> None:
         self.options = options
         self.credentials = credentials
@@ -179,7 +181,12 @@ class RegistryClient:
         self._challenges: dict[str, Challenge] = {}
         self._bases: dict[str, str] = {}
         self._endpoints: dict[str, Endpoint] = {}
-        self._clients: dict[bool, httpx.Client] = {}
+        self._clients: dict[tuple[str, bool], httpx.Client] = {}
+        # A blob's source GET stays open while its upload needs a connection: two per transfer.
+        connections = 2 * max(1, transfers)
+        self._limits = httpx.Limits(
+            max_connections=connections, max_keepalive_connections=connections
+        )
         self._lock = threading.Lock()
         self._first_contact: dict[str, threading.Lock] = {}
         self._learned: set[str] = set()
@@ -197,26 +204,30 @@ class RegistryClient:
                 self._endpoints[host] = resolve_endpoint(host, self.options)
             return self._endpoints[host]
 
-    def _client(self, verify: bool) -> httpx.Client:
-        """The pooled client for verified or unverified TLS.
+    def _client(self, host: str, verify: bool) -> httpx.Client:
+        """The pooled client for ``host`` with verified or unverified TLS.
+
+        Each registry has its own pool, big enough for every transfer of the run (a shared
+        one ran dry when source GETs held the connections their uploads needed); waiting for
+        a connection is still bounded by the stall timeout.
 
         HTTP/1.1 only: over TLS, httpx's HTTP/2 (the pure-Python h2) spent 2.5 times the CPU
         of HTTP/1.1 on a 100 MiB blob and downloaded it 2.5 times slower; a pool of
         connections serves concurrent transfers better than one multiplexed connection.
         """
         with self._lock:
-            if verify not in self._clients:
+            if (host, verify) not in self._clients:
                 stall = self.policy.timeout
                 timeout = httpx.Timeout(
-                    connect=min(15.0, stall), read=stall, write=stall, pool=None
+                    connect=min(15.0, stall), read=stall, write=stall, pool=stall
                 )
-                self._clients[verify] = httpx.Client(
+                self._clients[host, verify] = httpx.Client(
                     verify=self._tls if verify else False,
                     timeout=timeout,
-                    limits=_LIMITS,
+                    limits=self._limits,
                     transport=self._transport,
                 )
-            return self._clients[verify]
+            return self._clients[host, verify]
 
     def _credentials(self, host: str) -> Credentials | None:
         """Credentials for ``host`` as reached: the Docker config's are looked up under the
@@ -248,7 +259,7 @@ class RegistryClient:
                 f"{host}: refusing to send credentials to token realm {realm.scheme}://{realm_host}"
                 " over plain HTTP on another host (list it with --insecure-registry to allow)"
             )
-        client = self._client(self.endpoint(host).verify)
+        client = self._client(host, self.endpoint(host).verify)
 
         def send(request: httpx.Request) -> httpx.Response:
             """The token answer, refused unread past _TOKEN_LIMIT."""
@@ -274,7 +285,7 @@ class RegistryClient:
     ) -> httpx.Response:
         """Send to the host's first working base URL (HTTPS, then HTTP where allowed)."""
         endpoint = self.endpoint(host)
-        client = self._client(endpoint.verify)
+        client = self._client(host, endpoint.verify)
         known = self._bases.get(host)
         for base in (known,) if known else endpoint.urls:
             url = path if path.startswith(("http://", "https://")) else base + path
@@ -312,7 +323,8 @@ class RegistryClient:
     ) -> httpx.Response:
         """Send to another origin (object storage, a pre-signed URL) without the registry's
         credentials, verifying its TLS unless that host is listed as insecure."""
-        client = self._client(not is_insecure(url.netloc.decode(), self.options.insecure))
+        origin = url.netloc.decode()
+        client = self._client(origin, not is_insecure(origin, self.options.insecure))
         return client.send(client.build_request(method, url, headers=headers, **kw), stream=True)
 
     def request(
@@ -394,7 +406,7 @@ class RegistryClient:
                 else not is_insecure(target.netloc.decode(), self.options.insecure)
             )
             self.cancel.check()
-            client = self._client(verify)
+            client = self._client(ref.registry, verify)
             with _naming(ref.registry, f"GET {target.copy_with(query=None)} (redirected)"):
                 request = client.build_request("GET", target, headers=headers)
                 response = client.send(request, stream=True)

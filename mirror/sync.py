@@ -15,6 +15,7 @@ from mirror.chart import (
     verify_chart,
 )
 from mirror.copy import (
+    BLOB_WORKERS,
     Cancellation,
     CopyEvents,
     CopyJob,
@@ -49,13 +50,16 @@ def open_registries(
     destination: Destination | None,
     policy: RetryPolicy | None = None,
     cancel: Cancellation | None = None,
+    jobs: int = DEFAULT_JOBS,
 ) -> RegistryTransport:
-    """One registry transport for both ends (shared connections and tokens)."""
+    """One registry transport for both ends (shared tokens; a connection pool per registry
+    sized for ``jobs`` images at once)."""
     explicit = {}
     if destination is not None and destination.credentials is not None:
         explicit[destination.server.host] = destination.credentials
     store = CredentialStore(explicit, hosts.auth_file)
-    return RegistryTransport(RegistryClient(hosts, store, policy, cancel))
+    client = RegistryClient(hosts, store, policy, cancel, transfers=jobs * BLOB_WORKERS)
+    return RegistryTransport(client)
 
 
 def plan_jobs(
@@ -89,7 +93,7 @@ def sync(
     planned = plan_jobs(entries, destination.server, platforms)
     chart_jobs = plan_chart_jobs(charts, destination.server)
     started = time.monotonic()
-    with open_registries(hosts, destination, options.policy, options.cancel) as registry:
+    with open_registries(hosts, destination, options.policy, options.cancel, jobs) as registry:
         registry.ping(registries_of(planned, chart_jobs))
         copier = ImageCopier(registry, registry, events, options)
         charter = ChartCopier.beside(copier, ChartSource(registry, charts), placed=registry)
@@ -117,7 +121,7 @@ def verify(
     chart_jobs = plan_chart_jobs(charts, destination.server)
     started = time.monotonic()
     cancel = cancel or Cancellation()
-    with open_registries(hosts, destination, cancel=cancel) as registry:
+    with open_registries(hosts, destination, cancel=cancel, jobs=jobs) as registry:
         registry.ping(registries_of(planned, chart_jobs))
         chart_source = ChartSource(registry, charts)
 
@@ -159,7 +163,7 @@ def resolve_digests(
 ) -> dict[str, str]:
     """Each entry's current source digest, keyed by its source reference (for ``mirror lock``)."""
     cancel = cancel or Cancellation()
-    with open_registries(hosts, None, cancel=cancel) as registry:
+    with open_registries(hosts, None, cancel=cancel, jobs=jobs) as registry:
         registry.ping([entry.source for entry in entries])
 
         def resolve(entry: LockEntry) -> tuple[str, str]:

@@ -14,6 +14,7 @@ Fault kinds:
   a response without a body is reset before anything is sent.
 - ``short``: forward, send the headers (full ``Content-Length``) and half the body, then close.
 - ``stall``: wait ``seconds`` before answering, then close without an answer.
+- ``delay``: wait ``seconds``, then forward as usual (a slow link or a busy registry).
 - ``corrupt``: forward with the body's first byte flipped (same length).
 - ``wrong-digest``: forward with a ``Docker-Content-Digest`` that is not the content's.
 - ``redirect``: fetch the body from upstream (a HEAD with a GET) and answer 307 to
@@ -57,6 +58,7 @@ KINDS = (
     "reset",
     "short",
     "stall",
+    "delay",
     "corrupt",
     "wrong-digest",
     "redirect",
@@ -288,6 +290,9 @@ def _proxy_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 elif rule.kind == "stall":
                     proxy._stopping.wait(rule.seconds)
                     self.close_connection = True
+                elif rule.kind == "delay":
+                    proxy._stopping.wait(rule.seconds)
+                    self._forward(body)
                 elif rule.kind == "replace":
                     self._replace(rule)
                 elif rule.kind == "redirect":

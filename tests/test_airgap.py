@@ -351,10 +351,17 @@ def test_archived_lock_is_checked_and_platform_subsets_load(
 ) -> None:
     lock = public.write_lock(tmp_path / "images.lock", [SPIRE, SIDECAR])
     layout = tmp_path / "subset"
-    result = save(public, lock, f"{layout}/", "--platform", "linux/arm64")
+    saved_report = tmp_path / "save.json"
+    result = save(
+        public, lock, f"{layout}/", "--platform", "linux/arm64", "--report", str(saved_report)
+    )
     assert result.returncode == 0, result.stderr
+    skipped = {i["source"]: i["status"] for i in json.loads(saved_report.read_text())["images"]}
+    assert skipped == {SPIRE: "copied", SIDECAR: "skipped"}  # the sidecar is amd64 only
     saved_lock = parse_lock((layout / "images.lock").read_text(), "saved")
-    assert [str(p) for e in saved_lock.entries for p in e.platforms] == ["linux/arm64"] * 2
+    assert [(str(e.source), [str(p) for p in e.platforms]) for e in saved_lock.entries] == [
+        (SPIRE, ["linux/arm64"])
+    ]
     dest = make_registry("basic")
     code, report, result = load(layout, dest)
     assert code == 0, result.stderr
@@ -370,6 +377,35 @@ def test_archived_lock_is_checked_and_platform_subsets_load(
     code, report, _ = load(layout, make_registry("basic"))
     assert code == 1
     assert f"its images.lock says {other}" in report["images"][0]["error"]
+
+
+def test_load_checks_the_archive_against_the_lock_the_user_trusts(
+    anon_registry: Registry, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    public = PublicImages(anon_registry, f"trusted-{uuid.uuid4().hex[:8]}")
+    app, tool, extra = "quay.io/team/app:1", "quay.io/team/tool:1", "quay.io/team/extra:1"
+    public.add(app, make_image("trusted-app", [2000]))
+    public.add(tool, make_image("trusted-tool", [2000]))
+    trusted = public.write_lock(tmp_path / "trusted.lock")
+    pinned = run_mirror("lock", "--lock", str(trusted), *public.endpoint_args())
+    assert pinned.returncode == 0, pinned.stderr
+    locked = public.artifacts[app].digest
+    public.add(app, make_image("swapped-app", [2000]))  # the tag moves after the lock was made
+    public.add(extra, make_image("trusted-extra", [2000]))
+    archive = tmp_path / "nsm-images.tar"
+    saved = save(public, public.write_lock(tmp_path / "images.lock"), archive)
+    assert saved.returncode == 0, saved.stderr  # the archive's own lock agrees with it
+
+    dest = make_registry("basic")
+    code, report, result = load(archive, dest, "--lock", str(trusted))
+    assert code == 1, result.stderr
+    items = {i["source"]: i for i in report["images"]}
+    assert items[tool]["status"] == "copied"
+    assert items[app]["status"] == "failed"
+    swapped = public.artifacts[app].digest
+    assert f"the archive holds {swapped}, {trusted} says {locked}" in items[app]["error"]
+    assert items[extra]["status"] == "failed" and f"not in {trusted}" in items[extra]["error"]
+    assert not tag_exists(dest, "nsm/app:1") and not tag_exists(dest, "nsm/extra:1")
 
 
 def test_load_with_platform_pushes_only_that_platform(
@@ -388,6 +424,10 @@ def test_load_with_platform_pushes_only_that_platform(
     for source, item in {i["source"]: i for i in report["images"]}.items():
         if source in lacking:
             assert "no entry for platform(s) linux/arm64" in item["error"]
+            assert not tag_exists(dest, dest_name(source))
+        elif isinstance(public.artifacts[source], Image):  # all amd64
+            assert item["status"] == "skipped", item
+            assert "single-platform image for linux/amd64, not linux/arm64" in item["notes"][-1]
             assert not tag_exists(dest, dest_name(source))
         else:
             assert item["status"] == "copied", item

@@ -23,7 +23,8 @@ from mirror.errors import NotFound, RegistryError, Unauthorized
 from mirror.hosts import HostOptions, parse_endpoints
 from mirror.reference import parse_reference
 from tests.dockerd import Dockerd
-from tests.imagefactory import Image, Index, make_image, push, sha256
+from tests.faultproxy import ProxyFactory
+from tests.imagefactory import Image, Index, make_image, push, registry_client, sha256
 from tests.mirrorcli import PublicImages, publish_default_set, report_of, run_mirror
 from tests.registries import Registry, RegistryFactory
 from tests.skopeo import run_skopeo, skopeo_copy, skopeo_raw
@@ -132,6 +133,42 @@ def test_sync_engine_docker_pushes_the_daemons_image_of_every_source(
     assert report["summary"]["bytes_uploaded"] == 0
 
 
+def test_the_endpoint_mirror_gets_its_own_credentials_never_the_upstreams(
+    make_registry: RegistryFactory,
+    proxies: ProxyFactory,
+    docker_env: dict[str, str],
+    api: Any,
+    tmp_path: Path,
+) -> None:
+    mirror = secret_registry(make_registry)
+    image = make_image("mirrored", [50_000], fmt="docker")
+    push(mirror, "cache/gcr.io/team/app", "1", image)
+    endpoint = proxies(mirror.url)
+    upstream_password = f"upstream-{uuid.uuid4().hex}"
+    auths = {"gcr.io": ("upstream-user", upstream_password)}
+    auths[endpoint.host] = (str(mirror.username), str(mirror.password))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"auths": {
+        host: {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+        for host, (user, password) in auths.items()
+    }}))  # fmt: skip
+    lock = tmp_path / "images.lock"
+    lock.write_text('version = 1\n[[images]]\nsource = "gcr.io/team/app:1"\n')
+    dest = make_registry("basic")
+    result = run_mirror(
+        "sync", "--engine", "docker", "--lock", str(lock), "--registry-server", f"{dest.host}/nsm",
+        "--registry-username", str(dest.username), "--registry-password-stdin",
+        "--endpoint", f"gcr.io={endpoint.url}/cache/gcr.io", "--auth-file", str(config),
+        "--output", "json", input=f"{dest.password}\n", env=docker_env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [i["status"] for i in report_of(result)["images"]] == ["copied"]
+    assert upstream_password not in result.stdout + result.stderr
+    sent = {r.headers.get("authorization") for r in endpoint.seen()} - {None}
+    basic = base64.b64encode(f"{mirror.username}:{mirror.password}".encode()).decode()
+    assert sent == {f"Basic {basic}"}
+
+
 def test_keep_leaves_the_pulled_images_under_their_source_names(
     public: PublicImages,
     make_registry: RegistryFactory,
@@ -167,6 +204,32 @@ def test_platform_picks_the_one_image_the_daemon_pulls(
     assert manifest["config"]["digest"] == arm64.config.digest
     (item,) = report["images"]
     assert any("became single-platform linux/arm64" in n for n in item["notes"])
+
+
+def test_platform_skips_a_single_platform_image_of_another_platform(
+    public: PublicImages,
+    make_registry: RegistryFactory,
+    docker_env: dict[str, str],
+    api: Any,
+    tmp_path: Path,
+) -> None:
+    dest = make_registry("basic")
+    curl = "docker.io/curlimages/curl:latest"
+    lock = public.write_lock(tmp_path / "images.lock", [curl])
+    reason = "single-platform image for linux/amd64, not linux/arm64"
+    code, report, stderr = sync_docker(public, dest, lock, docker_env, "--platform", "linux/arm64")
+    assert code == 0, stderr
+    (item,) = report["images"]
+    assert item["status"] == "skipped" and reason in item["notes"][-1], item
+    code, report, stderr = sync_docker(
+        public, dest, lock, docker_env, "--platform", "linux/arm64", "--frozen"
+    )
+    assert code == 1, stderr
+    (item,) = report["images"]
+    assert item["status"] == "failed" and reason in item["error"], item
+    with registry_client(dest) as client:
+        assert client.head("/v2/nsm/curl/manifests/latest").status_code == 404
+    assert api.images() == []
 
 
 def test_sync_engine_docker_wrong_password_fails_without_leaking_it(
@@ -234,6 +297,29 @@ def test_load_to_docker_of_a_saved_archive(
     assert {i["status"] for i in report_of(again)["images"]} == {"present"}
 
 
+def test_load_to_docker_skips_a_single_platform_image_of_another_platform(
+    public: PublicImages, docker_env: dict[str, str], api: Any, tmp_path: Path
+) -> None:
+    spire, curl = "gcr.io/spiffe-io/spire-agent:1.5.6", "docker.io/curlimages/curl:latest"
+    archive = tmp_path / "nsm-images.tar"
+    lock = public.write_lock(tmp_path / "images.lock", [spire, curl])
+    saved = run_mirror(
+        "save", "--lock", str(lock), "--output", str(archive), *public.endpoint_args()
+    )
+    assert saved.returncode == 0, saved.stderr
+    loaded = run_mirror(
+        "load", "--input", str(archive), "--to-docker", "--platform", "linux/arm64",
+        "--output", "json", env=docker_env,
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    items = {i["source"]: i for i in report_of(loaded)["images"]}
+    assert items[spire]["status"] == "copied"
+    assert items[curl]["status"] == "skipped"
+    assert "single-platform image for linux/amd64, not linux/arm64" in items[curl]["notes"][-1]
+    tags = {t for image in api.images() for t in image["RepoTags"] or []}
+    assert spire in tags and not [t for t in tags if "curl" in t]
+
+
 def test_save_from_docker_then_load_into_a_registry(
     anon_registry: Registry,
     make_registry: RegistryFactory,
@@ -268,6 +354,39 @@ def test_save_from_docker_then_load_into_a_registry(
     assert [layer["digest"] for layer in manifest["layers"]] == [
         layer.diff_id for layer in built.layers
     ]
+
+
+def test_save_from_docker_of_images_saved_at_once_keeps_each_under_its_own_name(
+    anon_registry: Registry, docker_env: dict[str, str], api: Any, tmp_path: Path
+) -> None:
+    image_ids = {}
+    for name in ("first", "second"):
+        built = make_image(f"{name}-{uuid.uuid4().hex[:6]}", [400_000, 300_000], fmt="docker")
+        repo = f"{anon_registry.host}/built/{name}-{uuid.uuid4().hex[:6]}"
+        push(anon_registry, repo.split("/", 1)[1], "dev", built)
+        for message in api.pull(repo, tag="dev", stream=True, decode=True):
+            assert "error" not in message
+        image_ids[f"{repo}:dev"] = api.inspect_image(f"{repo}:dev")["Id"]
+    assert len(set(image_ids.values())) == 2
+    lock = tmp_path / "images.lock"
+    lock.write_text("version = 1\n" + "".join(f'\n[[images]]\nsource = "{s}"\n' for s in image_ids))
+    archive = tmp_path / "local.tar"
+    saved = run_mirror(
+        "save", "--from-docker", "--jobs", "2", "--lock", str(lock), "--output", str(archive),
+        env=docker_env,
+    )  # fmt: skip
+    assert saved.returncode == 0, saved.stderr
+
+    dest = anon_registry
+    prefix = f"loaded-{uuid.uuid4().hex[:6]}"
+    loaded = run_mirror(
+        "load", "--input", str(archive), "--registry-server", f"{dest.host}/{prefix}"
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    for source, image_id in image_ids.items():
+        name = source.rsplit("/", 1)[1]
+        manifest = json.loads(skopeo_raw(dest, f"{prefix}/{name}"))
+        assert manifest["config"]["digest"] == image_id, source
 
 
 def test_daemon_not_running_is_one_line_and_exit_2(public: PublicImages, tmp_path: Path) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from tests.imagefactory import (
     sha256,
     write_oci_layout,
 )
+from tests.mirrorcli import REPO_ROOT
 from tests.registries import Registry, RegistryFactory
 from tests.skopeo import CONTAINERS_DIR, run_skopeo, skopeo_copy, skopeo_raw
 from tests.tokenissuer import User, parse_scope
@@ -175,3 +179,33 @@ def test_skopeo_is_isolated_and_reads_oci_layouts(
     assert (tmp_path / "state" / "cache" / "blob-info-cache-v1.boltdb").exists()
     assert (host_cache.stat().st_mtime_ns if host_cache.exists() else None) == before
     assert sha256(skopeo_raw(anon_registry, f"{repo}:app")) == index.digest
+
+
+INNER_CONFTEST = """
+import tests.dockerd
+
+tests.dockerd.DOCKERD = "/nonexistent/dockerd"
+pytest_plugins = ["tests.docker_fixtures"]
+"""
+
+
+@pytest.mark.parametrize("ci", ["true", None])
+def test_a_dockerd_that_cannot_start_fails_in_ci_and_skips_with_the_reason_elsewhere(
+    ci: str | None, tmp_path: Path
+) -> None:
+    (tmp_path / "conftest.py").write_text(INNER_CONFTEST)
+    (tmp_path / "test_inner.py").write_text("def test_uses_the_daemon(dockerd):\n    pass\n")
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
+    if ci:
+        env["CI"] = ci
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-q", str(tmp_path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    reason = "/nonexistent/dockerd not installed"
+    assert reason in result.stdout, result.stdout
+    if ci:
+        assert result.returncode == 1 and "1 error" in result.stdout, result.stdout
+    else:
+        assert result.returncode == 0 and "1 skipped" in result.stdout, result.stdout

@@ -18,6 +18,7 @@ import yaml
 
 from mirror.lock import load_lock
 from mirror.schedule import in_shard, parse_duration, run_lock
+from tests.faultproxy import FaultProxy, ProxyFactory
 from tests.imagefactory import make_image
 from tests.mirrorcli import REPO_ROOT, PublicImages, publish_default_set, report_of, run_mirror
 from tests.registries import Registry, RegistryFactory
@@ -28,7 +29,9 @@ def public(anon_registry: Registry) -> PublicImages:
     return publish_default_set(anon_registry)
 
 
-def sync_args(public: PublicImages, dest: Registry, lock: Path, state: Path) -> list[str]:
+def sync_args(
+    public: PublicImages, dest: Registry | FaultProxy, lock: Path, state: Path
+) -> list[str]:
     return [
         "sync", "--lock", str(lock), "--registry-server", f"{dest.host}/nsm",
         *public.endpoint_args(), "--state-dir", str(state),
@@ -104,6 +107,33 @@ def test_a_second_sync_exits_0_while_one_is_running(
     holder.join()
     assert waited.returncode == 0, waited.stderr
     assert f"{len(public.artifacts)} copied" in waited.stdout
+
+
+def test_a_run_killed_while_holding_the_lock_does_not_block_the_next(
+    public: PublicImages, make_registry: RegistryFactory, proxies: ProxyFactory, tmp_path: Path
+) -> None:
+    dest = proxies(make_registry("anon").url)
+    stall = dest.rule("stall", "PUT", "/manifests/", times=None, seconds=120)
+    lock = public.write_lock(tmp_path / "images.lock")
+    args = sync_args(public, dest, lock, tmp_path / "state")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHLIFT_")}
+    hung = subprocess.Popen(
+        [sys.executable, "-m", "mirror", *args], cwd=REPO_ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not stall.injected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert stall.injected, "the first run never reached its manifest push"
+    finally:
+        hung.kill()  # as a deadline (activeDeadlineSeconds, TimeoutStartSec) or the OOM killer does
+        hung.wait()
+    dest.clear()
+    result = run_mirror(*args)
+    assert result.returncode == 0, result.stderr
+    assert "is running; skipped" not in result.stdout
+    assert f"{len(public.artifacts)} copied" in result.stdout
 
 
 def test_shards_cover_every_image_exactly_once(
@@ -183,6 +213,13 @@ def test_systemd_examples_run_mirror_sync() -> None:
     timer = (REPO_ROOT / "examples" / "systemd" / "meshlift-mirror.timer").read_text()
     assert "ExecStart=/usr/local/bin/mirror sync" in service
     assert "OnCalendar=" in timer and "Persistent=true" in timer
+    assert "Type=oneshot" in service and "TimeoutStartSec=2h" in service  # every 6h
+
+
+def test_the_cronjob_stops_a_run_before_the_next_is_due() -> None:
+    (cronjob,) = yaml.safe_load_all((REPO_ROOT / "examples/kubernetes/mirror-cronjob.yaml").open())
+    assert cronjob["spec"]["schedule"] == "17 */6 * * *"
+    assert 0 < cronjob["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] < 6 * 3600
 
 
 def test_max_requests_per_second_paces_each_registry(

@@ -19,6 +19,15 @@ def public(anon_registry: Registry) -> PublicImages:
     return publish_default_set(anon_registry)
 
 
+SIDECAR = "docker-registry.nginx.com/nsm/nginx-mesh-sidecar:2.0.0"
+
+
+def tag_exists(dest: Registry, name: str) -> bool:
+    repo, tag = name.rsplit(":", 1)
+    with registry_client(dest) as client:
+        return client.head(f"/v2/{repo}/manifests/{tag}").status_code == 200
+
+
 def dest_name(source: str) -> str:
     """``nsm/<last component>:<tag>`` — the seed's rule under the ``nsm`` path."""
     name = source.rsplit("/", 1)[-1]
@@ -179,6 +188,36 @@ def test_platform_subset_writes_a_new_index(
     assert any("differs" in note for note in item["notes"])
     again = sync(public, dest, lock, "--platform", "linux/arm64")
     assert again[1]["images"][0]["status"] == "present"  # type: ignore[index]
+
+
+def test_platform_skips_a_single_platform_image_of_another_platform_and_frozen_fails_it(
+    public: PublicImages, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    spire, sidecar = "gcr.io/spiffe-io/spire-agent:1.5.6", SIDECAR
+    lock = public.write_lock(tmp_path / "images.lock", [spire, sidecar])
+    dest = make_registry("anon")
+    code, report, stderr = sync(public, dest, lock, "--platform", "linux/arm64")
+    assert code == 0, stderr
+    items = {i["source"]: i for i in report["images"]}  # type: ignore[index]
+    assert items[spire]["status"] == "copied"
+    assert items[sidecar]["status"] == "skipped"
+    reason = "single-platform image for linux/amd64, not linux/arm64"
+    assert any(reason in note for note in items[sidecar]["notes"]), items[sidecar]
+    assert not tag_exists(dest, "nsm/nginx-mesh-sidecar:2.0.0")
+
+    code, report, _ = sync(public, dest, lock, "--platform", "linux/arm64", "--frozen")
+    assert code == 1
+    item = {i["source"]: i for i in report["images"]}[sidecar]  # type: ignore[index]
+    assert item["status"] == "failed" and reason in item["error"] and "--frozen" in item["error"]
+    assert not tag_exists(dest, "nsm/nginx-mesh-sidecar:2.0.0")
+
+    code, report, stderr = sync(public, dest, lock, "--platform", "linux/amd64")
+    assert code == 0, stderr
+    item = {i["source"]: i for i in report["images"]}[sidecar]  # type: ignore[index]
+    assert item["status"] == "copied"
+    assert (
+        sha256(skopeo_raw(dest, "nsm/nginx-mesh-sidecar:2.0.0")) == public.artifacts[sidecar].digest
+    )
 
 
 def test_drift_copies_the_locked_digest_and_frozen_fails(
