@@ -16,12 +16,12 @@ from pathlib import Path
 
 from mirror import mediatypes
 from mirror.copy import CopyEvents, CopyJob, CopyOptions, ImageCopier, run_copies
+from mirror.delta import DeltaContents, Holdings, delta_copier, read_delta, writer_for
 from mirror.errors import ArchiveError, MirrorError
 from mirror.hosts import HostOptions
 from mirror.layout import (
     LOCK_FILE,
     LayoutReader,
-    LayoutWriter,
     open_layout,
     pack_layout,
     seed_blobs,
@@ -40,6 +40,7 @@ class SaveTarget:
 
     path: Path
     is_tar: bool
+    holdings: Holdings | None = None  # what the base holds: a delta is written against it
 
     @property
     def layout_dir(self) -> Path:
@@ -115,7 +116,7 @@ def write_layout(
     """Copy ``planned`` from ``source`` into the target's layout, then write its lock (pinned to
     what was saved) and index, and pack a tar if every image made it."""
     started = time.monotonic()
-    layout = LayoutWriter(target.layout_dir)
+    layout = writer_for(target.layout_dir, target.holdings)
     results = run_copies(list(planned), ImageCopier(source, layout, events, options), jobs)
     saved = [
         replace(
@@ -217,7 +218,9 @@ def load(
     done = plan.refusals(events)
     todo = plan.todo
     with open_registries(hosts, destination, options.policy, options.cancel) as registry:
-        copier = ImageCopier(plan.layout, registry, events, options)
+        copier = delta_copier(plan.layout, todo, registry, events, options) or ImageCopier(
+            plan.layout, registry, events, options
+        )
         done.update(zip(todo, run_copies(todo, copier, jobs), strict=True))
     return Report("load", [done[job] for job in plan.jobs], time.monotonic() - started)
 
@@ -247,6 +250,7 @@ class ArchiveContents:
     lock_entries: int | None
     not_in_archive: list[str]
     size: int = 0
+    delta: DeltaContents | None = None
 
     @property
     def complete(self) -> bool:
@@ -255,10 +259,15 @@ class ArchiveContents:
 
 
 def _describe(
-    layout: LayoutReader, top: Descriptor, image: ArchivedImage, sizes: dict[str, int]
+    layout: LayoutReader,
+    top: Descriptor,
+    image: ArchivedImage,
+    sizes: dict[str, int],
+    relied: set[str],
 ) -> None:
-    """Fill sizes, platforms and missing blobs of ``image`` by walking its manifests."""
-    seen: set[str] = set()
+    """Fill sizes, platforms and missing blobs of ``image`` by walking its manifests (what a
+    delta relies on its base for is not missing)."""
+    seen = set(relied)
     pending = [top]
     while pending:
         desc = pending.pop()
@@ -287,6 +296,8 @@ def inspect(path: str) -> ArchiveContents:
         locked = {e.source for e in parse_lock(layout.lock_text, f"{path}:{LOCK_FILE}").entries}
     images = []
     sizes: dict[str, int] = {}
+    delta = read_delta(layout)
+    relied = {d.digest for descs in delta.relies.values() for d in descs} if delta else set()
     for entry in layout.entries:
         desc = entry.descriptor
         name = entry.name or f"(unnamed entry {entry.number})"
@@ -294,7 +305,7 @@ def inspect(path: str) -> ArchiveContents:
         if locked is not None:
             image.in_lock = entry.reference in locked
         try:
-            _describe(layout, desc, image, sizes)
+            _describe(layout, desc, image, sizes, relied)
         except MirrorError as exc:
             image.error = str(exc)
         images.append(image)
@@ -306,4 +317,5 @@ def inspect(path: str) -> ArchiveContents:
         lock_entries=len(locked) if locked is not None else None,
         not_in_archive=sorted(str(r) for r in (locked or set()) - present),
         size=sum(sizes.values()),
+        delta=delta,
     )

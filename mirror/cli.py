@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -547,13 +548,26 @@ def lock_command(lock_path: str, check: bool, **params: Any) -> None:
     is_flag=True,
     help="Take the images from a Docker daemon (e.g. locally built ones) instead.",
 )
+@click.option(
+    "--since",
+    metavar="BASE",
+    help="Write a delta: only what the earlier archive BASE (tar or directory) lacks.",
+)
+@click.option(
+    "--have",
+    metavar="HAVE.json",
+    help="Write a delta: only what the inventory HAVE.json (mirror inventory) lacks.",
+)
 @_DOCKER_HOST
 def save(**params: Any) -> None:
     """Save every locked image into an OCI image layout archive, preserving digests."""
     from mirror.airgap import save as run_save
     from mirror.airgap import save_target
+    from mirror.delta import holdings_of
 
-    target = save_target(params["output_path"])
+    target = replace(
+        save_target(params["output_path"]), holdings=holdings_of(params["since"], params["have"])
+    )
     _, entries = _entries(params["lock_path"], params["environment"])
     hosts = _hosts(params)
     platforms = _platforms(params["platforms"])
@@ -587,6 +601,10 @@ def save(**params: Any) -> None:
         return report
 
     _run_copy(runner, params["quiet"], len(entries), "text", params["report_path"])
+    if not params["quiet"]:
+        from mirror.delta import describe_archive
+
+        click.echo(describe_archive(target.path))
 
 
 @cli.command()
@@ -675,7 +693,9 @@ def inspect_command(input_path: str, output: str) -> None:
 
     contents = inspect(input_path)
     if output == "json":
-        click.echo(json.dumps({**asdict(contents), "complete": contents.complete}, indent=2))
+        delta = contents.delta.as_json() if contents.delta else None
+        document = {**asdict(contents), "delta": delta, "complete": contents.complete}
+        click.echo(json.dumps(document, indent=2))
     else:
         kinds = {
             mediatypes.OCI_INDEX: "oci index",
@@ -692,6 +712,8 @@ def inspect_command(input_path: str, output: str) -> None:
             f"{input_path}: OCI image layout ({contents.format}), {len(contents.images)} images,"
             f" {decimal(contents.size)}; {lock}"
         )
+        if contents.delta is not None:
+            click.echo(contents.delta.describe())
         for image in contents.images:
             kind = kinds.get(image.media_type, image.media_type)
             platforms = f" [{', '.join(image.platforms)}]" if image.platforms else ""
@@ -708,6 +730,38 @@ def inspect_command(input_path: str, output: str) -> None:
             click.echo(f"not in the archive: {name}")
     if not contents.complete:
         sys.exit(1)
+
+
+@cli.command()
+@destination_options
+@lock_options
+@source_options
+@click.option(
+    "--output",
+    "output_path",
+    required=True,
+    metavar="HAVE.json",
+    help="Where to write the inventory (for save --have on the connected side).",
+)
+@click.option(
+    "--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Images at once."
+)
+def inventory(**params: Any) -> None:
+    """List what --registry-server holds of the locked images (manifests, and blobs by HEAD)."""
+    from mirror.copy import Cancellation
+    from mirror.delta import take_inventory, write_inventory
+    from mirror.reference import parse_registry_server
+    from mirror.sync import Destination
+
+    credentials = credentials_from(params)
+    destination = Destination(parse_registry_server(params["registry_server"]), credentials)
+    _, entries = _entries(params["lock_path"], params["environment"])
+    cancel = Cancellation(f"{params['output_path']} was not written")
+    with _signals(cancel):
+        found = take_inventory(
+            entries, destination, _hosts(params), jobs=params["jobs"], cancel=cancel
+        )
+    click.echo(write_inventory(params["output_path"], found))
 
 
 @exits_on_errors(MirrorError)
