@@ -234,6 +234,7 @@ class ArchivedImage:
     media_type: str
     size: int = 0
     blobs: int = 0
+    in_base: int = 0  # objects a delta relies on its base for
     platforms: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     in_lock: bool | None = None
@@ -267,13 +268,15 @@ def _describe(
 ) -> None:
     """Fill sizes, platforms and missing blobs of ``image`` by walking its manifests (what a
     delta relies on its base for is not missing)."""
-    seen = set(relied)
+    seen: set[str] = set()
     pending = [top]
     while pending:
         desc = pending.pop()
         if desc.digest in seen:
             continue
         seen.add(desc.digest)
+        if desc.digest in relied:
+            continue
         stored = layout.storage.blob_size(desc.digest)
         if stored != desc.size:
             if not desc.raw.get("urls"):
@@ -304,6 +307,8 @@ def inspect(path: str) -> ArchiveContents:
         image = ArchivedImage(name, desc.digest, desc.media_type, error=entry.problem)
         if locked is not None:
             image.in_lock = entry.reference in locked
+        if delta is not None and entry.name is not None:
+            image.in_base = len(delta.relies.get(entry.name, ()))
         try:
             _describe(layout, desc, image, sizes, relied)
         except MirrorError as exc:

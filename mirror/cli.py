@@ -718,9 +718,10 @@ def inspect_command(input_path: str, output: str) -> None:
             kind = kinds.get(image.media_type, image.media_type)
             platforms = f" [{', '.join(image.platforms)}]" if image.platforms else ""
             unlocked = " (not in images.lock)" if image.in_lock is False else ""
+            in_base = f" (+{image.in_base} in the base)" if image.in_base else ""
             click.echo(
                 f"{image.name} {image.digest} {kind}{platforms}"
-                f" {decimal(image.size)} in {image.blobs} blobs{unlocked}"
+                f" {decimal(image.size)} in {image.blobs} blobs{in_base}{unlocked}"
             )
             for digest in image.missing:
                 click.echo(f"  missing: {digest}")

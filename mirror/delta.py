@@ -277,9 +277,10 @@ def check_base(
     missing = {desc.digest for _, desc in wanted} - set(located)
     if missing:
         bases = " and ".join(map(str, delta.bases))
+        names = " and ".join(b.name for b in delta.bases)
         raise BaseMissing(
             f"{Path(archive).name} is a delta on {bases}: {len(missing)} objects it relies on"
-            f" are missing at the destination; load {bases} first (nothing was pushed or tagged)"
+            f" are missing at the destination; load {names} first (nothing was pushed or tagged)"
         )
     return located
 

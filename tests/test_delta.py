@@ -269,8 +269,17 @@ def test_inspect_shows_a_delta(releases: Releases) -> None:
         text.stdout
     )
     assert "missing" not in text.stdout
+    metrics = NSM + "nginx-mesh-metrics:2.0.0"
+    unchanged = len(releases.digests([metrics]))
+    assert (
+        f"{metrics} {releases.public.artifacts[metrics].digest} oci image 0 bytes in 0 blobs"
+        f" (+{unchanged} in the base)\n" in text.stdout
+    )
     document = json.loads(run_mirror("inspect", "--input", str(b), "--output", "json").stdout)
     assert document["complete"] is True
+    images = {i["name"]: (i["blobs"], i["in_base"]) for i in document["images"]}
+    assert images[metrics] == (0, unchanged)
+    assert images[MOVED[NSM + "nginx-mesh-sidecar:2.0.0"]] == (3, 2)  # the base's two layers
     assert document["delta"] == {
         "bases": [{"name": "nsm-a.tar", "identity": identity(releases.archives["v1"])}],
         "carried": {"objects": len(blobs(b)), "size": sum(sizes[d] for d in blobs(b))},
