@@ -565,9 +565,8 @@ def save(**params: Any) -> None:
     from mirror.airgap import save_target
     from mirror.delta import holdings_of
 
-    target = replace(
-        save_target(params["output_path"]), holdings=holdings_of(params["since"], params["have"])
-    )
+    target = save_target(params["output_path"])
+    target = replace(target, holdings=holdings_of(params["since"], params["have"], target.path))
     _, entries = _entries(params["lock_path"], params["environment"])
     hosts = _hosts(params)
     platforms = _platforms(params["platforms"])

@@ -391,8 +391,10 @@ def write_inventory(path: str, inventory: dict[str, Any]) -> str:
     )
 
 
-def holdings_of(since: str | None, have: str | None) -> Holdings | None:
+def holdings_of(since: str | None, have: str | None, output: Path) -> Holdings | None:
     """What ``save --since BASE`` and/or ``--have HAVE.json`` say the far side holds."""
+    if since and Path(since).resolve() == output.resolve():
+        raise InputError(f"--since {since}: give an earlier archive, not the one being written")
     parts = [archive_holdings(since)] if since else []
     if have:
         parts.append(inventory_holdings(have))

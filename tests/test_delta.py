@@ -319,6 +319,7 @@ def test_bad_bases_are_one_line_errors(releases: Releases, tmp_path: Path) -> No
         ("--since", str(tmp_path / "absent.tar"), "absent.tar: no such file or directory"),
         ("--have", str(garbage), "not a mirror inventory"),
         ("--have", str(tmp_path / "absent.json"), "cannot read"),
+        ("--since", str(tmp_path / "x.tar"), "give an earlier archive, not the one being written"),
     ):
         result = run_mirror(
             "save", "--lock", str(releases.locks["v2"]), "--output", str(tmp_path / "x.tar"),
