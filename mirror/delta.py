@@ -75,7 +75,8 @@ class Holdings:
 
 
 def _descriptor(raw: dict[str, Any]) -> Descriptor:
-    return Descriptor(str(raw.get("mediaType", "")), str(raw["digest"]), int(raw["size"]))
+    digest = validate_digest(str(raw["digest"]))
+    return Descriptor(str(raw.get("mediaType", "")), digest, int(raw["size"]))
 
 
 def _encode(descs: Iterable[Descriptor]) -> list[dict[str, Any]]:
@@ -111,7 +112,7 @@ def _relied(entry_raw: dict[str, Any], where: str) -> list[Descriptor]:
         return []
     try:
         return [_descriptor(d) for d in json.loads(text)]
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, InputError) as exc:
         raise ArchiveError(f"{where}: index.json: unreadable {RELIES_ON} ({exc})") from None
 
 
@@ -222,14 +223,16 @@ class DeltaWriter(LayoutWriter):
         def read(digest: str) -> Manifest:
             return read_manifest(storage, digest, digest)
 
+        dropped: set[str] = set()
         for raw in self.descriptors():
             try:
                 needed = reachable(_descriptor(raw), read)
             except MirrorError:  # a held manifest dropped by an earlier run: keep its record
                 continue
-            annotations = raw.setdefault("annotations", {})
-            annotations[RELIES_ON] = json.dumps(_encode(d for d in needed if d.digest in held))
-        for digest in held:
+            relied = [d for d in needed if d.digest in held]
+            raw.setdefault("annotations", {})[RELIES_ON] = json.dumps(_encode(relied))
+            dropped.update(d.digest for d in relied)
+        for digest in dropped:
             (self.root / blob_path(digest)).unlink(missing_ok=True)
         bases = [{"name": b.name, "identity": b.identity} for b in self.holdings.bases]
         self.annotations[BASES] = json.dumps(bases)
