@@ -300,7 +300,7 @@ def inspect(path: str) -> ArchiveContents:
     images = []
     sizes: dict[str, int] = {}
     delta = read_delta(layout)
-    relied = {d.digest for descs in delta.relies.values() for d in descs} if delta else set()
+    relied = delta.relied_digests if delta else set()
     for entry in layout.entries:
         desc = entry.descriptor
         name = entry.name or f"(unnamed entry {entry.number})"

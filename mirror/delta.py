@@ -127,6 +127,11 @@ class DeltaContents:
     relied_on_size: int
     relies: dict[str, list[Descriptor]] = field(default_factory=dict, repr=False)
 
+    @property
+    def relied_digests(self) -> set[str]:
+        """Every digest some entry relies on the base for."""
+        return {d.digest for descs in self.relies.values() for d in descs}
+
     def describe(self) -> str:
         """One line: base, and what is carried and relied on."""
         bases = " and ".join(map(str, self.bases))
@@ -179,8 +184,8 @@ def archive_holdings(path: str) -> Holdings:
     raw, _ = _index_document(layout.storage)
     held = set(referenced_blobs(layout))
     delta = read_delta(layout)
-    for descs in delta.relies.values() if delta else ():
-        held.update(d.digest for d in descs)
+    if delta is not None:
+        held |= delta.relied_digests
     return Holdings((Base(Path(path).name, sha256_digest(raw)),), frozenset(held))
 
 

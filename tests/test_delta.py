@@ -196,6 +196,26 @@ def test_base_then_delta_then_delta_loads_every_image(
             assert uploads == len(blobs(archive) - releases.manifests(releases.sources[version]))
 
 
+def test_an_image_the_base_holds_under_another_name_is_mounted_and_tagged(
+    releases: Releases, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    renamed = NSM + "nginx-mesh-init-fips:2.0.0"
+    releases.public.add(renamed, releases.public.artifacts[NSM + "nginx-mesh-init:2.0.0"])
+    releases.locks["v4"] = releases.public.write_lock(tmp_path / "v4.lock", [*V1_SOURCES, renamed])
+    delta = save(releases, "v4", "renamed.tar", "--since", str(releases.archives["v1"]))
+    assert blobs(delta) == set()
+    dest = make_registry("basic")
+    assert load(releases.archives["v1"], dest)[0] == 0
+    mark = dest.mark()
+    code, report, result = load(delta, dest)
+    assert code == 0, result.stderr
+    assert statuses(report)[renamed] == "copied"
+    assert tags_at(dest, [renamed]) == {renamed: releases.public.artifacts[renamed].digest}
+    assert dest.count("PUT", "/blobs/uploads/", since=mark) == 0
+    mounts = dest.count("POST", "/nginx-mesh-init-fips/blobs/uploads/", since=mark)
+    assert mounts == 4  # the two base layers, its own layer and its config
+
+
 def test_delta_without_its_base_loads_nothing(
     releases: Releases, make_registry: RegistryFactory
 ) -> None:
