@@ -644,6 +644,7 @@ def load(**params: Any) -> None:
     platforms = _platforms(params["platforms"])
     if params["to_docker"]:
         from mirror.daemon import load_into_daemon
+        from mirror.delta import refuse_delta
 
         if len(platforms) > 1:
             raise InputError("--to-docker loads one platform per image: give one --platform")
@@ -651,6 +652,7 @@ def load(**params: Any) -> None:
         daemon_plan = plan_load(
             params["input_path"], parse_registry_server(server) if server else None, platforms
         )
+        refuse_delta(daemon_plan.layout, "--to-docker")
 
         def to_docker(progress: Any, options: Any) -> Report:
             return load_into_daemon(

@@ -249,6 +249,17 @@ def writer_for(root: Path, holdings: Holdings | None) -> LayoutWriter:
     return DeltaWriter(root, holdings) if holdings else LayoutWriter(root)
 
 
+def refuse_delta(layout: LayoutReader, flag: str) -> None:
+    """InputError if ``layout`` is a delta: ``flag`` needs a self-contained archive."""
+    delta = read_delta(layout)
+    if delta is not None:
+        bases = " and ".join(map(str, delta.bases))
+        raise InputError(
+            f"{layout.storage.location} is a delta on {bases}; {flag} needs a full archive"
+            " (load the delta into the registry that holds its base)"
+        )
+
+
 class BaseMissing(MirrorError):
     """A delta's base is not (wholly) at the destination: nothing was loaded."""
 

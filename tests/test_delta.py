@@ -38,6 +38,7 @@ MOVED = {  # lock v2: two images move to new tags sharing the base layers
 }
 MOVED_AGAIN = {"gcr.io/spiffe-io/spire-agent:1.5.6": "gcr.io/spiffe-io/spire-agent:1.5.7"}
 WRITES = ("PUT", "POST", "PATCH", "DELETE")
+BASES = "io.meshlift.delta.bases"
 ACCEPT = f"{OCI_INDEX}, {OCI_MANIFEST}"
 
 
@@ -81,9 +82,11 @@ def artifact_for(source: str, base: list[Any]) -> Image | Index:
 
 
 def save(releases: Releases, lock: str, name: str, *extra: str) -> Path:
+    """Save ``lock`` to ``name`` (next to the releases' archives; ending in / for a directory)."""
     output = releases.archives["v1"].parent / name
+    where = f"{output}/" if name.endswith("/") else str(output)
     result = run_mirror(
-        "save", "--lock", str(releases.locks[lock]), "--output", str(output),
+        "save", "--lock", str(releases.locks[lock]), "--output", where,
         *releases.public.endpoint_args(), *extra,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -160,7 +163,7 @@ def test_delta_holds_only_what_its_base_lacks(releases: Releases) -> None:
     assert [e["annotations"][REF_NAME] for e in index["manifests"]] == sorted(
         releases.sources["v2"]
     )
-    bases = json.loads(index["annotations"]["io.meshlift.delta.bases"])
+    bases = json.loads(index["annotations"][BASES])
     assert bases == [{"name": "nsm-a.tar", "identity": identity(a)}]
     relied = {
         d["digest"]
@@ -330,6 +333,20 @@ def test_skopeo_reads_the_full_archive_but_not_a_delta(
     assert (
         sha256(skopeo_raw(dest, "skopeo/sidecar:2.0.1")) == releases.public.artifacts[moved].digest
     )
+
+
+def test_a_directory_serves_as_base_and_as_delta(releases: Releases, tmp_path: Path) -> None:
+    a, b = tmp_path / "nsm-a", tmp_path / "nsm-b"
+    save(releases, "v1", f"{a}/")
+    save(releases, "v2", f"{b}/", "--since", str(a))
+    stored = {f"sha256:{p.name}" for p in (b / "blobs" / "sha256").iterdir()}
+    assert stored == blobs(releases.archives["v2"])
+    bases = json.loads(json.loads((b / "index.json").read_text())["annotations"][BASES])
+    assert bases == [{"name": "nsm-a", "identity": sha256((a / "index.json").read_bytes())}]
+    assert run_mirror("inspect", "--input", str(b)).returncode == 0
+    refused = run_mirror("load", "--input", str(b), "--to-docker")
+    assert refused.returncode == 2
+    assert "nsm-b is a delta on nsm-a (" in one_error_line(refused)
 
 
 def test_bad_bases_are_one_line_errors(releases: Releases, tmp_path: Path) -> None:
