@@ -270,8 +270,9 @@ def check_base(
     jobs: dict[str, Reference],
     registry: RegistryTransport,
     cancel: Cancellation,
-) -> dict[str, Reference]:
-    """Where at the destination each object the delta relies on is (HEAD, in parallel).
+) -> tuple[dict[str, Reference], set[str]]:
+    """Where at the destination each object the delta relies on is (HEAD, in parallel), and
+    which of them some repository relying on them lacks.
 
     ``jobs`` maps each entry name to its destination. An object counts as present if any
     repository relying on it holds it. BaseMissing names the base if anything is missing.
@@ -290,9 +291,12 @@ def check_base(
 
     present = run_parallel(head, wanted, HEAD_WORKERS, cancel, "base")
     located: dict[str, Reference] = {}
+    lacking: set[str] = set()
     for (destination, desc), here in zip(wanted, present, strict=True):
         if here:
             located.setdefault(desc.digest, destination)
+        else:
+            lacking.add(desc.digest)
     missing = {desc.digest for _, desc in wanted} - set(located)
     if missing:
         bases = " and ".join(map(str, delta.bases))
@@ -301,7 +305,7 @@ def check_base(
             f"{Path(archive).name} is a delta on {bases}: {len(missing)} objects it relies on"
             f" are missing at the destination; load {names} first (nothing was pushed or tagged)"
         )
-    return located
+    return located, lacking
 
 
 def delta_copier(
@@ -321,10 +325,11 @@ def delta_copier(
         entry = layout.find(job.source)
         if entry is not None and entry.name is not None:
             destinations[entry.name] = job.destination
-    located = check_base(layout.storage.location, delta, destinations, registry, options.cancel)
-    ledger = BlobLedger()  # knows where the base's blobs are, so the copy mounts them
-    for digest, where in located.items():
-        ledger.release(digest, where)
+    where = layout.storage.location
+    located, lacking = check_base(where, delta, destinations, registry, options.cancel)
+    ledger = BlobLedger()  # where to mount the base's blobs from, for repositories lacking them
+    for digest in lacking:
+        ledger.release(digest, located[digest])
     source = DeltaSource(layout, registry, located)
     return ImageCopier(source, registry, events, options, ledger)
 
