@@ -16,6 +16,7 @@ from tests.imagefactory import (
     OCI_INDEX,
     OCI_MANIFEST,
     REF_NAME,
+    Blob,
     Image,
     Index,
     make_image,
@@ -69,7 +70,7 @@ class Releases:
         return found
 
 
-def artifact_for(source: str, base: list[Any]) -> Image | Index:
+def artifact_for(source: str, base: list[Blob]) -> Image | Index:
     """A small image on the shared base (the SPIRE agent is multi-platform)."""
     if "spire-agent" in source:
         return make_index(
