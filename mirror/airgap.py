@@ -19,6 +19,7 @@ from pathlib import Path
 from mirror import mediatypes
 from mirror.chart import ChartCopier, ChartSource, copy_with_charts, plan_chart_jobs
 from mirror.copy import CopyEvents, CopyJob, CopyOptions, ImageCopier, run_copies
+from mirror.delta import DeltaContents, Holdings, delta_copier, read_delta, writer_for
 from mirror.errors import ArchiveError, MirrorError
 from mirror.helmchart import chart_layer
 from mirror.hosts import HostOptions
@@ -26,7 +27,6 @@ from mirror.layout import (
     LOCK_FILE,
     LayoutEntry,
     LayoutReader,
-    LayoutWriter,
     open_layout,
     pack_layout,
     seed_blobs,
@@ -45,6 +45,7 @@ class SaveTarget:
 
     path: Path
     is_tar: bool
+    holdings: Holdings | None = None  # what the base holds: a delta is written against it
 
     @property
     def layout_dir(self) -> Path:
@@ -145,7 +146,7 @@ def write_layout(
     then write its lock (pinned to what was saved) and index, and pack a tar if every image
     made it."""
     started = time.monotonic()
-    layout = LayoutWriter(target.layout_dir)
+    layout = writer_for(target.layout_dir, target.holdings)
     copier = ImageCopier(source, layout, events, options)
     locked = charts.charts if charts else ()
     chart_jobs = plan_chart_jobs(locked, None)
@@ -315,7 +316,9 @@ def load(
     done = plan.refusals(events)
     todo = plan.todo
     with open_registries(hosts, destination, options.policy, options.cancel, jobs) as registry:
-        copier = ImageCopier(plan.layout, registry, events, options)
+        copier = delta_copier(plan.layout, todo, registry, events, options) or ImageCopier(
+            plan.layout, registry, events, options
+        )
         done.update(zip(todo, run_copies(todo, copier, jobs), strict=True))
     for job in plan.charts & done.keys():
         done[job].kind = "chart"
@@ -332,6 +335,7 @@ class ArchivedImage:
     kind: str = "image"
     size: int = 0
     blobs: int = 0
+    in_base: int = 0  # objects a delta relies on its base for
     platforms: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     in_lock: bool | None = None
@@ -348,6 +352,7 @@ class ArchiveContents:
     lock_entries: int | None
     not_in_archive: list[str]
     size: int = 0
+    delta: DeltaContents | None = None
 
     @property
     def complete(self) -> bool:
@@ -356,9 +361,14 @@ class ArchiveContents:
 
 
 def _describe(
-    layout: LayoutReader, top: Descriptor, image: ArchivedImage, sizes: dict[str, int]
+    layout: LayoutReader,
+    top: Descriptor,
+    image: ArchivedImage,
+    sizes: dict[str, int],
+    relied: set[str],
 ) -> None:
-    """Fill sizes, platforms and missing blobs of ``image`` by walking its manifests."""
+    """Fill sizes, platforms and missing blobs of ``image`` by walking its manifests (what a
+    delta relies on its base for is not missing)."""
     seen: set[str] = set()
     pending = [top]
     while pending:
@@ -366,6 +376,8 @@ def _describe(
         if desc.digest in seen:
             continue
         seen.add(desc.digest)
+        if desc.digest in relied:
+            continue
         stored = layout.storage.blob_size(desc.digest)
         if stored != desc.size:
             if not desc.raw.get("urls"):
@@ -391,14 +403,18 @@ def inspect(path: str) -> ArchiveContents:
         locked = {e.source for e in lock.entries} | {c.source for c in lock.charts}
     images = []
     sizes: dict[str, int] = {}
+    delta = read_delta(layout)
+    relied = delta.relied_digests if delta else set()
     for entry in layout.entries:
         desc = entry.descriptor
         name = entry.name or f"(unnamed entry {entry.number})"
         image = ArchivedImage(name, desc.digest, desc.media_type, error=entry.problem)
         if locked is not None:
             image.in_lock = entry.reference in locked
+        if delta is not None and entry.name is not None:
+            image.in_base = len(delta.relies.get(entry.name, ()))
         try:
-            _describe(layout, desc, image, sizes)
+            _describe(layout, desc, image, sizes, relied)
         except MirrorError as exc:
             image.error = str(exc)
         images.append(image)
@@ -410,4 +426,5 @@ def inspect(path: str) -> ArchiveContents:
         lock_entries=len(locked) if locked is not None else None,
         not_in_archive=sorted(str(r) for r in (locked or set()) - present),
         size=sum(sizes.values()),
+        delta=delta,
     )

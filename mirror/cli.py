@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -596,13 +597,25 @@ def lock_command(lock_path: str, check: bool, **params: Any) -> None:
     is_flag=True,
     help="Take the images from a Docker daemon (e.g. locally built ones) instead.",
 )
+@click.option(
+    "--since",
+    metavar="BASE",
+    help="Write a delta: only what the earlier archive BASE (tar or directory) lacks.",
+)
+@click.option(
+    "--have",
+    metavar="HAVE.json",
+    help="Write a delta: only what the inventory HAVE.json (mirror inventory) lacks.",
+)
 @_DOCKER_HOST
 def save(**params: Any) -> None:
     """Save every locked image and chart into an OCI image layout archive, preserving digests."""
     from mirror.airgap import save as run_save
     from mirror.airgap import save_target
+    from mirror.delta import holdings_of
 
     target = save_target(params["output_path"])
+    target = replace(target, holdings=holdings_of(params["since"], params["have"], target.path))
     entries, charts = _entries(params["lock_path"], params["environment"])
     hosts = _hosts(params)
     platforms = _platforms(params["platforms"])
@@ -645,6 +658,10 @@ def save(**params: Any) -> None:
 
     count = len(entries) + (0 if params["from_docker"] else len(charts))
     _run_copy(runner, params["quiet"], count, "text", params["report_path"])
+    if not params["quiet"]:
+        from mirror.delta import describe_archive
+
+        click.echo(describe_archive(target.path))
 
 
 @cli.command()
@@ -693,6 +710,7 @@ def load(**params: Any) -> None:
     trusted = load_lock(params["lock_path"]) if params["lock_path"] else None
     if params["to_docker"]:
         from mirror.daemon import load_into_daemon
+        from mirror.delta import refuse_delta
 
         if len(platforms) > 1:
             raise InputError("--to-docker loads one platform per image: give one --platform")
@@ -703,6 +721,7 @@ def load(**params: Any) -> None:
             platforms,
             trusted,
         )
+        refuse_delta(daemon_plan.layout, "--to-docker")
         _skip_charts(
             [str(job.source) for job in daemon_plan.charts],
             f"{DAEMON_HOLDS_IMAGES}; load it with --registry-server",
@@ -749,7 +768,9 @@ def inspect_command(input_path: str, output: str) -> None:
 
     contents = inspect(input_path)
     if output == "json":
-        click.echo(json.dumps({**asdict(contents), "complete": contents.complete}, indent=2))
+        delta = contents.delta.as_json() if contents.delta else None
+        document = {**asdict(contents), "delta": delta, "complete": contents.complete}
+        click.echo(json.dumps(document, indent=2))
     else:
         kinds = {
             mediatypes.OCI_INDEX: "oci index",
@@ -768,6 +789,8 @@ def inspect_command(input_path: str, output: str) -> None:
             f"{input_path}: OCI image layout ({contents.format}), {counted},"
             f" {decimal(contents.size)}; {lock}"
         )
+        if contents.delta is not None:
+            click.echo(contents.delta.describe())
         for image in contents.images:
             kind = (
                 "helm chart"
@@ -776,9 +799,10 @@ def inspect_command(input_path: str, output: str) -> None:
             )
             platforms = f" [{', '.join(image.platforms)}]" if image.platforms else ""
             unlocked = " (not in images.lock)" if image.in_lock is False else ""
+            in_base = f" (+{image.in_base} in the base)" if image.in_base else ""
             click.echo(
                 f"{image.name} {image.digest} {kind}{platforms}"
-                f" {decimal(image.size)} in {image.blobs} blobs{unlocked}"
+                f" {decimal(image.size)} in {image.blobs} blobs{in_base}{unlocked}"
             )
             for digest in image.missing:
                 click.echo(f"  missing: {digest}")
@@ -788,6 +812,41 @@ def inspect_command(input_path: str, output: str) -> None:
             click.echo(f"not in the archive: {name}")
     if not contents.complete:
         sys.exit(1)
+
+
+@cli.command()
+@destination_options
+@lock_options
+@source_options
+@click.option(
+    "--output",
+    "output_path",
+    required=True,
+    metavar="HAVE.json",
+    help="Where to write the inventory (for save --have on the connected side).",
+)
+@click.option(
+    "--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Images at once."
+)
+def inventory(**params: Any) -> None:
+    """List what --registry-server holds of the locked images (manifests, and blobs by HEAD)."""
+    from mirror.copy import Cancellation
+    from mirror.delta import take_inventory, write_inventory
+    from mirror.lock import LockEntry
+    from mirror.reference import parse_registry_server
+    from mirror.sync import Destination
+
+    credentials = credentials_from(params)
+    destination = Destination(parse_registry_server(params["registry_server"]), credentials)
+    images, charts = _entries(params["lock_path"], params["environment"])
+    # A chart is at its destination as an OCI artifact: listed by its tag like an image.
+    entries = (*images, *(LockEntry(chart.source) for chart in charts))
+    cancel = Cancellation(f"{params['output_path']} was not written")
+    with _signals(cancel):
+        found = take_inventory(
+            entries, destination, _hosts(params), jobs=params["jobs"], cancel=cancel
+        )
+    click.echo(write_inventory(params["output_path"], found))
 
 
 @exits_on_errors(MirrorError)

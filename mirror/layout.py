@@ -353,6 +353,23 @@ def read_index(storage: LayoutStorage, layout_name: str) -> list[LayoutEntry]:
     return entries
 
 
+def read_manifest(
+    storage: LayoutStorage, digest: str, where: str, media_type: str | None = None
+) -> Manifest:
+    """Read, verify and parse the manifest blob ``digest`` (``where`` names it in errors)."""
+    size = storage.blob_size(digest)
+    if size is None:
+        raise ArchiveError(f"{where}: manifest {digest} is missing from the archive")
+    if size > MAX_MANIFEST_BYTES:
+        raise HostileContent(f"{where}: manifest {digest} of {size} bytes exceeds 4 MiB")
+    with storage.stream(blob_path(digest)) as chunks:
+        raw = b"".join(chunks)
+    actual = sha256_digest(raw)
+    if actual != digest:
+        raise DigestMismatch(f"{where}: manifest digest mismatch: expected {digest}, got {actual}")
+    return parse_manifest(raw, media_type, digest)
+
+
 class LayoutReader:
     """An OCI image layout (directory or tar) as the source of a copy."""
 
@@ -384,19 +401,7 @@ class LayoutReader:
 
     def manifest(self, digest: str, where: str) -> Manifest:
         """Read, verify and parse the manifest blob ``digest`` (``where`` names it in errors)."""
-        size = self.storage.blob_size(digest)
-        if size is None:
-            raise ArchiveError(f"{where}: manifest {digest} is missing from the archive")
-        if size > MAX_MANIFEST_BYTES:
-            raise HostileContent(f"{where}: manifest {digest} of {size} bytes exceeds 4 MiB")
-        with self.storage.stream(blob_path(digest)) as chunks:
-            raw = b"".join(chunks)
-        actual = sha256_digest(raw)
-        if actual != digest:
-            raise DigestMismatch(
-                f"{where}: manifest digest mismatch: expected {digest}, got {actual}"
-            )
-        manifest = parse_manifest(raw, self._media_types.get(digest), digest)
+        manifest = read_manifest(self.storage, digest, where, self._media_types.get(digest))
         for child in manifest.children:
             self._media_types.setdefault(child.digest, child.media_type)
         return manifest
@@ -496,6 +501,7 @@ class LayoutWriter:
         self._lock = threading.Lock()
         self._named: dict[str, dict[str, Any]] = {}
         self._unnamed: list[dict[str, Any]] = []
+        self.annotations: dict[str, str] = {}  # of index.json itself
         if root.exists():
             self._adopt()
         self.blobs.mkdir(parents=True, exist_ok=True)
@@ -583,6 +589,11 @@ class LayoutWriter:
         with self._lock:
             self._named[str(ref)] = descriptor
 
+    def descriptors(self) -> list[dict[str, Any]]:
+        """The ``index.json`` entries so far (unnamed first, then by name)."""
+        with self._lock:
+            return [*self._unnamed, *(self._named[k] for k in sorted(self._named))]
+
     def commit(self, lock_text: str | None) -> None:
         """Write ``images.lock``, ``oci-layout`` and, last, ``index.json``; drop temp files."""
         for leftover in self.blobs.glob(".*.part"):
@@ -592,9 +603,10 @@ class LayoutWriter:
             _write_atomic(self.root / LOCK_FILE, [lock_text.encode()])
         marker = json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode()
         _write_atomic(self.root / LAYOUT_FILE, [marker])
-        with self._lock:
-            manifests = [*self._unnamed, *(self._named[k] for k in sorted(self._named))]
+        manifests = self.descriptors()
         index = {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": manifests}
+        if self.annotations:
+            index["annotations"] = self.annotations
         _write_atomic(self.root / INDEX_FILE, [json.dumps(index, indent=2).encode() + b"\n"])
         _fsync_dir(self.root)
 
