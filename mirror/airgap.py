@@ -30,6 +30,7 @@ from mirror.lock import LockEntry, parse_lock, plan_destinations
 from mirror.manifest import Descriptor, Platform
 from mirror.reference import RegistryServer
 from mirror.report import ImageResult, Report
+from mirror.signature import entry_keys
 from mirror.sync import DEFAULT_JOBS, Destination, open_registries
 from mirror.transport import ImageSource
 
@@ -94,7 +95,8 @@ def save(
     from the blobs it holds.
     """
     planned = [
-        CopyJob(e.source, e.source, e.digest, tuple(platforms) or e.platforms) for e in entries
+        CopyJob(e.source, e.source, e.digest, tuple(platforms) or e.platforms, entry_keys(e))
+        for e in entries
     ]
     if target.is_tar and target.path.is_file() and not target.layout_dir.exists():
         seed_blobs(target.path, target.layout_dir)  # the blobs it holds are not fetched again

@@ -549,6 +549,7 @@ class RegistryTransport:
         self.client = client
         self._sessions: dict[tuple[str, str], httpx.URL] = {}  # uploads mounts opened instead
         self._chunked: set[str] = set()  # hosts that refused a blob in one PUT (413)
+        self._no_referrers_api: set[str] = set()  # hosts that answered 404 to it
 
     def __enter__(self) -> RegistryTransport:
         return self
@@ -611,6 +612,24 @@ class RegistryTransport:
                 )
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
         return parse_manifest(raw, media_type, expected)
+
+    def referrers(self, ref: Reference, digest: str) -> Manifest | None:
+        """The referrers API's index of ``digest``'s referrers, or None where the registry has
+        no such API (404, as docker-registry 2.8 answers). A HEAD asks first, so a registry
+        without it costs no GET; its answer is kept per host for the run."""
+        if ref.registry in self._no_referrers_api:
+            return None
+        url, scopes = self._url(ref, "referrers", digest), [_pull(self._repo(ref))]
+        try:
+            _release(self.client.request("HEAD", ref, url, scopes, ok=(200, 405)))
+        except NotFound:
+            self._no_referrers_api.add(ref.registry)
+            return None
+        accept = {"Accept": mediatypes.OCI_INDEX}
+        _, raw = self.client.fetch(
+            ref, url, scopes, headers=accept, limit=MAX_MANIFEST_BYTES, what="referrers index"
+        )
+        return parse_manifest(raw, mediatypes.OCI_INDEX, sha256_digest(raw))
 
     @contextlib.contextmanager
     def open_blob(self, ref: Reference, desc: Descriptor) -> Iterator[Iterator[bytes]]:

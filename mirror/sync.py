@@ -26,6 +26,7 @@ from mirror.reference import RegistryServer
 from mirror.registry import RegistryClient, RegistryTransport
 from mirror.report import ImageResult, Report
 from mirror.retry import RetryPolicy
+from mirror.signature import entry_keys
 
 DEFAULT_JOBS = 4
 
@@ -57,7 +58,9 @@ def plan_jobs(
 ) -> list[CopyJob]:
     """Copy jobs for lock entries; ``--platform`` overrides the lock's ``platforms``."""
     return [
-        CopyJob(entry.source, dest, entry.digest, tuple(platforms) or entry.platforms)
+        CopyJob(
+            entry.source, dest, entry.digest, tuple(platforms) or entry.platforms, entry_keys(entry)
+        )
         for entry, dest in plan_destinations(entries, server)
     ]
 
