@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mirror import mediatypes
+from mirror.attachments import attachment_of
 from mirror.copy import CopyEvents, CopyJob, CopyOptions, ImageCopier, run_copies
 from mirror.errors import ArchiveError, MirrorError
 from mirror.hosts import HostOptions
@@ -236,6 +237,7 @@ class ArchivedImage:
     platforms: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     in_lock: bool | None = None
+    attachment: str | None = None
     error: str | None = None
 
 
@@ -293,6 +295,7 @@ def inspect(path: str) -> ArchiveContents:
         desc = entry.descriptor
         name = entry.name or f"(unnamed entry {entry.number})"
         image = ArchivedImage(name, desc.digest, desc.media_type, error=entry.problem)
+        image.attachment = attachment_of(entry.reference)
         if locked is not None:
             image.in_lock = entry.reference in locked
         try:

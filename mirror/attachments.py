@@ -9,6 +9,7 @@ attachment is copied as an image of its own, under the same tag, with its digest
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -24,9 +25,10 @@ from mirror.signature import (
     SIGNATURE_ANNOTATION,
     SIGNATURE_ARTIFACT,
     SignatureError,
+    VerifyKey,
     require_signature,
 )
-from mirror.transport import ReferrerSource
+from mirror.transport import ImageSource, ReferrerSource
 
 if TYPE_CHECKING:
     from mirror.copy import CopyJob, ImageCopier
@@ -34,12 +36,23 @@ if TYPE_CHECKING:
 #: Cosign's tag suffixes and the report counter each one adds to.
 COSIGN_TAGS = (("sig", "signatures"), ("att", "attestations"), ("sbom", "sboms"))
 MAX_PAYLOAD_BYTES = 1024 * 1024
+_ATTACHMENT_TAG = re.compile(r"sha256-([0-9a-f]{64})(?:\.(sig|att|sbom))?")
 _COUNTERS = ("bytes_uploaded", "blobs_uploaded", "blobs_mounted", "blobs_present", "retries")
 
 
 def digest_tag(digest: str) -> str:
     """The tag cosign and the referrers tag schema derive from a digest: ``sha256-<hex>``."""
     return digest.replace(":", "-")
+
+
+def attachment_of(ref: Reference | None) -> str | None:
+    """For a reference tagged as an attachment, what it is and of what (``signatures of
+    sha256:…``); None for anything else."""
+    match = _ATTACHMENT_TAG.fullmatch(ref.tag or "") if ref is not None else None
+    if match is None:
+        return None
+    kind = dict(COSIGN_TAGS).get(match[2] or "", "referrers")
+    return f"{kind} of sha256:{match[1]}"
 
 
 def _tagged(ref: Reference, tag: str) -> Reference:
@@ -67,8 +80,8 @@ class Attachment:
     by_api: bool = False
 
 
-class _Silent:
-    """Copy events of attachments: their image's progress line covers them."""
+class NoEvents:
+    """Copy events nobody shows: attachments are covered by their image's progress line."""
 
     def started(self, job: CopyJob) -> None:
         """Nothing to show."""
@@ -83,81 +96,49 @@ class _Silent:
         """Nothing to show."""
 
 
-class AttachmentCopier:
-    """Finds an image's attachments at the source, checks its signature, copies them."""
+class AttachmentReader:
+    """Finds an image's attachments in a source and checks its signatures there."""
 
-    def __init__(self, copier: ImageCopier) -> None:
-        self.image_copier = copier
-        self.source, self.destination = copier.source, copier.destination
-        self.options = copier.options
+    def __init__(self, source: ImageSource) -> None:
+        self.source = source
         self.cache = ManifestCache(default_cache_dir())
-        self._quiet: ImageCopier | None = None
 
-    @property
-    def copier(self) -> ImageCopier:
-        """The copier of attachments: silent, looking for no attachments of its own."""
-        if self._quiet is None:
-            from mirror.copy import ImageCopier
+    def subjects(self, ref: Reference, top: Descriptor | Manifest) -> list[str]:
+        """The digest of ``top`` and of its platform manifests (an index read from the cache
+        when it was seen before)."""
+        if isinstance(top, Descriptor):
+            if top.media_type in mediatypes.IMAGE_MANIFESTS:
+                return [top.digest]
+            top = self._manifest(ref, top.digest)
+        elif top.is_index:
+            self.cache.put(top)
+        return [top.digest, *(c.digest for c in top.children)]
 
-            parent = self.image_copier
-            options = replace(parent.options, attachments=False, verify_keys=())
-            self._quiet = ImageCopier(
-                self.source, self.destination, _Silent(), options, parent.ledger
-            )
-        return self._quiet
-
-    def wanted(self, job: CopyJob) -> bool:
-        """Whether attachments are looked at (copied, or only read to check a signature)."""
-        return self.options.attachments or bool(self.options.verify_keys or job.verify_keys)
-
-    def prepare(self, job: CopyJob, signed: Manifest, top: Manifest) -> list[Attachment]:
-        """The attachments of ``signed`` and of ``top``'s platform manifests, after checking
-        ``signed``'s signature when keys are given (SignatureError if it has none valid)."""
-        if not self.wanted(job):
-            return []
-        if signed.is_index:
-            self.cache.put(signed)
-        found = self.find(job, [signed.digest, *(c.digest for c in top.children)])
-        self.check(job, signed.digest, found)
-        return found
-
-    def keep(self, job: CopyJob, present: Descriptor, result: ImageResult) -> None:
-        """For an image already at the destination: check and bring its attachments up to date
-        (HEADs only while nothing changed)."""
-        if not self.wanted(job):
-            return
-        subjects = [present.digest]
-        if present.media_type not in mediatypes.IMAGE_MANIFESTS:
-            top = self.cache.get(present.digest) or self.source.get_manifest(
-                job.source, present.digest
-            )
-            if top.is_index:
-                self.cache.put(top)
-            subjects += [c.digest for c in top.children]
-        found = self.find(job, subjects)
-        self.check(job, present.digest, found)
-        self.place(job, found, result)
-
-    def find(self, job: CopyJob, subjects: Sequence[str]) -> list[Attachment]:
-        """Every attachment of ``subjects`` at the source."""
+    def find(
+        self, source: Reference, destination: Reference, subjects: Sequence[str]
+    ) -> list[Attachment]:
+        """Every attachment of ``subjects`` in ``source``'s repository, with where each goes in
+        ``destination``'s."""
         found = []
         for subject in dict.fromkeys(subjects):
             for suffix, kind in COSIGN_TAGS:
                 tag = f"{digest_tag(subject)}.{suffix}"
-                head = self.source.head_manifest(_tagged(job.source, tag))
+                head = self.source.head_manifest(_tagged(source, tag))
                 if head is not None:
-                    where = (_tagged(job.source, tag), _tagged(job.destination, tag))
+                    where = (_tagged(source, tag), _tagged(destination, tag))
                     found.append(Attachment(kind, subject, *where, head.digest))
-            referrers = self._referrers(job, subject)
+            referrers = self._referrers(source, destination, subject)
             if referrers is not None:
                 found.append(referrers)
         return found
 
-    def _referrers(self, job: CopyJob, subject: str) -> Attachment | None:
+    def _referrers(
+        self, source: Reference, destination: Reference, subject: str
+    ) -> Attachment | None:
         tag = digest_tag(subject)
-        where = (_tagged(job.source, tag), _tagged(job.destination, tag))
+        where = (_tagged(source, tag), _tagged(destination, tag))
         if isinstance(self.source, ReferrerSource):
-            listed = self.source.referrers(job.source, subject)
+            listed = self.source.referrers(source, subject)
             if listed is not None:
                 if not listed.children:
                     return None
@@ -169,18 +150,22 @@ class AttachmentCopier:
         return Attachment("referrers", subject, *where, head.digest, index)
 
     def _manifest(self, ref: Reference, digest: str) -> Manifest:
-        """A referrers index: from the cache, else fetched (and kept)."""
+        """An index: from the cache, else fetched (and kept)."""
         manifest = self.cache.get(digest)
         if manifest is None:
             manifest = self.source.get_manifest(ref, digest)
-            self.cache.put(manifest)
+            if manifest.is_index:
+                self.cache.put(manifest)
         return manifest
 
-    def check(self, job: CopyJob, digest: str, found: Sequence[Attachment]) -> None:
-        """SignatureError unless a signature of ``digest`` verifies under the job's keys."""
-        keys = (*self.options.verify_keys, *job.verify_keys)
-        if not keys:
-            return
+    def check(
+        self,
+        ref: Reference,
+        digest: str,
+        found: Sequence[Attachment],
+        keys: Sequence[VerifyKey],
+    ) -> None:
+        """SignatureError unless a signature of ``digest`` in ``found`` verifies under ``keys``."""
         signatures: list[tuple[bytes, str]] = []
         for att in found:
             if att.subject != digest:
@@ -190,11 +175,11 @@ class AttachmentCopier:
             elif att.referrers is not None:
                 for entry in att.referrers.children:
                     if entry.raw.get("artifactType") == SIGNATURE_ARTIFACT:
-                        signatures += self._signatures(_pinned(job.source, entry.digest), None)
+                        signatures += self._signatures(_pinned(ref, entry.digest), None)
         try:
             require_signature(digest, signatures, keys)
         except SignatureError as exc:
-            raise SignatureError(f"{job.source}: {digest} {exc}") from None
+            raise SignatureError(f"{ref}: {digest} {exc}") from None
 
     def _signatures(self, ref: Reference, digest: str | None) -> list[tuple[bytes, str]]:
         """(payload, base64 signature) of each signed layer of a signature manifest."""
@@ -221,6 +206,75 @@ class AttachmentCopier:
         except DigestMismatch as exc:
             raise DigestMismatch(f"{ref}: signature payload {exc}") from None
         return b"".join(parts)
+
+    def missing(self, destination: ImageSource, found: Sequence[Attachment]) -> list[str]:
+        """The attachments of ``found`` that ``destination`` lacks or holds in another version."""
+        wanted: list[tuple[Reference, str]] = []
+        for att in found:
+            wanted.append((att.destination, att.digest))
+            if att.referrers is not None:
+                wanted += [
+                    (_pinned(att.destination, e.digest), e.digest) for e in att.referrers.children
+                ]
+        gone = []
+        for ref, digest in wanted:
+            here = destination.head_manifest(ref)
+            if here is None or here.digest != digest:
+                gone.append(str(ref))
+        return gone
+
+
+class AttachmentCopier:
+    """Copies an image's attachments with it, after checking its signature when asked to."""
+
+    def __init__(self, copier: ImageCopier) -> None:
+        self.image_copier = copier
+        self.source, self.destination = copier.source, copier.destination
+        self.options = copier.options
+        self.reader = AttachmentReader(copier.source)
+        self._quiet: ImageCopier | None = None
+
+    @property
+    def copier(self) -> ImageCopier:
+        """The copier of attachments: silent, looking for no attachments of its own."""
+        if self._quiet is None:
+            from mirror.copy import ImageCopier
+
+            parent = self.image_copier
+            options = replace(parent.options, attachments=False, verify_keys=())
+            self._quiet = ImageCopier(
+                self.source, self.destination, NoEvents(), options, parent.ledger
+            )
+        return self._quiet
+
+    def _keys(self, job: CopyJob) -> tuple[VerifyKey, ...]:
+        return (*self.options.verify_keys, *job.verify_keys)
+
+    def prepare(self, job: CopyJob, signed: Manifest, top: Manifest) -> list[Attachment]:
+        """The attachments of ``signed`` and of ``top``'s platform manifests, after checking
+        ``signed``'s signature when keys are given (SignatureError if it has none valid)."""
+        keys = self._keys(job)
+        if not (self.options.attachments or keys):
+            return []
+        subjects = self.reader.subjects(job.source, top)
+        if signed is not top:  # a platform subset: the source index's own attachments too
+            subjects.insert(0, signed.digest)
+        found = self.reader.find(job.source, job.destination, subjects)
+        if keys:
+            self.reader.check(job.source, signed.digest, found, keys)
+        return found
+
+    def keep(self, job: CopyJob, present: Descriptor, result: ImageResult) -> None:
+        """For an image already at the destination: check and bring its attachments up to date
+        (HEADs only while nothing changed)."""
+        keys = self._keys(job)
+        if not (self.options.attachments or keys):
+            return
+        subjects = self.reader.subjects(job.source, present)
+        found = self.reader.find(job.source, job.destination, subjects)
+        if keys:
+            self.reader.check(job.source, present.digest, found, keys)
+        self.place(job, found, result)
 
     def place(self, job: CopyJob, found: Sequence[Attachment], result: ImageResult) -> None:
         """Copy what is missing or changed at the destination, and count what is in place."""

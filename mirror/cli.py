@@ -493,6 +493,11 @@ def _scheduled(
     "--report", "report_path", metavar="FILE.json", help="Also write the JSON report here."
 )
 @click.option("--jobs", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option(
+    "--no-attachments",
+    is_flag=True,
+    help="Do not check signatures, attestations, SBOMs and referrers.",
+)
 def verify(**params: Any) -> None:
     """Check every locked image is in --registry-server with the right digest."""
     from mirror.copy import Cancellation
@@ -513,6 +518,7 @@ def verify(**params: Any) -> None:
             platforms=_platforms(params["platforms"]),
             jobs=params["jobs"],
             cancel=cancel,
+            attachments=not params["no_attachments"],
         )
     if params["output"] == "text":
         for r in report.results:
@@ -743,6 +749,8 @@ def inspect_command(input_path: str, output: str) -> None:
             kind = kinds.get(image.media_type, image.media_type)
             platforms = f" [{', '.join(image.platforms)}]" if image.platforms else ""
             unlocked = " (not in images.lock)" if image.in_lock is False else ""
+            if image.attachment:
+                unlocked = f" ({image.attachment})"
             click.echo(
                 f"{image.name} {image.digest} {kind}{platforms}"
                 f" {decimal(image.size)} in {image.blobs} blobs{unlocked}"

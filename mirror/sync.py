@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mirror.attachments import AttachmentReader
 from mirror.auth import CredentialStore
 from mirror.copy import (
     Cancellation,
@@ -94,8 +95,10 @@ def verify(
     platforms: Sequence[Platform] = (),
     jobs: int = DEFAULT_JOBS,
     cancel: Cancellation | None = None,
+    attachments: bool = True,
 ) -> Report:
-    """Check every entry is at the destination with the digest the lock or source says.
+    """Check every entry is at the destination with the digest the lock or source says, and
+    (with ``attachments``) holds every signature, attestation, SBOM and referrer the source has.
 
     Once ``cancel`` is set no check starts and Interrupted is raised (see run_parallel).
     """
@@ -104,6 +107,7 @@ def verify(
     cancel = cancel or Cancellation()
     with open_registries(hosts, destination, cancel=cancel) as registry:
         registry.ping([ref for job in planned for ref in (job.source, job.destination)])
+        reader = AttachmentReader(registry)
 
         def check(job: CopyJob) -> ImageResult:
             result = ImageResult(str(job.source), str(job.destination))
@@ -114,16 +118,28 @@ def verify(
                     if head is None:
                         raise NotFound(f"{job.source}: not found at the source")
                     expected = head.digest
+                subjects: list[str] = []
                 if job.platforms:
                     top = registry.get_manifest(job.source, expected)
                     if top.is_index:
-                        expected = select_platforms(top, job.platforms).digest
+                        narrowed = select_platforms(top, job.platforms)
+                        expected = narrowed.digest
+                        subjects = [top.digest, *(c.digest for c in narrowed.children)]
                 have = registry.head_manifest(job.destination)
                 result.source_digest, result.digest = expected, have.digest if have else None
                 if have is None:
                     raise NotFound(f"{job.destination}: missing")
                 if have.digest != expected:
                     raise MirrorError(f"{job.destination}: has {have.digest}, expected {expected}")
+                if attachments:
+                    subjects = subjects or reader.subjects(job.source, have)
+                    found = reader.find(job.source, job.destination, subjects)
+                    missing = reader.missing(registry, found)
+                    if missing:
+                        raise MirrorError(
+                            f"{job.destination}: attachment(s) at the source missing here:"
+                            f" {', '.join(missing)}"
+                        )
                 result.status = "present"
             except MirrorError as exc:
                 result.status, result.error = "failed", str(exc)

@@ -247,7 +247,9 @@ def test_save_and_load_carry_attachments(
     shown = run_mirror("inspect", "--input", str(archive))
     assert shown.returncode == 0, shown.stdout + shown.stderr
     app = signed.public.artifacts[signed.good[0]]
-    assert tag_of(app.digest, "sig") in shown.stdout
+    assert f"{tag_of(app.digest, 'sig')} " in shown.stdout
+    assert f"(signatures of {app.digest})" in shown.stdout
+    assert f"(referrers of {app.digest})" in shown.stdout
     dest = make_registry("token")
     loaded = run_mirror(
         "load", "--input", str(archive), "--registry-server", f"{dest.host}/nsm",
@@ -286,3 +288,21 @@ def test_a_file_that_is_no_public_key_is_bad_input(
     assert stderr.strip().splitlines() == [
         f"Error: --verify-key {tmp_path / 'key.pem'}: not a PEM public key"
     ]
+
+
+def test_verify_reports_an_attachment_missing_at_the_destination(
+    signed: Signed, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    dest = make_registry("basic")
+    lock = signed.public.write_lock(tmp_path / "images.lock", signed.good[:1])
+    assert mirror(signed, "sync", lock, dest, "--no-attachments")[0] == 0
+    code, report, stderr = mirror(signed, "verify", lock, dest)
+    assert code == 1, stderr
+    error = report["images"][0]["error"]  # type: ignore[index]
+    app = signed.public.artifacts[signed.good[0]]
+    assert f"nsm/app:{tag_of(app.digest, 'sig')}" in error
+    assert f"nsm/app:{tag_of(app.images[1].digest, 'sig')}" in error  # type: ignore[union-attr]
+    assert mirror(signed, "verify", lock, dest, "--no-attachments")[0] == 0
+    assert mirror(signed, "sync", lock, dest)[0] == 0
+    code, report, stderr = mirror(signed, "verify", lock, dest)
+    assert code == 0, stderr
