@@ -22,6 +22,7 @@ SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 EMPTY = "application/vnd.oci.empty.v1+json"
 SBOM_TYPE = "application/spdx+json"
+SIGNATURE_ARTIFACT = "application/vnd.dev.cosign.artifact.sig.v1+json"
 
 
 @dataclass(frozen=True)
@@ -93,17 +94,24 @@ def payload(digest: str, reference: str = "example.com/image") -> bytes:
     return json.dumps(doc).encode()
 
 
+def _signed_layer(
+    key: KeyPair, digest: str, names: str | None, flip: bool
+) -> tuple[Blob, dict[str, str]]:
+    body = payload(names or digest)
+    der = bytearray(key.private.sign(body, ec.ECDSA(hashes.SHA256())))
+    if flip:
+        der[len(der) // 2] ^= 0x01
+    return _blob(body, SIMPLE_SIGNING), {
+        SIGNATURE_ANNOTATION: base64.b64encode(bytes(der)).decode()
+    }
+
+
 def signature_manifest(
     key: KeyPair, digest: str, *, names: str | None = None, flip: bool = False
 ) -> Image:
     """The ``.sig`` manifest cosign pushes for ``digest`` (payload naming ``names`` if given;
     ``flip`` corrupts one byte of the signature)."""
-    body = payload(names or digest)
-    der = bytearray(key.private.sign(body, ec.ECDSA(hashes.SHA256())))
-    if flip:
-        der[len(der) // 2] ^= 0x01
-    notes = {SIGNATURE_ANNOTATION: base64.b64encode(bytes(der)).decode()}
-    return _manifest([(_blob(body, SIMPLE_SIGNING), notes)])
+    return _manifest([_signed_layer(key, digest, names, flip)])
 
 
 def attestation_manifest(digest: str) -> Image:
@@ -128,13 +136,17 @@ def sbom_manifest(name: str) -> Image:
     return _manifest([(_blob(json.dumps(doc).encode(), SBOM_TYPE), {})])
 
 
-def referrer(subject: Artifact, name: str) -> tuple[Image, Index]:
-    """An OCI 1.1 referrer of ``subject`` (an SBOM artifact) and the referrers tag schema index
-    listing it (to push under ``sha256-<hex>`` of the subject)."""
-    doc = {"spdxVersion": "SPDX-2.3", "name": f"referrer {name}", "packages": []}
-    artifact = _manifest([(_blob(json.dumps(doc).encode(), SBOM_TYPE), {})], SBOM_TYPE, subject)
+def referrer(subject: Artifact, name: str, key: KeyPair | None = None) -> tuple[Image, Index]:
+    """An OCI 1.1 referrer of ``subject`` (an SBOM artifact, or with ``key`` a cosign signature
+    of it) and the referrers tag schema index listing it (to push as ``sha256-<hex>``)."""
+    if key is None:
+        doc = {"spdxVersion": "SPDX-2.3", "name": f"referrer {name}", "packages": []}
+        kind, layer = SBOM_TYPE, (_blob(json.dumps(doc).encode(), SBOM_TYPE), {})
+    else:
+        kind, layer = SIGNATURE_ARTIFACT, _signed_layer(key, subject.digest, None, False)
+    artifact = _manifest([layer], kind, subject)
     entry = {"mediaType": OCI_MANIFEST, "digest": artifact.digest, "size": len(artifact.manifest),
-             "artifactType": SBOM_TYPE}  # fmt: skip
+             "artifactType": kind}  # fmt: skip
     raw = json.dumps(
         {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]}, indent=2
     ).encode()

@@ -306,3 +306,46 @@ def test_verify_reports_an_attachment_missing_at_the_destination(
     assert mirror(signed, "sync", lock, dest)[0] == 0
     code, report, stderr = mirror(signed, "verify", lock, dest)
     assert code == 0, stderr
+
+
+def test_a_signature_stored_as_an_oci_referrer_verifies(
+    signed: Signed, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    source = "ghcr.io/acme/referred:1"
+    image = make_image(source, [500])
+    signed.public.add(source, image)
+    artifact, listing = referrer(image, source, signed.key)
+    _attach(signed, source, tag_of(image.digest), listing)
+    signed.referrers[dest_repo(source)] = artifact
+    dest = make_registry("anon")
+    lock = signed.public.write_lock(tmp_path / "images.lock", [source])
+    code, report, stderr = mirror(
+        signed, "sync", lock, dest, "--verify-key", str(signed.key.public_pem)
+    )
+    assert code == 0, stderr
+    assert report["images"][0]["referrers"] == 1  # type: ignore[index]
+    assert report["images"][0]["signatures"] == 0  # type: ignore[index]
+    assert_attachments_equal(signed, dest, [source])
+
+
+def test_load_verify_key_refuses_an_unsigned_image_of_the_archive(
+    signed: Signed, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    unsigned = "ghcr.io/acme/unsigned:1"
+    lock = signed.public.write_lock(tmp_path / "images.lock", [signed.good[2], unsigned])
+    layout = tmp_path / "layout"
+    saved = run_mirror(
+        "save", "--lock", str(lock), "--output", f"{layout}/", *signed.public.endpoint_args()
+    )
+    assert saved.returncode == 0, saved.stderr
+    dest = make_registry("anon")
+    loaded = run_mirror(
+        "load", "--input", str(layout), "--registry-server", f"{dest.host}/nsm",
+        "--verify-key", str(signed.key.public_pem), "--output", "json",
+    )  # fmt: skip
+    assert loaded.returncode == 1, loaded.stderr
+    images = report_of(loaded)["images"]
+    assert [i["status"] for i in images] == ["copied", "failed"]
+    assert "no signature found" in images[1]["error"]
+    assert head(dest, "nsm/unsigned", "1") == 404
+    assert_attachments_equal(signed, dest, [signed.good[2]])
