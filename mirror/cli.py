@@ -612,6 +612,7 @@ def save(**params: Any) -> None:
         options.frozen = params["frozen"]
         attachments(options)
         if params["from_docker"]:
+            options.attachments = False  # a daemon holds no signatures
             from mirror.daemon import save_from_daemon
 
             report = save_from_daemon(
