@@ -21,6 +21,7 @@ from mirror.manifest import Descriptor, Manifest
 from mirror.manifestcache import ManifestCache, default_cache_dir
 from mirror.reference import Reference
 from mirror.report import ImageResult
+from mirror.retry import Cancellation
 from mirror.signature import (
     SIGNATURE_ANNOTATION,
     SIGNATURE_ARTIFACT,
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 #: Cosign's tag suffixes and the report counter each one adds to.
 COSIGN_TAGS = (("sig", "signatures"), ("att", "attestations"), ("sbom", "sboms"))
 MAX_PAYLOAD_BYTES = 1024 * 1024
+#: Attachment tags of one image looked up at once.
+LOOKUPS = 4
 _ATTACHMENT_TAG = re.compile(r"sha256-([0-9a-f]{64})(?:\.(sig|att|sbom))?")
 _COUNTERS = ("bytes_uploaded", "blobs_uploaded", "blobs_mounted", "blobs_present", "retries")
 
@@ -99,8 +102,9 @@ class NoEvents:
 class AttachmentReader:
     """Finds an image's attachments in a source and checks its signatures there."""
 
-    def __init__(self, source: ImageSource) -> None:
+    def __init__(self, source: ImageSource, cancel: Cancellation | None = None) -> None:
         self.source = source
+        self.cancel = cancel or Cancellation()
         self.cache = ManifestCache(default_cache_dir())
 
     def subjects(self, ref: Reference, top: Descriptor | Manifest) -> list[str]:
@@ -119,18 +123,27 @@ class AttachmentReader:
     ) -> list[Attachment]:
         """Every attachment of ``subjects`` in ``source``'s repository, with where each goes in
         ``destination``'s."""
-        found = []
-        for subject in dict.fromkeys(subjects):
-            for suffix, kind in COSIGN_TAGS:
-                tag = f"{digest_tag(subject)}.{suffix}"
-                head = self.source.head_manifest(_tagged(source, tag))
-                if head is not None:
-                    where = (_tagged(source, tag), _tagged(destination, tag))
-                    found.append(Attachment(kind, subject, *where, head.digest))
-            referrers = self._referrers(source, destination, subject)
-            if referrers is not None:
-                found.append(referrers)
-        return found
+        from mirror.copy import run_parallel
+
+        def look(probe: tuple[str, str, str]) -> Attachment | None:
+            subject, suffix, kind = probe
+            if kind == "referrers":
+                return self._referrers(source, destination, subject)
+            tag = f"{digest_tag(subject)}.{suffix}"
+            head = self.source.head_manifest(_tagged(source, tag))
+            if head is None:
+                return None
+            return Attachment(
+                kind, subject, _tagged(source, tag), _tagged(destination, tag), head.digest
+            )
+
+        probes = [
+            (subject, suffix, kind)
+            for subject in dict.fromkeys(subjects)
+            for suffix, kind in (*COSIGN_TAGS, ("", "referrers"))
+        ]
+        found = run_parallel(look, probes, LOOKUPS, self.cancel, "attachments")
+        return [att for att in found if att is not None]
 
     def _referrers(
         self, source: Reference, destination: Reference, subject: str
@@ -231,7 +244,7 @@ class AttachmentCopier:
         self.image_copier = copier
         self.source, self.destination = copier.source, copier.destination
         self.options = copier.options
-        self.reader = AttachmentReader(copier.source)
+        self.reader = AttachmentReader(copier.source, copier.options.cancel)
         self._quiet: ImageCopier | None = None
 
     @property

@@ -107,7 +107,7 @@ def verify(
     cancel = cancel or Cancellation()
     with open_registries(hosts, destination, cancel=cancel) as registry:
         registry.ping([ref for job in planned for ref in (job.source, job.destination)])
-        reader = AttachmentReader(registry)
+        reader = AttachmentReader(registry, cancel)
 
         def check(job: CopyJob) -> ImageResult:
             result = ImageResult(str(job.source), str(job.destination))
