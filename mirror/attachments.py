@@ -275,7 +275,7 @@ class AttachmentCopier:
         found = self.reader.find(job.source, job.destination, subjects)
         if keys:
             self.reader.check(job.source, signed.digest, found, keys)
-        return found
+        return found if self.options.attachments else []
 
     def keep(self, job: CopyJob, present: Descriptor, result: ImageResult) -> None:
         """For an image already at the destination: check and bring its attachments up to date

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.faultproxy import ProxyFactory
 from tests.imagefactory import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -349,3 +350,32 @@ def test_load_verify_key_refuses_an_unsigned_image_of_the_archive(
     assert "no signature found" in images[1]["error"]
     assert head(dest, "nsm/unsigned", "1") == 404
     assert_attachments_equal(signed, dest, [signed.good[2]])
+
+
+def test_referrers_the_api_lists_are_copied_and_listed_under_the_tag_schema(
+    signed: Signed,
+    anon_registry: Registry,
+    proxies: ProxyFactory,
+    make_registry: RegistryFactory,
+    tmp_path: Path,
+) -> None:
+    source = "ghcr.io/acme/api-referred:1"
+    image = make_image(source, [500])
+    signed.public.add(source, image)
+    artifact, listing = referrer(image, source, signed.key)
+    push(anon_registry, f"{signed.public.prefix}/ghcr.io/acme/api-referred", None, artifact)
+    api = proxies(anon_registry.url)  # a source registry that answers the referrers API
+    answer = {"status": 200, "headers": {"Content-Type": OCI_INDEX}, "times": None}
+    api.rule("replace", "HEAD", f"/referrers/{image.digest}$", **answer)
+    api.rule("replace", "GET", f"/referrers/{image.digest}$", body=listing.manifest, **answer)
+    dest = make_registry("anon")
+    lock = signed.public.write_lock(tmp_path / "images.lock", [source])
+    result = run_mirror(
+        "sync", "--lock", str(lock), "--registry-server", f"{dest.host}/nsm",
+        "--endpoint", f"ghcr.io={api.url}/{signed.public.prefix}/ghcr.io",
+        "--verify-key", str(signed.key.public_pem), "--output", "json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert report_of(result)["images"][0]["referrers"] == 1
+    assert skopeo_raw(dest, f"nsm/api-referred@{artifact.digest}") == artifact.manifest
+    assert skopeo_raw(dest, f"nsm/api-referred:{tag_of(image.digest)}") == listing.manifest
