@@ -207,15 +207,29 @@ def _plan(params: dict[str, Any]) -> Plan:
 
 
 def _preflight(plan: Plan, params: dict[str, Any]) -> None:
-    from deploy.preflight import check_images, registry_lookup
+    from deploy.preflight import (
+        check_images,
+        check_signatures,
+        registry_lookup,
+        registry_signatures,
+    )
+    from mirror.signature import read_key
+
+    keys = tuple(read_key(path) for path in params["verify_keys"])
 
     hosts = _hosts(params)
     settings = plan.settings
     with registry_lookup(settings.server, settings.credentials, hosts) as exists:
         check_images(plan.pull_images(), exists, settings.server)
+    ours = [i for i in plan.pull_images() if i.registry == settings.server.host]
+    if keys:
+        with registry_signatures(settings.server, settings.credentials, hosts, keys) as why:
+            check_signatures(ours, why, settings.server)
     click.echo(
         f"preflight: all {len(plan.pull_images())} images are in {settings.server}", err=True
     )
+    if keys:
+        click.echo(f"preflight: all {len(ours)} images in {settings.server} are signed", err=True)
 
 
 class _RolloutProgress:
@@ -271,12 +285,23 @@ def _connect(params: dict[str, Any]) -> Cluster:
 
 @cli.command()
 @plan_options
+@click.option(
+    "--verify-key",
+    "verify_keys",
+    multiple=True,
+    metavar="PEM",
+    help="Preflight: every image in --registry-server must carry a cosign signature that"
+    " verifies under this public key (repeatable: any of them).",
+)
 @_handled
 def apply(**params: Any) -> None:
     """Create the registry Secret and apply the mesh, every image from --registry-server."""
     from deploy.apply import Applied, apply_plan
+    from deploy.errors import InputError
     from deploy.manifests import describe
 
+    if params["verify_keys"] and params["skip_preflight"]:
+        raise InputError("--verify-key is checked in preflight: drop --skip-preflight")
     plan = _plan(params)
     if not params["skip_preflight"]:
         _preflight(plan, params)

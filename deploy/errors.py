@@ -34,6 +34,10 @@ class ImagesMissing(DeployError):
     """Preflight found images that the private registry does not have."""
 
 
+class ImagesUnsigned(DeployError):
+    """Preflight found images in the private registry without a signature valid under the keys."""
+
+
 class ClusterError(DeployError):
     """The Kubernetes API refused a request or could not be reached."""
 

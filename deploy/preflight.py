@@ -1,14 +1,19 @@
-"""Preflight: every image the plan pulls must already be in the private registry."""
+"""Preflight: every image the plan pulls is in the private registry (and signed, given keys)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from deploy.errors import ImagesMissing
+from deploy.errors import ImagesMissing, ImagesUnsigned
 from mirror.credentials import Credentials
 from mirror.hosts import HostOptions
 from mirror.reference import Reference, RegistryServer
+
+if TYPE_CHECKING:
+    from mirror.registry import RegistryTransport
+    from mirror.signature import VerifyKey
 
 
 def missing_images(
@@ -32,15 +37,62 @@ def check_images(
         )
 
 
+def check_signatures(
+    images: Iterable[Reference], unverified: Callable[[Reference], str], server: RegistryServer
+) -> None:
+    """Raise ImagesUnsigned (exit 1) with the reason for every image ``unverified`` refuses."""
+    reasons = [why for why in map(unverified, images) if why]
+    if reasons:
+        raise ImagesUnsigned(
+            f"preflight: {len(reasons)} image(s) in {server} without a valid signature: "
+            + "; ".join(reasons)
+        )
+
+
 @contextmanager
-def registry_lookup(
+def _registry(
     server: RegistryServer, credentials: Credentials | None, hosts: HostOptions
-) -> Iterator[Callable[[Reference], bool]]:
-    """``exists(ref)`` backed by HEAD requests to the registry, with the deploy's credentials."""
+) -> Iterator[RegistryTransport]:
     from mirror.auth import CredentialStore
     from mirror.registry import RegistryClient, RegistryTransport
 
     explicit = {server.host: credentials} if credentials else {}
     client = RegistryClient(hosts, CredentialStore(explicit, hosts.auth_file))
     with RegistryTransport(client) as transport:
+        yield transport
+
+
+@contextmanager
+def registry_lookup(
+    server: RegistryServer, credentials: Credentials | None, hosts: HostOptions
+) -> Iterator[Callable[[Reference], bool]]:
+    """``exists(ref)`` backed by HEAD requests to the registry, with the deploy's credentials."""
+    with _registry(server, credentials, hosts) as transport:
         yield lambda ref: transport.head_manifest(ref) is not None
+
+
+@contextmanager
+def registry_signatures(
+    server: RegistryServer,
+    credentials: Credentials | None,
+    hosts: HostOptions,
+    keys: Sequence[VerifyKey],
+) -> Iterator[Callable[[Reference], str]]:
+    """``unverified(ref)``: why the image has no signature valid under ``keys`` ("" if it has)."""
+    from mirror.attachments import AttachmentReader
+    from mirror.errors import MirrorError
+
+    with _registry(server, credentials, hosts) as transport:
+        reader = AttachmentReader(transport)
+
+        def unverified(ref: Reference) -> str:
+            head = transport.head_manifest(ref)
+            if head is None:
+                return f"{ref}: not found"
+            try:
+                reader.check(ref, head.digest, reader.find(ref, ref, [head.digest]), keys)
+            except MirrorError as exc:
+                return str(exc)
+            return ""
+
+        yield unverified

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mirror import mediatypes
+from mirror.attachments import attachment_of
 from mirror.chart import ChartCopier, ChartSource, copy_with_charts, plan_chart_jobs
 from mirror.copy import CopyEvents, CopyJob, CopyOptions, ImageCopier, run_copies
 from mirror.delta import DeltaContents, Holdings, delta_copier, read_delta, writer_for
@@ -35,6 +36,7 @@ from mirror.lock import ChartEntry, Lock, LockEntry, parse_lock, plan_destinatio
 from mirror.manifest import Descriptor, Platform
 from mirror.reference import RegistryServer, flatten_destination
 from mirror.report import ImageResult, Report
+from mirror.signature import entry_keys
 from mirror.sync import DEFAULT_JOBS, Destination, open_registries
 from mirror.transport import ImageSource
 
@@ -112,7 +114,8 @@ def save(
     from the blobs it holds.
     """
     planned = [
-        CopyJob(e.source, e.source, e.digest, tuple(platforms) or e.platforms) for e in entries
+        CopyJob(e.source, e.source, e.digest, tuple(platforms) or e.platforms, entry_keys(e))
+        for e in entries
     ]
     if target.is_tar and target.path.is_file() and not target.layout_dir.exists():
         seed_blobs(target.path, target.layout_dir)  # the blobs it holds are not fetched again
@@ -339,6 +342,7 @@ class ArchivedImage:
     platforms: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     in_lock: bool | None = None
+    attachment: str | None = None
     error: str | None = None
 
 
@@ -409,6 +413,7 @@ def inspect(path: str) -> ArchiveContents:
         desc = entry.descriptor
         name = entry.name or f"(unnamed entry {entry.number})"
         image = ArchivedImage(name, desc.digest, desc.media_type, error=entry.problem)
+        image.attachment = attachment_of(entry.reference)
         if locked is not None:
             image.in_lock = entry.reference in locked
         if delta is not None and entry.name is not None:

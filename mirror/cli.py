@@ -103,6 +103,37 @@ destination_options = compose_options(
     ),
     registry_credential_options,
 )
+
+
+def attachment_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--no-attachments`` and ``--verify-key`` (signatures, attestations, SBOMs, referrers)."""
+    fn = click.option(
+        "--verify-key",
+        "verify_keys",
+        multiple=True,
+        metavar="PEM",
+        help="Tag an image only if a cosign signature of it verifies under this public key"
+        " (repeatable: any of them).",
+    )(fn)
+    return click.option(
+        "--no-attachments",
+        is_flag=True,
+        help="Do not copy signatures, attestations, SBOMs and referrers with the images.",
+    )(fn)
+
+
+def _attachment_settings(params: dict[str, Any]) -> Callable[[Any], None]:
+    """Read the ``--verify-key`` files now; return what sets the run's options from them."""
+    from mirror.signature import read_key
+
+    keys = tuple(read_key(path) for path in params["verify_keys"])
+
+    def apply(options: Any) -> None:
+        options.attachments, options.verify_keys = not params["no_attachments"], keys
+
+    return apply
+
+
 _DOCKER_HOST = click.option(
     "--docker-host",
     metavar="URL",
@@ -374,6 +405,7 @@ def _run_copy(
     help="docker: pull and push through a Docker daemon (it re-encodes manifests).",
 )
 @_DOCKER_HOST
+@attachment_options
 @click.option("--keep", is_flag=True, help="--engine docker: keep the pulled images in the daemon.")
 def sync(**params: Any) -> None:
     """Copy every locked image into --registry-server, preserving digests.
@@ -396,12 +428,16 @@ def sync(**params: Any) -> None:
     platforms = _platforms(params["platforms"])
     interval = parse_duration(params["interval"]) if params["interval"] else None
     jitter = parse_duration(params["jitter"])
+    attachments = _attachment_settings(params)
 
     if params["engine"] != "docker" and (params["keep"] or params["docker_host"]):
         raise click.UsageError("--keep and --docker-host need --engine docker")
+    if params["engine"] == "docker" and params["verify_keys"]:
+        raise click.UsageError("--verify-key needs --engine registry")
 
     def runner(progress: Any, options: Any) -> Report:
         options.frozen, options.dry_run = params["frozen"], params["dry_run"]
+        attachments(options)
         if params["engine"] == "docker":
             from mirror.daemon import sync_through_daemon
 
@@ -503,6 +539,11 @@ def _scheduled(
     "--report", "report_path", metavar="FILE.json", help="Also write the JSON report here."
 )
 @click.option("--jobs", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option(
+    "--no-attachments",
+    is_flag=True,
+    help="Do not check signatures, attestations, SBOMs and referrers.",
+)
 def verify(**params: Any) -> None:
     """Check every locked image and chart is in --registry-server with the right digest."""
     from mirror.copy import Cancellation
@@ -524,6 +565,7 @@ def verify(**params: Any) -> None:
             platforms=_platforms(params["platforms"]),
             jobs=params["jobs"],
             cancel=cancel,
+            attachments=not params["no_attachments"],
         )
     if params["output"] == "text":
         for r in report.results:
@@ -608,6 +650,7 @@ def lock_command(lock_path: str, check: bool, **params: Any) -> None:
     help="Write a delta: only what the inventory HAVE.json (mirror inventory) lacks.",
 )
 @_DOCKER_HOST
+@attachment_options
 def save(**params: Any) -> None:
     """Save every locked image and chart into an OCI image layout archive, preserving digests."""
     from mirror.airgap import save as run_save
@@ -622,10 +665,16 @@ def save(**params: Any) -> None:
 
     if params["from_docker"] and platforms:
         raise click.UsageError("--from-docker saves the one platform the daemon holds")
+    if params["from_docker"] and params["verify_keys"]:
+        raise click.UsageError("--verify-key checks images from a registry, not --from-docker")
+
+    attachments = _attachment_settings(params)
 
     def runner(progress: Any, options: Any) -> Report:
         options.frozen = params["frozen"]
+        attachments(options)
         if params["from_docker"]:
+            options.attachments = False  # a daemon holds no signatures
             from mirror.daemon import save_from_daemon
 
             _skip_charts(charts, f"{DAEMON_HOLDS_IMAGES}; save them without --from-docker")
@@ -693,6 +742,7 @@ def save(**params: Any) -> None:
     help="A lock you trust: load only images it pins to the digest the archive holds.",
 )
 @_DOCKER_HOST
+@attachment_options
 def load(**params: Any) -> None:
     """Push every image of an archive into --registry-server, preserving digests.
 
@@ -714,6 +764,8 @@ def load(**params: Any) -> None:
 
         if len(platforms) > 1:
             raise InputError("--to-docker loads one platform per image: give one --platform")
+        if params["verify_keys"]:
+            raise InputError("--verify-key checks images loaded into a registry, not --to-docker")
         server = params["registry_server"]
         daemon_plan = plan_load(
             params["input_path"],
@@ -745,8 +797,10 @@ def load(**params: Any) -> None:
     destination = Destination(parse_registry_server(params["registry_server"]), credentials)
     hosts = _hosts(params)
     plan = plan_load(params["input_path"], destination.server, platforms, trusted)
+    attachments = _attachment_settings(params)
 
     def runner(progress: Any, options: Any) -> Report:
+        attachments(options)
         return run_load(plan, destination, hosts, progress, options, jobs=params["jobs"])
 
     _run_copy(runner, params["quiet"], len(plan.jobs), params["output"], params["report_path"])
@@ -800,6 +854,8 @@ def inspect_command(input_path: str, output: str) -> None:
             platforms = f" [{', '.join(image.platforms)}]" if image.platforms else ""
             unlocked = " (not in images.lock)" if image.in_lock is False else ""
             in_base = f" (+{image.in_base} in the base)" if image.in_base else ""
+            if image.attachment:
+                unlocked = f" ({image.attachment})"
             click.echo(
                 f"{image.name} {image.digest} {kind}{platforms}"
                 f" {decimal(image.size)} in {image.blobs} blobs{in_base}{unlocked}"

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from mirror.attachments import AttachmentCopier
 from mirror.digest import DigestVerifier, sha256_digest
 from mirror.errors import (
     DigestMismatch,
@@ -39,6 +40,7 @@ from mirror.reference import Reference
 from mirror.report import ImageResult
 from mirror.retry import Cancellation as Cancellation
 from mirror.retry import RetryPolicy, retries_reported_to, retrying
+from mirror.signature import VerifyKey
 from mirror.transport import ImageDestination, ImageSource
 
 BLOB_WORKERS = 4
@@ -57,6 +59,7 @@ class CopyJob:
     destination: Reference
     locked_digest: str | None = None
     platforms: tuple[Platform, ...] = ()
+    verify_keys: tuple[VerifyKey, ...] = ()
 
     def __post_init__(self) -> None:
         if self.platforms and self.destination.tag is None:
@@ -90,6 +93,8 @@ class CopyOptions:
     dry_run: bool = False
     policy: RetryPolicy = field(default_factory=RetryPolicy.from_env)
     cancel: Cancellation = field(default_factory=Cancellation)
+    attachments: bool = True
+    verify_keys: tuple[VerifyKey, ...] = ()
 
 
 class BlobLedger:
@@ -167,6 +172,7 @@ class ImageCopier:
         self.options = options
         self.ledger = ledger or BlobLedger()
         self._tally = threading.Lock()
+        self.attachments = AttachmentCopier(self)
 
     def _count(self, result: ImageResult, **amounts: int) -> None:
         """Add to the result's counters (blob threads of one image count concurrently)."""
@@ -202,8 +208,11 @@ class ImageCopier:
         else:
             needed = self._top_if_missing(job, existing, result)
             if needed is None:
+                if existing is not None:
+                    self.attachments.keep(job, existing, result)
                 return
             top = needed
+        signed = top
         if job.platforms and top.is_index:
             result.notes.append(f"platform subset: destination digest differs from {top.digest}")
             top = select_platforms(top, job.platforms)
@@ -216,6 +225,7 @@ class ImageCopier:
             if skip_for_platform(reason, result, self.options.frozen):
                 return
         children = self._children(job, top)
+        attached = self.attachments.prepare(job, signed, top)
         blobs = _unique(b for m in [*children, top] for b in m.blobs if _copyable(b))
         self.events.sized(job, sum(b.size for b in blobs))
         if self.options.dry_run:
@@ -231,6 +241,9 @@ class ImageCopier:
         for child in children:
             self.destination.put_manifest(job.destination, child, None)
         self.options.cancel.check()
+        if attached:  # what points at the image comes after it, its tag after them
+            self.destination.put_manifest(job.destination, top, None)
+            self.attachments.place(job, attached, result)
         self.destination.put_manifest(job.destination, top, job.destination.tag)
         result.status, result.digest = "copied", top.digest
 

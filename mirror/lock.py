@@ -24,7 +24,7 @@ from mirror.reference import (
 LOCK_VERSION = 1
 LOCK_FILENAME = "images.lock"
 ENVIRONMENTS = ("kubernetes", "openshift")
-_KEYS = {"source", "component", "digest", "platforms", "environment"}
+_KEYS = {"source", "component", "digest", "platforms", "environment", "verify-key"}
 _CHART_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*", re.ASCII)
 _CHART_KEYS = {"repository", "source", "name", "version", "digest", "component", "environment"}
 
@@ -38,6 +38,7 @@ class LockEntry:
     digest: str | None = None
     platforms: tuple[Platform, ...] = ()
     environment: str | None = None
+    verify_key: str | None = None
 
     @property
     def pinned(self) -> Reference:
@@ -273,6 +274,9 @@ def _parse_entry(item: Mapping[str, object], where: str) -> LockEntry:
         if not isinstance(component, str):
             raise InputError("'component' must be a string")
         parsed_platforms = tuple(parse_platform(p) for p in platforms)
+        verify_key = item.get("verify-key")
+        if verify_key is not None and (not isinstance(verify_key, str) or not verify_key):
+            raise InputError("'verify-key' must be the path of a PEM public key")
     except InputError as exc:
         raise LockError(f"{where}: {exc}") from None
     if ref.digest and digest and ref.digest != digest:
@@ -287,6 +291,7 @@ def _parse_entry(item: Mapping[str, object], where: str) -> LockEntry:
         digest=digest or ref.digest,
         platforms=parsed_platforms,
         environment=environment,
+        verify_key=verify_key,
     )
 
 

@@ -55,6 +55,8 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 _MOUNT_REFUSALS = (400, 401, 403, 404, 405)
 #: A chunked upload's piece: within nginx's default request size limit (1 MiB).
 _PIECE_BYTES = 1024 * 1024
+#: How registries without the referrers API answer it.
+_NO_REFERRERS_API = (400, 404)
 _RANGE_RE = re.compile(r"(?:bytes=)?0-(\d+)")
 
 
@@ -561,6 +563,7 @@ class RegistryTransport:
         self.client = client
         self._sessions: dict[tuple[str, str], httpx.URL] = {}  # uploads mounts opened instead
         self._chunked: set[str] = set()  # hosts that refused a blob in one PUT (413)
+        self._no_referrers_api: set[str] = set()  # hosts that answered 404 to it
 
     def __enter__(self) -> RegistryTransport:
         return self
@@ -623,6 +626,26 @@ class RegistryTransport:
                 )
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
         return parse_manifest(raw, media_type, expected)
+
+    def referrers(self, ref: Reference, digest: str) -> Manifest | None:
+        """The referrers API's index of ``digest``'s referrers, or None where the registry has
+        no such API (404, as docker-registry 2.8 answers, or 400). A HEAD asks first, so a
+        registry without it costs no GET; its answer is kept per host for the run."""
+        if ref.registry in self._no_referrers_api:
+            return None
+        url, scopes = self._url(ref, "referrers", digest), [_pull(self._repo(ref))]
+        try:
+            _release(self.client.request("HEAD", ref, url, scopes, ok=(200, 405)))
+        except RegistryError as exc:
+            if exc.status not in _NO_REFERRERS_API:
+                raise
+            self._no_referrers_api.add(ref.registry)
+            return None
+        accept = {"Accept": mediatypes.OCI_INDEX}
+        _, raw = self.client.fetch(
+            ref, url, scopes, headers=accept, limit=MAX_MANIFEST_BYTES, what="referrers index"
+        )
+        return parse_manifest(raw, mediatypes.OCI_INDEX, sha256_digest(raw))
 
     @contextlib.contextmanager
     def open_blob(self, ref: Reference, desc: Descriptor) -> Iterator[Iterator[bytes]]:

@@ -29,6 +29,10 @@ class ImageResult:
     blobs_mounted: int = 0
     blobs_present: int = 0
     retries: int = 0
+    signatures: int = 0
+    attestations: int = 0
+    sboms: int = 0
+    referrers: int = 0
     drift: bool = False
     error: str | None = None
     notes: list[str] = field(default_factory=list)

@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from mirror.attachments import AttachmentReader
 from mirror.auth import CredentialStore
 from mirror.chart import (
     ChartCopier,
@@ -33,6 +34,7 @@ from mirror.reference import Reference, RegistryServer
 from mirror.registry import RegistryClient, RegistryTransport
 from mirror.report import ImageResult, Report
 from mirror.retry import RetryPolicy
+from mirror.signature import entry_keys
 
 DEFAULT_JOBS = 4
 
@@ -67,7 +69,9 @@ def plan_jobs(
 ) -> list[CopyJob]:
     """Copy jobs for lock entries; ``--platform`` overrides the lock's ``platforms``."""
     return [
-        CopyJob(entry.source, dest, entry.digest, tuple(platforms) or entry.platforms)
+        CopyJob(
+            entry.source, dest, entry.digest, tuple(platforms) or entry.platforms, entry_keys(entry)
+        )
         for entry, dest in plan_destinations(entries, server)
     ]
 
@@ -111,9 +115,11 @@ def verify(
     platforms: Sequence[Platform] = (),
     jobs: int = DEFAULT_JOBS,
     cancel: Cancellation | None = None,
+    attachments: bool = True,
 ) -> Report:
     """Check every entry (and chart) is at the destination with the digest the lock or source
-    says; a chart by its archive's digest.
+    says, a chart by its archive's digest, and (with ``attachments``) that it holds every
+    signature, attestation, SBOM and referrer the source has.
 
     Once ``cancel`` is set no check starts and Interrupted is raised (see run_parallel).
     """
@@ -124,6 +130,7 @@ def verify(
     with open_registries(hosts, destination, cancel=cancel, jobs=jobs) as registry:
         registry.ping(registries_of(planned, chart_jobs))
         chart_source = ChartSource(registry, charts)
+        reader = AttachmentReader(registry, cancel)
 
         def check(job: CopyJob) -> ImageResult:
             if job in chart_jobs:
@@ -136,16 +143,28 @@ def verify(
                     if head is None:
                         raise NotFound(f"{job.source}: not found at the source")
                     expected = head.digest
+                subjects: list[str] = []
                 if job.platforms:
                     top = registry.get_manifest(job.source, expected)
                     if top.is_index:
-                        expected = select_platforms(top, job.platforms).digest
+                        narrowed = select_platforms(top, job.platforms)
+                        expected = narrowed.digest
+                        subjects = [top.digest, *(c.digest for c in narrowed.children)]
                 have = registry.head_manifest(job.destination)
                 result.source_digest, result.digest = expected, have.digest if have else None
                 if have is None:
                     raise NotFound(f"{job.destination}: missing")
                 if have.digest != expected:
                     raise MirrorError(f"{job.destination}: has {have.digest}, expected {expected}")
+                if attachments:
+                    subjects = subjects or reader.subjects(job.source, have)
+                    found = reader.find(job.source, job.destination, subjects)
+                    missing = reader.missing(registry, found)
+                    if missing:
+                        raise MirrorError(
+                            f"{job.destination}: attachment(s) at the source missing here:"
+                            f" {', '.join(missing)}"
+                        )
                 result.status = "present"
             except MirrorError as exc:
                 result.status, result.error = "failed", str(exc)

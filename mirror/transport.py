@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from mirror.manifest import Descriptor, Manifest
 from mirror.reference import Reference
@@ -42,3 +42,11 @@ class ImageDestination(Protocol):
 
     def put_manifest(self, ref: Reference, manifest: Manifest, tag: str | None) -> None:
         """Store a manifest by digest, and under ``tag`` when given."""
+
+
+@runtime_checkable
+class ReferrerSource(Protocol):
+    """A source that can list a manifest's OCI 1.1 referrers itself (the referrers API)."""
+
+    def referrers(self, ref: Reference, digest: str) -> Manifest | None:
+        """The index of ``digest``'s referrers, or None where the source cannot list them."""

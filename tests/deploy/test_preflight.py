@@ -11,6 +11,7 @@ from tests.deploy.deploycli import MINI_MESH, ok, one_line_error, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
 from tests.imagefactory import make_image, push
 from tests.registries import Registry
+from tests.signing import make_keypair, signature_manifest, tag_of
 
 WORKLOAD = """\
 apiVersion: apps/v1
@@ -105,3 +106,49 @@ def test_preflight_covers_the_images_named_only_in_the_mesh_config(
         f"preflight: 1 image(s) missing from {server}: {server}/nginx-mesh-sidecar:2.0.0." in line
     )
     assert fake_kube.server is not None and fake_kube.server.requests == []
+
+
+def test_preflight_verify_key_refuses_an_unsigned_image_in_the_registry(
+    anon_registry: Registry, unique_repo: object, fake_kube: KubeUnderTest, tmp_path: Path
+) -> None:
+    prefix = unique_repo("nsm")  # type: ignore[operator]
+    server = f"{anon_registry.host}/{prefix}"
+    key = make_keypair(tmp_path)
+    images = {"nats": ("2.9-alpine", make_image("nats")), "curl": ("latest", make_image("curl"))}
+    for name, (tag, image) in images.items():
+        push(anon_registry, f"{prefix}/{name}", tag, image)
+    curl = images["curl"][1]
+    push(
+        anon_registry,
+        f"{prefix}/curl",
+        tag_of(curl.digest, "sig"),
+        signature_manifest(key, curl.digest),
+    )
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(WORKLOAD)
+    args = [
+        "apply",
+        "--registry-server",
+        server,
+        "--disable-public-images",
+        "--manifests",
+        str(manifest),
+    ]
+    verify = ["--verify-key", str(key.public_pem)]
+    result = run_deploy(*args, *verify, *fake_kube.cli_args())
+    line = one_line_error(result, 1)
+    nats = images["nats"][1]
+    assert f"preflight: 1 image(s) in {server} without a valid signature:" in line
+    assert f"{server}/nats:2.9-alpine: {nats.digest} not verified: no signature found" in line
+    assert fake_kube.server is not None and fake_kube.server.requests == []
+
+    push(
+        anon_registry,
+        f"{prefix}/nats",
+        tag_of(nats.digest, "sig"),
+        signature_manifest(key, nats.digest),
+    )
+    done = ok(run_deploy(*args, *verify, *fake_kube.cli_args()))
+    assert f"preflight: all 2 images in {server} are signed" in done.stderr
+    skipped = run_deploy(*args, *verify, "--skip-preflight", *fake_kube.cli_args())
+    assert "--verify-key is checked in preflight" in one_line_error(skipped, 2)

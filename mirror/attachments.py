@@ -1,0 +1,322 @@
+"""An image's attachments: cosign signatures, attestations and SBOMs, and OCI 1.1 referrers.
+
+Cosign keeps them in the image's repository under the tags ``sha256-<hex>.sig``, ``.att`` and
+``.sbom``, for the digest of the index and of each platform manifest. Referrers (manifests
+whose ``subject`` is the image) come from the registry's referrers API, or where it has none
+from the referrers tag schema: an index tagged ``sha256-<hex>`` that lists them. Each
+attachment is copied as an image of its own, under the same tag, with its digest preserved.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from mirror import mediatypes
+from mirror.digest import DigestVerifier
+from mirror.errors import DigestMismatch, MirrorError
+from mirror.manifest import Descriptor, Manifest
+from mirror.manifestcache import ManifestCache, default_cache_dir
+from mirror.reference import Reference
+from mirror.report import ImageResult
+from mirror.retry import Cancellation
+from mirror.signature import (
+    SIGNATURE_ANNOTATION,
+    SIGNATURE_ARTIFACT,
+    SignatureError,
+    VerifyKey,
+    require_signature,
+)
+from mirror.transport import ImageSource, ReferrerSource
+
+if TYPE_CHECKING:
+    from mirror.copy import CopyJob, ImageCopier
+
+#: Cosign's tag suffixes and the report counter each one adds to.
+COSIGN_TAGS = (("sig", "signatures"), ("att", "attestations"), ("sbom", "sboms"))
+MAX_PAYLOAD_BYTES = 1024 * 1024
+#: Attachment tags of one image looked up at once.
+LOOKUPS = 4
+_ATTACHMENT_TAG = re.compile(r"sha256-([0-9a-f]{64})(?:\.(sig|att|sbom))?")
+_COUNTERS = ("bytes_uploaded", "blobs_uploaded", "blobs_mounted", "blobs_present", "retries")
+
+
+def digest_tag(digest: str) -> str:
+    """The tag cosign and the referrers tag schema derive from a digest: ``sha256-<hex>``."""
+    return digest.replace(":", "-")
+
+
+def attachment_of(ref: Reference | None) -> str | None:
+    """For a reference tagged as an attachment, what it is and of what (``signatures of
+    sha256:…``); None for anything else."""
+    match = _ATTACHMENT_TAG.fullmatch(ref.tag or "") if ref is not None else None
+    if match is None:
+        return None
+    kind = dict(COSIGN_TAGS).get(match[2] or "", "referrers")
+    return f"{kind} of sha256:{match[1]}"
+
+
+def _tagged(ref: Reference, tag: str) -> Reference:
+    return Reference(ref.registry, ref.repository, tag)
+
+
+def _pinned(ref: Reference, digest: str) -> Reference:
+    return Reference(ref.registry, ref.repository, None, digest)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One tag attached to ``subject`` (the index or a platform manifest) at the source.
+
+    ``referrers`` is the index listing the subject's referrers; ``by_api`` when the referrers
+    API gave it (then it is written under the tag schema's tag at the destination).
+    """
+
+    kind: str
+    subject: str
+    source: Reference
+    destination: Reference
+    digest: str
+    referrers: Manifest | None = None
+    by_api: bool = False
+
+
+class NoEvents:
+    """Copy events nobody shows: attachments are covered by their image's progress line."""
+
+    def started(self, job: CopyJob) -> None:
+        """Nothing to show."""
+
+    def sized(self, job: CopyJob, total: int) -> None:
+        """Nothing to show."""
+
+    def advanced(self, job: CopyJob, nbytes: int) -> None:
+        """Nothing to show."""
+
+    def finished(self, job: CopyJob, result: ImageResult) -> None:
+        """Nothing to show."""
+
+
+class AttachmentReader:
+    """Finds an image's attachments in a source and checks its signatures there."""
+
+    def __init__(self, source: ImageSource, cancel: Cancellation | None = None) -> None:
+        self.source = source
+        self.cancel = cancel or Cancellation()
+        self.cache = ManifestCache(default_cache_dir())
+
+    def subjects(self, ref: Reference, top: Descriptor | Manifest) -> list[str]:
+        """The digest of ``top`` and of its platform manifests (an index read from the cache
+        when it was seen before)."""
+        if isinstance(top, Descriptor):
+            if top.media_type in mediatypes.IMAGE_MANIFESTS:
+                return [top.digest]
+            top = self._manifest(ref, top.digest)
+        elif top.is_index:
+            self.cache.put(top)
+        return [top.digest, *(c.digest for c in top.children)]
+
+    def find(
+        self, source: Reference, destination: Reference, subjects: Sequence[str]
+    ) -> list[Attachment]:
+        """Every attachment of ``subjects`` in ``source``'s repository, with where each goes in
+        ``destination``'s."""
+        from mirror.copy import run_parallel
+
+        def look(probe: tuple[str, str, str]) -> Attachment | None:
+            subject, suffix, kind = probe
+            if kind == "referrers":
+                return self._referrers(source, destination, subject)
+            tag = f"{digest_tag(subject)}.{suffix}"
+            head = self.source.head_manifest(_tagged(source, tag))
+            if head is None:
+                return None
+            return Attachment(
+                kind, subject, _tagged(source, tag), _tagged(destination, tag), head.digest
+            )
+
+        probes = [
+            (subject, suffix, kind)
+            for subject in dict.fromkeys(subjects)
+            for suffix, kind in (*COSIGN_TAGS, ("", "referrers"))
+        ]
+        found = run_parallel(look, probes, LOOKUPS, self.cancel, "attachments")
+        return [att for att in found if att is not None]
+
+    def _referrers(
+        self, source: Reference, destination: Reference, subject: str
+    ) -> Attachment | None:
+        tag = digest_tag(subject)
+        where = (_tagged(source, tag), _tagged(destination, tag))
+        if isinstance(self.source, ReferrerSource):
+            listed = self.source.referrers(source, subject)
+            if listed is not None:
+                if not listed.children:
+                    return None
+                return Attachment("referrers", subject, *where, listed.digest, listed, True)
+        head = self.source.head_manifest(where[0])
+        if head is None:
+            return None
+        index = self._manifest(where[0], head.digest)
+        return Attachment("referrers", subject, *where, head.digest, index)
+
+    def _manifest(self, ref: Reference, digest: str) -> Manifest:
+        """An index: from the cache, else fetched (and kept)."""
+        manifest = self.cache.get(digest)
+        if manifest is None:
+            manifest = self.source.get_manifest(ref, digest)
+            if manifest.is_index:
+                self.cache.put(manifest)
+        return manifest
+
+    def check(
+        self,
+        ref: Reference,
+        digest: str,
+        found: Sequence[Attachment],
+        keys: Sequence[VerifyKey],
+    ) -> None:
+        """SignatureError unless a signature of ``digest`` in ``found`` verifies under ``keys``."""
+        signatures: list[tuple[bytes, str]] = []
+        for att in found:
+            if att.subject != digest:
+                continue
+            if att.kind == "signatures":
+                signatures += self._signatures(att.source, att.digest)
+            elif att.referrers is not None:
+                for entry in att.referrers.children:
+                    if entry.raw.get("artifactType") == SIGNATURE_ARTIFACT:
+                        signatures += self._signatures(_pinned(ref, entry.digest), None)
+        try:
+            require_signature(digest, signatures, keys)
+        except SignatureError as exc:
+            raise SignatureError(f"{ref}: {digest} {exc}") from None
+
+    def _signatures(self, ref: Reference, digest: str | None) -> list[tuple[bytes, str]]:
+        """(payload, base64 signature) of each signed layer of a signature manifest."""
+        manifest = self.source.get_manifest(ref, digest)
+        found = []
+        for layer in manifest.layers:
+            annotations = layer.raw.get("annotations")
+            signature = (
+                annotations.get(SIGNATURE_ANNOTATION) if isinstance(annotations, dict) else None
+            )
+            if isinstance(signature, str) and layer.size <= MAX_PAYLOAD_BYTES:
+                found.append((self._payload(ref, layer), signature))
+        return found
+
+    def _payload(self, ref: Reference, layer: Descriptor) -> bytes:
+        verifier = DigestVerifier(layer.digest, layer.size)
+        parts = []
+        with self.source.open_blob(ref, layer) as chunks:
+            for chunk in chunks:
+                verifier.update(chunk)
+                parts.append(chunk)
+        try:
+            verifier.verify()
+        except DigestMismatch as exc:
+            raise DigestMismatch(f"{ref}: signature payload {exc}") from None
+        return b"".join(parts)
+
+    def missing(self, destination: ImageSource, found: Sequence[Attachment]) -> list[str]:
+        """The attachments of ``found`` that ``destination`` lacks or holds in another version."""
+        wanted: list[tuple[Reference, str]] = []
+        for att in found:
+            wanted.append((att.destination, att.digest))
+            if att.referrers is not None:
+                wanted += [
+                    (_pinned(att.destination, e.digest), e.digest) for e in att.referrers.children
+                ]
+        gone = []
+        for ref, digest in wanted:
+            here = destination.head_manifest(ref)
+            if here is None or here.digest != digest:
+                gone.append(str(ref))
+        return gone
+
+
+class AttachmentCopier:
+    """Copies an image's attachments with it, after checking its signature when asked to."""
+
+    def __init__(self, copier: ImageCopier) -> None:
+        self.image_copier = copier
+        self.source, self.destination = copier.source, copier.destination
+        self.options = copier.options
+        self.reader = AttachmentReader(copier.source, copier.options.cancel)
+        self._quiet: ImageCopier | None = None
+
+    @property
+    def copier(self) -> ImageCopier:
+        """The copier of attachments: silent, looking for no attachments of its own."""
+        if self._quiet is None:
+            from mirror.copy import ImageCopier
+
+            parent = self.image_copier
+            options = replace(parent.options, attachments=False, verify_keys=())
+            self._quiet = ImageCopier(
+                self.source, self.destination, NoEvents(), options, parent.ledger
+            )
+        return self._quiet
+
+    def _keys(self, job: CopyJob) -> tuple[VerifyKey, ...]:
+        return (*self.options.verify_keys, *job.verify_keys)
+
+    def prepare(self, job: CopyJob, signed: Manifest, top: Manifest) -> list[Attachment]:
+        """The attachments of ``signed`` and of ``top``'s platform manifests, after checking
+        ``signed``'s signature when keys are given (SignatureError if it has none valid)."""
+        keys = self._keys(job)
+        if not (self.options.attachments or keys):
+            return []
+        subjects = self.reader.subjects(job.source, top)
+        if signed is not top:  # a platform subset: the source index's own attachments too
+            subjects.insert(0, signed.digest)
+        found = self.reader.find(job.source, job.destination, subjects)
+        if keys:
+            self.reader.check(job.source, signed.digest, found, keys)
+        return found if self.options.attachments else []
+
+    def keep(self, job: CopyJob, present: Descriptor, result: ImageResult) -> None:
+        """For an image already at the destination: check and bring its attachments up to date
+        (HEADs only while nothing changed)."""
+        keys = self._keys(job)
+        if not (self.options.attachments or keys):
+            return
+        subjects = self.reader.subjects(job.source, present)
+        found = self.reader.find(job.source, job.destination, subjects)
+        if keys:
+            self.reader.check(job.source, present.digest, found, keys)
+        self.place(job, found, result)
+
+    def place(self, job: CopyJob, found: Sequence[Attachment], result: ImageResult) -> None:
+        """Copy what is missing or changed at the destination, and count what is in place."""
+        if not self.options.attachments:
+            return
+        for att in found:
+            if att.by_api and att.referrers is not None:
+                for entry in att.referrers.children:
+                    self._copy(job, _pinned(job.source, entry.digest), entry.digest, result)
+                here = self.destination.head_manifest(att.destination)
+                if here is None or here.digest != att.digest:
+                    self.destination.put_manifest(
+                        att.destination, att.referrers, att.destination.tag
+                    )
+            else:
+                here = self.destination.head_manifest(att.destination)
+                if here is None or here.digest != att.digest:
+                    self._copy(job, att.source, att.digest, result)
+            amount = len(att.referrers.children) if att.referrers is not None else 1
+            setattr(result, att.kind, getattr(result, att.kind) + amount)
+
+    def _copy(self, job: CopyJob, source: Reference, digest: str, result: ImageResult) -> None:
+        from mirror.copy import CopyJob
+
+        target = Reference(job.destination.registry, job.destination.repository, source.tag)
+        if source.tag is None:
+            target = _pinned(target, digest)
+        done = self.copier.copy(CopyJob(source, target, digest))
+        if done.status == "failed":
+            raise MirrorError(f"attachment {source}: {done.error}")
+        for name in _COUNTERS:
+            setattr(result, name, getattr(result, name) + getattr(done, name))

@@ -1,0 +1,381 @@
+"""Signatures, attestations, SBOMs and referrers travel with their images (issue 18)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.faultproxy import ProxyFactory
+from tests.imagefactory import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Image,
+    Index,
+    make_image,
+    make_index,
+    push,
+    registry_client,
+)
+from tests.mirrorcli import PublicImages, report_of, run_mirror
+from tests.registries import Registry, RegistryFactory
+from tests.signing import (
+    SIGNATURE_ANNOTATION,
+    KeyPair,
+    attestation_manifest,
+    make_keypair,
+    referrer,
+    sbom_manifest,
+    signature_manifest,
+    tag_of,
+)
+from tests.skopeo import skopeo_raw
+
+BAD = {
+    "ghcr.io/acme/other-key:1": "does not verify under any --verify-key",
+    "ghcr.io/acme/wrong-digest:1": "a signature names sha256:",
+    "ghcr.io/acme/flipped:1": "does not verify under any --verify-key",
+    "ghcr.io/acme/unsigned:1": "no signature found",
+}
+
+
+@dataclass
+class Signed:
+    """The public images, their key, and every attachment pushed (dest name -> tag -> bytes)."""
+
+    public: PublicImages
+    key: KeyPair
+    good: list[str]
+    attached: dict[str, dict[str, Image | Index]] = field(default_factory=dict)
+    referrers: dict[str, Image] = field(default_factory=dict)
+
+
+def _attach(signed: Signed, source: str, tag: str, artifact: Image | Index) -> None:
+    host, rest = source.split("/", 1)
+    repo = f"{signed.public.prefix}/{host}/{rest.rsplit(':', 1)[0]}"
+    push(signed.public.registry, repo, tag, artifact)
+    signed.attached.setdefault(dest_repo(source), {})[tag] = artifact
+
+
+def dest_repo(source: str) -> str:
+    return "nsm/" + source.rsplit("/", 1)[-1].split(":")[0]
+
+
+@pytest.fixture(scope="module")
+def signed(anon_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Signed:
+    keys = tmp_path_factory.mktemp("keys")
+    key, other = make_keypair(keys), make_keypair(keys, "other")
+    public = PublicImages(anon_registry, f"public-{uuid.uuid4().hex[:8]}")
+    app = "ghcr.io/acme/app:1.0"
+    index = make_index(
+        [
+            make_image("sig-amd64", [3000]),
+            make_image("sig-arm64", [3000], platform=("linux", "arm64")),
+        ]
+    )
+    tools = [f"ghcr.io/acme/tool-{n}:1" for n in range(13)]
+    signed = Signed(public, key, [app, *tools])
+    public.add(app, index)
+    for digest in (index.digest, *(i.digest for i in index.images)):
+        _attach(signed, app, tag_of(digest, "sig"), signature_manifest(key, digest))
+    _attach(signed, app, tag_of(index.digest, "att"), attestation_manifest(index.digest))
+    amd64 = index.images[0]
+    _attach(signed, app, tag_of(amd64.digest, "sbom"), sbom_manifest("app amd64"))
+    artifact, listing = referrer(index, "app")
+    _attach(signed, app, tag_of(index.digest), listing)
+    signed.referrers[dest_repo(app)] = artifact
+    for number, source in enumerate(tools):
+        image = make_image(f"tool-{number}", [500])
+        public.add(source, image)
+        _attach(signed, source, tag_of(image.digest, "sig"), signature_manifest(key, image.digest))
+    for source in BAD:
+        image = make_image(source, [500])
+        public.add(source, image)
+        if "other-key" in source:
+            _attach(
+                signed, source, tag_of(image.digest, "sig"), signature_manifest(other, image.digest)
+            )
+        elif "wrong-digest" in source:
+            wrong = signature_manifest(key, image.digest, names=index.digest)
+            _attach(signed, source, tag_of(image.digest, "sig"), wrong)
+        elif "flipped" in source:
+            flipped = signature_manifest(key, image.digest, flip=True)
+            _attach(signed, source, tag_of(image.digest, "sig"), flipped)
+    return signed
+
+
+def mirror(
+    signed: Signed,
+    command: str,
+    lock: Path,
+    dest: Registry,
+    *extra: str,
+    env: dict[str, str] | None = None,
+) -> tuple[int, dict[str, object], str]:
+    creds: list[str] = []
+    stdin = None
+    if dest.username:
+        creds = ["--registry-username", dest.username, "--registry-password-stdin"]
+        stdin = (dest.password or "") + "\n"
+    result = run_mirror(
+        command, "--lock", str(lock), "--registry-server", f"{dest.host}/nsm",
+        *signed.public.endpoint_args(), *creds, "--output", "json", *extra, input=stdin, env=env,
+    )  # fmt: skip
+    report = report_of(result) if result.stdout.strip() else {}
+    return result.returncode, report, result.stderr
+
+
+def head(dest: Registry, repo: str, ref: str) -> int:
+    with registry_client(dest) as client:
+        return client.head(
+            f"/v2/{repo}/manifests/{ref}",
+            headers={"Accept": f"{OCI_INDEX}, {OCI_MANIFEST}"},
+        ).status_code
+
+
+def assert_attachments_equal(signed: Signed, dest: Registry, sources: list[str]) -> None:
+    """Every attachment manifest of ``sources`` is at the destination with the same bytes."""
+    for source in sources:
+        repo = dest_repo(source)
+        image = signed.public.artifacts[source]
+        assert skopeo_raw(dest, f"{repo}:{source.rsplit(':', 1)[1]}") == image.manifest
+        for tag, artifact in signed.attached[repo].items():
+            assert skopeo_raw(dest, f"{repo}:{tag}") == artifact.manifest, tag
+        if repo in signed.referrers:
+            artifact = signed.referrers[repo]
+            assert skopeo_raw(dest, f"{repo}@{artifact.digest}") == artifact.manifest
+
+
+def openssl_verifies(signed: Signed, dest: Registry, source: str, tmp_path: Path) -> None:
+    """``openssl dgst -verify`` over the payload and signature as read back from ``dest``."""
+    repo, image = dest_repo(source), signed.public.artifacts[source]
+    sig = json.loads(skopeo_raw(dest, f"{repo}:{tag_of(image.digest, 'sig')}"))
+    layer = sig["layers"][0]
+    with registry_client(dest) as client:
+        body = client.get(f"/v2/{repo}/blobs/{layer['digest']}")
+        body.raise_for_status()
+    (tmp_path / "payload").write_bytes(body.content)
+    (tmp_path / "sig.der").write_bytes(base64.b64decode(layer["annotations"][SIGNATURE_ANNOTATION]))
+    assert json.loads(body.content)["critical"]["image"]["docker-manifest-digest"] == image.digest
+    done = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-verify", str(signed.key.public_pem),
+         "-signature", str(tmp_path / "sig.der"), str(tmp_path / "payload")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and "Verified OK" in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("kind", ["anon", "basic", "token"])
+def test_sync_verify_key_copies_signed_images_with_every_attachment_and_refuses_the_rest(
+    kind: str, signed: Signed, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    dest = make_registry(kind)
+    lock = signed.public.write_lock(
+        tmp_path / "images.lock", [signed.good[0], signed.good[1], *BAD]
+    )
+    code, report, stderr = mirror(
+        signed, "sync", lock, dest, "--verify-key", str(signed.key.public_pem)
+    )
+    assert code == 1, stderr
+    images = {i["source"]: i for i in report["images"]}  # type: ignore[index]
+    for source, reason in BAD.items():
+        assert images[source]["status"] == "failed"
+        assert reason in images[source]["error"], images[source]["error"]
+        assert head(dest, dest_repo(source), "1") == 404
+    app, tool = images[signed.good[0]], images[signed.good[1]]
+    assert app["status"] == tool["status"] == "copied"
+    counts = {k: app[k] for k in ("signatures", "attestations", "sboms", "referrers")}
+    assert counts == {"signatures": 3, "attestations": 1, "sboms": 1, "referrers": 1}
+    assert tool["signatures"] == 1
+    assert_attachments_equal(signed, dest, signed.good[:2])
+    openssl_verifies(signed, dest, signed.good[0], tmp_path)
+
+
+def test_resync_of_14_signed_images_sends_no_get(
+    signed: Signed, anon_registry: Registry, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    dest = make_registry("anon")
+    lock = signed.public.write_lock(tmp_path / "images.lock", signed.good)
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    code, report, stderr = mirror(signed, "sync", lock, dest, env=env)
+    assert code == 0, stderr
+    assert {i["status"] for i in report["images"]} == {"copied"}  # type: ignore[index]
+    assert_attachments_equal(signed, dest, signed.good)
+    source_mark, dest_mark = anon_registry.mark(), dest.mark()
+    code, report, stderr = mirror(signed, "sync", lock, dest, env=env)
+    assert code == 0, stderr
+    assert {i["status"] for i in report["images"]} == {"present"}  # type: ignore[index]
+    assert report["images"][0]["signatures"] == 3  # type: ignore[index]
+    prefix = signed.public.prefix
+    assert anon_registry.count("GET", prefix, since=source_mark) == 0
+    assert dest.count("GET", since=dest_mark) == 0
+    assert dest.count("PUT", since=dest_mark) == 0
+
+
+def test_a_new_signature_of_a_present_image_is_copied_on_resync(
+    signed: Signed, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    dest = make_registry("anon")
+    source = signed.good[5]
+    lock = signed.public.write_lock(tmp_path / "images.lock", [source])
+    assert mirror(signed, "sync", lock, dest, "--no-attachments")[0] == 0
+    tag = tag_of(signed.public.artifacts[source].digest, "sig")
+    assert head(dest, dest_repo(source), tag) == 404
+    code, report, stderr = mirror(
+        signed, "sync", lock, dest, "--verify-key", str(signed.key.public_pem)
+    )
+    assert code == 0, stderr
+    assert report["images"][0]["status"] == "present"  # type: ignore[index]
+    assert report["images"][0]["signatures"] == 1  # type: ignore[index]
+    assert_attachments_equal(signed, dest, [source])
+
+
+def test_save_and_load_carry_attachments(
+    signed: Signed, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    lock = signed.public.write_lock(tmp_path / "images.lock", signed.good[:2])
+    archive = tmp_path / "bundle.tar"
+    saved = run_mirror(
+        "save", "--lock", str(lock), "--output", str(archive), *signed.public.endpoint_args(),
+        "--verify-key", str(signed.key.public_pem),
+    )  # fmt: skip
+    assert saved.returncode == 0, saved.stderr
+    shown = run_mirror("inspect", "--input", str(archive))
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    app = signed.public.artifacts[signed.good[0]]
+    assert f"{tag_of(app.digest, 'sig')} " in shown.stdout
+    assert f"(signatures of {app.digest})" in shown.stdout
+    assert f"(referrers of {app.digest})" in shown.stdout
+    dest = make_registry("token")
+    loaded = run_mirror(
+        "load", "--input", str(archive), "--registry-server", f"{dest.host}/nsm",
+        "--registry-username", str(dest.username), "--registry-password-stdin",
+        "--verify-key", str(signed.key.public_pem), "--output", "json",
+        input=f"{dest.password}\n",
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    report = report_of(loaded)
+    assert [i["status"] for i in report["images"]] == ["copied", "copied"]
+    assert report["images"][0]["referrers"] == 1
+    assert_attachments_equal(signed, dest, signed.good[:2])
+    openssl_verifies(signed, dest, signed.good[1], tmp_path)
+
+
+def test_a_lock_entry_verify_key_guards_that_image(
+    signed: Signed, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    dest = make_registry("anon")
+    extra = f'verify-key = "{signed.key.public_pem}"'
+    lock = signed.public.write_lock(tmp_path / "images.lock", ["ghcr.io/acme/unsigned:1"], extra)
+    code, report, stderr = mirror(signed, "sync", lock, dest)
+    assert code == 1, stderr
+    assert "no signature found" in report["images"][0]["error"]  # type: ignore[index]
+    assert head(dest, "nsm/unsigned", "1") == 404
+
+
+def test_a_file_that_is_no_public_key_is_bad_input(
+    signed: Signed, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    dest = make_registry("anon")
+    lock = signed.public.write_lock(tmp_path / "images.lock", signed.good[:1])
+    (tmp_path / "key.pem").write_text("not a key\n")
+    code, _, stderr = mirror(signed, "sync", lock, dest, "--verify-key", str(tmp_path / "key.pem"))
+    assert code == 2
+    assert stderr.strip().splitlines() == [
+        f"Error: --verify-key {tmp_path / 'key.pem'}: not a PEM public key"
+    ]
+
+
+def test_verify_reports_an_attachment_missing_at_the_destination(
+    signed: Signed, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    dest = make_registry("basic")
+    lock = signed.public.write_lock(tmp_path / "images.lock", signed.good[:1])
+    assert mirror(signed, "sync", lock, dest, "--no-attachments")[0] == 0
+    code, report, stderr = mirror(signed, "verify", lock, dest)
+    assert code == 1, stderr
+    error = report["images"][0]["error"]  # type: ignore[index]
+    app = signed.public.artifacts[signed.good[0]]
+    assert f"nsm/app:{tag_of(app.digest, 'sig')}" in error
+    assert f"nsm/app:{tag_of(app.images[1].digest, 'sig')}" in error  # type: ignore[union-attr]
+    assert mirror(signed, "verify", lock, dest, "--no-attachments")[0] == 0
+    assert mirror(signed, "sync", lock, dest)[0] == 0
+    code, report, stderr = mirror(signed, "verify", lock, dest)
+    assert code == 0, stderr
+
+
+def test_a_signature_stored_as_an_oci_referrer_verifies(
+    signed: Signed, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    source = "ghcr.io/acme/referred:1"
+    image = make_image(source, [500])
+    signed.public.add(source, image)
+    artifact, listing = referrer(image, source, signed.key)
+    _attach(signed, source, tag_of(image.digest), listing)
+    signed.referrers[dest_repo(source)] = artifact
+    dest = make_registry("anon")
+    lock = signed.public.write_lock(tmp_path / "images.lock", [source])
+    code, report, stderr = mirror(
+        signed, "sync", lock, dest, "--verify-key", str(signed.key.public_pem)
+    )
+    assert code == 0, stderr
+    assert report["images"][0]["referrers"] == 1  # type: ignore[index]
+    assert report["images"][0]["signatures"] == 0  # type: ignore[index]
+    assert_attachments_equal(signed, dest, [source])
+
+
+def test_load_verify_key_refuses_an_unsigned_image_of_the_archive(
+    signed: Signed, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    unsigned = "ghcr.io/acme/unsigned:1"
+    lock = signed.public.write_lock(tmp_path / "images.lock", [signed.good[2], unsigned])
+    layout = tmp_path / "layout"
+    saved = run_mirror(
+        "save", "--lock", str(lock), "--output", f"{layout}/", *signed.public.endpoint_args()
+    )
+    assert saved.returncode == 0, saved.stderr
+    dest = make_registry("anon")
+    loaded = run_mirror(
+        "load", "--input", str(layout), "--registry-server", f"{dest.host}/nsm",
+        "--verify-key", str(signed.key.public_pem), "--output", "json",
+    )  # fmt: skip
+    assert loaded.returncode == 1, loaded.stderr
+    images = report_of(loaded)["images"]
+    assert [i["status"] for i in images] == ["copied", "failed"]
+    assert "no signature found" in images[1]["error"]
+    assert head(dest, "nsm/unsigned", "1") == 404
+    assert_attachments_equal(signed, dest, [signed.good[2]])
+
+
+def test_referrers_the_api_lists_are_copied_and_listed_under_the_tag_schema(
+    signed: Signed,
+    anon_registry: Registry,
+    proxies: ProxyFactory,
+    make_registry: RegistryFactory,
+    tmp_path: Path,
+) -> None:
+    source = "ghcr.io/acme/api-referred:1"
+    image = make_image(source, [500])
+    signed.public.add(source, image)
+    artifact, listing = referrer(image, source, signed.key)
+    push(anon_registry, f"{signed.public.prefix}/ghcr.io/acme/api-referred", None, artifact)
+    api = proxies(anon_registry.url)  # a source registry that answers the referrers API
+    answer = {"status": 200, "headers": {"Content-Type": OCI_INDEX}, "times": None}
+    api.rule("replace", "HEAD", f"/referrers/{image.digest}$", **answer)
+    api.rule("replace", "GET", f"/referrers/{image.digest}$", body=listing.manifest, **answer)
+    dest = make_registry("anon")
+    lock = signed.public.write_lock(tmp_path / "images.lock", [source])
+    result = run_mirror(
+        "sync", "--lock", str(lock), "--registry-server", f"{dest.host}/nsm",
+        "--endpoint", f"ghcr.io={api.url}/{signed.public.prefix}/ghcr.io",
+        "--verify-key", str(signed.key.public_pem), "--output", "json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert report_of(result)["images"][0]["referrers"] == 1
+    assert skopeo_raw(dest, f"nsm/api-referred@{artifact.digest}") == artifact.manifest
+    assert skopeo_raw(dest, f"nsm/api-referred:{tag_of(image.digest)}") == listing.manifest
