@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 from mirror.copy import CopyJob, ImageCopier, run_parallel
 from mirror.errors import ChartError, Interrupted, MirrorError, NotFound
@@ -152,10 +153,13 @@ class ChartCopier:
     def beside(
         cls, images: ImageCopier, source: ChartSource, placed: ImageSource | None = None
     ) -> ChartCopier:
-        """A chart copier to the destination of ``images``, sharing its events and blob ledger."""
-        copier = ImageCopier(
-            source, images.destination, images.events, images.options, images.ledger
-        )
+        """A chart copier to the destination of ``images``, sharing its events and blob ledger.
+
+        A chart carries no cosign attachments or signatures here (Helm signs charts with a
+        ``.prov`` file, which a chart repository serves apart), so none are looked up.
+        """
+        options = replace(images.options, attachments=False, verify_keys=())
+        copier = ImageCopier(source, images.destination, images.events, options, images.ledger)
         return cls(copier, source, placed)
 
     def _expected(self, chart: ChartEntry) -> str | None:
