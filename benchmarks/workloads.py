@@ -75,10 +75,15 @@ class Bench:
         shutil.rmtree(registry.workdir, ignore_errors=True)
 
     def checked(
-        self, tool: str, run: Callable[[], Run], dest: Registry, images: Images, **kw: Shaper
+        self,
+        tool: str,
+        run: Callable[[], Run],
+        dest: Registry,
+        images: Images,
+        shaper: Shaper | None,
     ) -> Run:
         """``run()`` with its requests counted, then every destination digest verified."""
-        result = counted(run, {"source": self.source, "dest": dest}, **kw)
+        result = counted(run, {"source": self.source, "dest": dest}, shaper)
         verify(tool, dest, {f"{dest_repo(r)}:{TAG}": d for r, d in images.items()})
         return result
 
@@ -178,15 +183,14 @@ def compare(
     """Each tool copies ``images`` into a fresh ``dest()`` (then once more, for ``again``),
     reading the source through ``shaper`` if given."""
     host = shaper.host if shaper else bench.source.host
-    via = {"shaper": shaper} if shaper else {}
 
     def trial(tool: str, copy: Copier) -> None:
         registry = (dest or bench.destination)()
         try:
             run = functools.partial(copy, host, registry)
-            work.add(tool, bench.checked(tool, run, registry, images, **via))
+            work.add(tool, bench.checked(tool, run, registry, images, shaper))
             if again:
-                again.add(tool, bench.checked(tool, run, registry, images, **via))
+                again.add(tool, bench.checked(tool, run, registry, images, shaper))
         finally:
             bench.drop(registry)
 
@@ -299,7 +303,7 @@ def w6(bench: Bench, rounds: int) -> Workload:
 
 
 def w7(bench: Bench, rounds: int, images: Images) -> Workload:
-    work = Workload("W7 WAN source (40 ms, 200 Mbit/s)", [ratio_to("skopeo sync", 0.15)])
+    work = Workload("W7 WAN (40 ms, 200 Mbit/s)", [ratio_to("skopeo sync", 0.15)])
     with Shaper(bench.source.host, rtt=0.040, mbit=200) as shaper:
         compare(bench, rounds, images, syncs(bench, images), work, shaper=shaper)
     work.notes.append(
