@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import contextlib
 import functools
 import hashlib
 import json
@@ -18,7 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -321,6 +322,14 @@ def w8(bench: Bench, rounds: int, images: Images) -> Workload:
     return work
 
 
+@contextlib.contextmanager
+def progress(what: str) -> Iterator[None]:
+    """Say on stderr how long ``what`` took."""
+    started = time.monotonic()
+    yield
+    print(f"{what}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--rounds", type=int, default=5)
@@ -337,22 +346,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="meshlift-bench-") as tmp:
         bench = Bench(Path(tmp))
         try:
+            images: Images = {}
+            if only - {"W3", "W5", "W6"}:
+                with progress("seeding W1's images"):
+                    images = seed_w1(bench, args.images)
+            steps: list[tuple[str, Callable[[], list[Workload]]]] = [
+                ("W1 W2", lambda: w1_w2(bench, args.rounds, images)),
+                ("W3", lambda: [w3(bench, args.rounds, args.large_mib * MiB)]),
+                ("W4", lambda: [w4(bench, args.rounds, images)]),
+                ("W5", lambda: [w5(bench, args.rounds)]),
+                ("W6", lambda: [w6(bench, args.rounds)]),
+                ("W7", lambda: [w7(bench, args.rounds, images)]),
+                ("W8", lambda: [w8(bench, args.rounds, images)]),
+            ]
             results: list[Workload] = []
-            images = seed_w1(bench, args.images) if only - {"W3", "W5", "W6"} else {}
-            if only & {"W1", "W2"}:
-                results += w1_w2(bench, args.rounds, images)
-            if "W3" in only:
-                results.append(w3(bench, args.rounds, args.large_mib * MiB))
-            if "W4" in only:
-                results.append(w4(bench, args.rounds, images))
-            if "W5" in only:
-                results.append(w5(bench, args.rounds))
-            if "W6" in only:
-                results.append(w6(bench, args.rounds))
-            if "W7" in only:
-                results.append(w7(bench, args.rounds, images))
-            if "W8" in only:
-                results.append(w8(bench, args.rounds, images))
+            for names, step in steps:
+                if only & set(names.split()):
+                    with progress(names):
+                        results += step()
             data = report(results)
             (ROOT / "benchmarks" / "results.json").write_text(json.dumps(data, indent=2) + "\n")
         finally:

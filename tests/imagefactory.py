@@ -42,6 +42,7 @@ MEDIA_TYPES: dict[str, dict[str, str]] = {
 }
 REF_NAME = "org.opencontainers.image.ref.name"
 CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+_PIECE = 1 << 20
 
 
 def sha256(data: bytes) -> str:
@@ -284,10 +285,11 @@ def _upload_blob(client: httpx.Client, repo: str, blob: Blob) -> None:
     started = client.post(f"/v2/{repo}/blobs/uploads/")
     started.raise_for_status()
     location = httpx.URL(started.headers["Location"])  # keeps its _state query
+    view = memoryview(blob.data)  # sent in pieces: httpcore copies what is left after each send
     done = client.put(
         location.copy_merge_params({"digest": blob.digest}),
-        content=blob.data,
-        headers={"Content-Type": "application/octet-stream"},
+        content=[view[n : n + _PIECE] for n in range(0, blob.size, _PIECE)],
+        headers={"Content-Type": "application/octet-stream", "Content-Length": str(blob.size)},
     )
     done.raise_for_status()
 
