@@ -322,6 +322,17 @@ def w8(bench: Bench, rounds: int, images: Images) -> Workload:
     return work
 
 
+def machine(load_before: float, took: float) -> str:
+    """Cores, CPU model, 1-minute load average before and after, and the run's duration."""
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines()
+                  if ln.startswith("model name")), "unknown CPU")  # fmt: skip
+    return (
+        f"{os.cpu_count()} cores, {model}; load average {load_before:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after; the run took {took:.0f} s"
+    )
+
+
 @contextlib.contextmanager
 def progress(what: str) -> Iterator[None]:
     """Say on stderr how long ``what`` took."""
@@ -342,7 +353,7 @@ def main() -> None:
     # sets PYTHONDONTWRITEBYTECODE, so no timed run pays for compiling the sources.
     for package in ("mirror", "deploy"):
         compileall.compile_dir(ROOT / package, quiet=1)
-    started = time.monotonic()
+    started, load = time.monotonic(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="meshlift-bench-") as tmp:
         bench = Bench(Path(tmp))
         try:
@@ -365,7 +376,8 @@ def main() -> None:
                     with progress(names):
                         results += step()
             data = report(results)
+            data["machine"] = machine(load, time.monotonic() - started)
             (ROOT / "benchmarks" / "results.json").write_text(json.dumps(data, indent=2) + "\n")
         finally:
             bench.source.stop()
-    print(f"\nbenchmark took {time.monotonic() - started:.0f} s")
+    print(f"\nmachine: {data['machine']}")
