@@ -33,7 +33,7 @@ def types(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """meshlift against skopeo on loopback registries (prints a table, writes results.json)."""
+    """W1-W8, meshlift against skopeo on loopback registries (table, results.json)."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "benchmarks", *session.posargs)
 
