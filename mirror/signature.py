@@ -13,7 +13,7 @@ import binascii
 import functools
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -42,7 +42,7 @@ class VerifyKey:
     """A public key given with ``--verify-key`` or ``verify-key``, named by its file."""
 
     path: str
-    key: PublicKey
+    key: PublicKey = field(compare=False)  # keys do not hash; the file names the key in a run
 
     def verifies(self, payload: bytes, signature: bytes) -> bool:
         """Whether ``signature`` is this key's over ``payload``."""
