@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from mirror.digest import validate_digest
@@ -143,37 +144,36 @@ def parse_lock(text: str, path: str) -> Lock:
     unknown = sorted(set(doc) - {"version", "images", "charts"})
     if unknown:
         raise LockError(f"{path}: unknown key(s) {', '.join(unknown)}")
-    images = doc.get("images", [])
-    if not isinstance(images, list) or not all(isinstance(i, dict) for i in images):
-        raise LockError(f"{path}: 'images' must be an array of tables ([[images]])")
-    entries: list[LockEntry] = []
-    seen: dict[Reference, int] = {}
-    for number, item in enumerate(images, start=1):
-        entry = _parse_entry(item, f"{path}: entry {number}")
-        if entry.source in seen:
-            raise LockError(
-                f"{path}: entry {number}: duplicate source {entry.source}"
-                f" (also entry {seen[entry.source]})"
-            )
-        seen[entry.source] = number
-        entries.append(entry)
-    return Lock(path, tuple(entries), _parse_charts(doc.get("charts", []), path))
+    entries = _parse_tables(doc.get("images", []), path, "images", "entry", _parse_entry)
+    charts = _parse_tables(doc.get("charts", []), path, "charts", "chart", _parse_chart)
+    return Lock(path, entries, charts)
 
 
-def _parse_charts(charts: object, path: str) -> tuple[ChartEntry, ...]:
-    if not isinstance(charts, list) or not all(isinstance(c, dict) for c in charts):
-        raise LockError(f"{path}: 'charts' must be an array of tables ([[charts]])")
-    parsed: list[ChartEntry] = []
+class _Sourced(Protocol):
+    @property
+    def source(self) -> Reference: ...
+
+
+T = TypeVar("T", bound=_Sourced)
+
+
+def _parse_tables(
+    tables: object, path: str, key: str, label: str, parse: Callable[[Mapping[str, object], str], T]
+) -> tuple[T, ...]:
+    """Parse an array of tables (``[[key]]``); two items with one source are a LockError."""
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise LockError(f"{path}: '{key}' must be an array of tables ([[{key}]])")
+    parsed: list[T] = []
     seen: dict[Reference, int] = {}
-    for number, item in enumerate(charts, start=1):
-        chart = _parse_chart(item, f"{path}: chart {number}")
-        if chart.source in seen:
+    for number, item in enumerate(tables, start=1):
+        one = parse(item, f"{path}: {label} {number}")
+        source = one.source
+        if source in seen:
             raise LockError(
-                f"{path}: chart {number}: duplicate chart {chart.source}"
-                f" (also chart {seen[chart.source]})"
+                f"{path}: {label} {number}: duplicate source {source} (also {label} {seen[source]})"
             )
-        seen[chart.source] = number
-        parsed.append(chart)
+        seen[source] = number
+        parsed.append(one)
     return tuple(parsed)
 
 
