@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
@@ -12,6 +13,33 @@ from tests.registries import Registry, RegistryFactory, registries_in, start_reg
 from tests.registries import unique_repo as unique_repo_name
 
 pytest_plugins = ["tests.docker_fixtures"]
+
+# --- the opt-in real-cluster suite ------------------------------------------------------------
+
+
+def _real_cluster() -> str | None:
+    from tests.fakekube.fixtures import E2E_ENV
+
+    return os.environ.get(E2E_ENV) or None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say whether the real-cluster runs of the deploy scenarios are in this session."""
+    where = _real_cluster()
+    return (
+        f"real cluster: {where}" if where else "real cluster: none (MESHLIFT_E2E_KUBECONFIG unset)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without a real cluster its runs are deselected (not applicable here), not skipped."""
+    if _real_cluster():
+        return
+    e2e = [item for item in items if item.get_closest_marker("e2e")]
+    if e2e:
+        config.hook.pytest_deselected(items=e2e)
+        items[:] = [item for item in items if not item.get_closest_marker("e2e")]
+
 
 # --- registries -------------------------------------------------------------------------------
 
