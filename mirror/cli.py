@@ -282,14 +282,12 @@ def list_command(
     lock_path: str | None, environment: str, registry_server: str, output: str
 ) -> None:
     """Show each locked image's and chart's source and destination."""
-    from mirror.chart import plan_chart_jobs
     from mirror.lock import plan_destinations
-    from mirror.reference import parse_registry_server
+    from mirror.reference import flatten_destination, parse_registry_server
 
     entries, charts = _entries(lock_path, environment)
     server = parse_registry_server(registry_server)
     planned = plan_destinations(entries, server)
-    chart_jobs = plan_chart_jobs(charts, server)
     rows: list[dict[str, Any]] = [
         {
             "kind": "image",
@@ -305,13 +303,13 @@ def list_command(
         {
             "kind": "chart",
             "source": str(c.source),
-            "destination": str(job.destination),
+            "destination": str(flatten_destination(c.source, server)),
             "digest": c.digest,
             "component": c.component,
             "environment": c.environment or "all",
             "platforms": [],
         }
-        for job, c in chart_jobs.items()
+        for c in charts
     ]
     if output == "json":
         click.echo(json.dumps(rows, indent=2))

@@ -1,5 +1,6 @@
-"""Interop with the official NGINX Service Mesh 2.0.0 chart: mirrored into a real registry,
-rendered from there, applied to and removed from the fake API server.
+"""Interop with the official NGINX Service Mesh 2.0.0 chart: carried across the air gap into a
+real registry (mirror save, mirror load), rendered from there, applied to and removed from the
+fake API server.
 
 The chart is ``../shared/charts/nginx-service-mesh-2.0.0.tgz`` beside the repository, or the
 file ``MESHLIFT_NSM_CHART`` names; without it these tests are skipped, saying so.
@@ -18,9 +19,11 @@ from deploy.hooks import HOOK
 from deploy.manifests import load_paths
 from deploy.rewrite import image_uses, is_under_registry
 from mirror.reference import parse_reference, parse_registry_server
+from tests.chartrepo import serve_charts
 from tests.deploy.deploycli import ok, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
-from tests.imagefactory import make_image, push, push_chart
+from tests.imagefactory import make_image, push
+from tests.mirrorcli import run_mirror
 from tests.registries import Registry
 
 CHART_ENV = "MESHLIFT_NSM_CHART"
@@ -38,17 +41,40 @@ def official_chart() -> bytes:
     return path.read_bytes()
 
 
-def mirrored(registry: Registry, prefix: str, chart: bytes) -> str:
-    """``R`` holding the chart at R/nginx-service-mesh:2.0.0, as `mirror sync` leaves it."""
-    push_chart(registry, chart, f"{prefix}/nginx-service-mesh", "2.0.0")
-    return f"{registry.host}/{prefix}"
+def mirrored(registry: Registry, prefix: str, chart: bytes, workdir: Path) -> str:
+    """``R`` holding the chart as the air gap leaves it: a stand-in for helm.nginx.com serves
+    it, ``mirror save`` archives it from there, ``mirror load`` pushes it to R."""
+    charts = workdir / "chart-repository"
+    charts.mkdir()
+    (charts / CHART_NAME).write_bytes(chart)
+    lock = workdir / "images.lock"
+    lock.write_text(
+        'version = 1\n\n[[charts]]\nrepository = "https://helm.nginx.com/stable"\n'
+        'name = "nginx-service-mesh"\nversion = "2.0.0"\n'
+    )
+    archive = workdir / "nsm.tar"
+    with serve_charts(charts, "/helm/stable") as repo:
+        stand_in = f"helm.nginx.com=http://{repo.host}/helm"
+        saved = run_mirror(
+            "save", "--lock", str(lock), "--output", str(archive), "--endpoint", stand_in
+        )
+    assert saved.returncode == 0, saved.stderr
+    server = f"{registry.host}/{prefix}"
+    creds = ["--registry-username", registry.username, "--registry-password-stdin"]
+    loaded = run_mirror(
+        "load", "--input", str(archive), "--registry-server", server,
+        *(creds if registry.username else []), input=f"{registry.password or ''}\n",
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    return server
 
 
 def test_render_from_the_registry_puts_every_image_under_it(
     basic_registry: Registry, unique_repo: object, official_chart: bytes, tmp_path: Path
 ) -> None:
     assert basic_registry.username and basic_registry.password
-    server = mirrored(basic_registry, unique_repo("nsm"), official_chart)  # type: ignore[operator]
+    prefix = unique_repo("nsm")  # type: ignore[operator]
+    server = mirrored(basic_registry, prefix, official_chart, tmp_path)
     out = tmp_path / "out"
     result = ok(
         run_deploy(
@@ -114,7 +140,7 @@ def test_apply_then_remove_runs_the_hooks_in_order(
     anon_registry: Registry, unique_repo: object, official_chart: bytes, fake_kube: KubeUnderTest
 ) -> None:
     prefix = unique_repo("nsm")  # type: ignore[operator]
-    server = mirrored(anon_registry, prefix, official_chart)
+    server = mirrored(anon_registry, prefix, official_chart, fake_kube.workdir)
     args = ["--registry-server", server, "--disable-public-images", "--registry-username", "u"]
     env = {"MESHLIFT_REGISTRY_PASSWORD": "s3cr3t-pw"}
     rendered = ok(run_deploy("render", *args, "-o", str(fake_kube.workdir / "out"), env=env))
