@@ -15,22 +15,21 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from typing import TYPE_CHECKING
 
 from mirror.errors import InputError, MirrorError
 from mirror.lock import LockEntry
+
+if TYPE_CHECKING:  # cryptography is imported when a key is read, not by every run (48 ms)
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 #: The artifact type cosign gives a signature stored as an OCI 1.1 referrer.
 SIGNATURE_ARTIFACT = "application/vnd.dev.cosign.artifact.sig.v1+json"
 MAX_KEY_BYTES = 64 * 1024
-
-PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 
 class SignatureError(MirrorError):
@@ -46,6 +45,10 @@ class VerifyKey:
 
     def verifies(self, payload: bytes, signature: bytes) -> bool:
         """Whether ``signature`` is this key's over ``payload``."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
         try:
             if isinstance(self.key, ec.EllipticCurvePublicKey):
                 self.key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
@@ -60,6 +63,10 @@ class VerifyKey:
 
 def read_key(path: str) -> VerifyKey:
     """Load a PEM public key (ECDSA, RSA or Ed25519); anything else is an InputError."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
     try:
         with open(path, "rb") as handle:
             pem = handle.read(MAX_KEY_BYTES + 1)
