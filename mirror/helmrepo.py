@@ -14,12 +14,11 @@ from urllib.parse import urljoin, urlsplit
 import yaml
 
 from mirror.digest import sha256_digest
-from mirror.errors import ChartError, HostileContent, InputError, NotFound, RegistryError
+from mirror.errors import ChartError, InputError, NotFound
 from mirror.helmchart import MAX_CHART_BYTES, YAML_LOADER
 from mirror.lock import ChartEntry
 from mirror.reference import Reference
-from mirror.registry import RegistryClient, _naming, _read_limited
-from mirror.retry import retrying
+from mirror.registry import RegistryClient
 
 MAX_INDEX_BYTES = 64 * 1024 * 1024
 
@@ -78,24 +77,11 @@ class ChartRepositories:
     def _get(self, url: str, limit: int, what: str) -> bytes:
         """The body of ``url`` (at most ``limit`` bytes); faults while reading it are retried."""
         ref, path = self._locate(url)
-        for attempt in retrying(self.client.policy, f"GET {url}", self.client.cancel):
-            with attempt:
-                try:
-                    response = self.client.open(ref, path, ())
-                except RegistryError as exc:
-                    exc.retryable = False  # the request itself was retried already
-                    if isinstance(exc, NotFound):
-                        raise ChartError(f"{what} {url}: not found (HTTP 404)") from None
-                    raise
-                try:
-                    with _naming(ref.registry, f"GET {path}"):
-                        body = _read_limited(response, limit)
-                finally:
-                    response.close()
-                if body is None:
-                    raise HostileContent(f"{what} {url}: larger than {limit // 2**20} MiB; refused")
-                return body
-        raise AssertionError("unreachable")  # pragma: no cover - retrying re-raises
+        refused = f"{what} {url}: larger than {limit // 2**20} MiB; refused"
+        try:
+            return self.client.fetch_followed(ref, path, limit=limit, refused=refused)
+        except NotFound:
+            raise ChartError(f"{what} {url}: not found (HTTP 404)") from None
 
     def find(self, chart: ChartEntry) -> IndexedChart:
         """The index entry of ``chart`` (its repository's ``index.yaml`` fetched once)."""

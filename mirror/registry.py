@@ -10,7 +10,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -369,16 +369,40 @@ class RegistryClient:
         A longer body is refused as HostileContent without being read whole.
         """
         wanted = tuple(scopes)
+
+        def send() -> httpx.Response:
+            return self._request_once("GET", ref, path, wanted, headers, (200,), True, {})
+
+        refused = f"{ref}: {what} larger than {limit / 2**20:g} MiB refused"
+        return self._read_retried(send, ref.registry, path, limit, refused)
+
+    def fetch_followed(self, ref: Reference, path: str, *, limit: int, refused: str) -> bytes:
+        """``fetch`` from a plain web server (a chart repository): no scopes, redirects
+        followed as ``open`` follows them; a longer body is HostileContent(``refused``)."""
+
+        def send() -> httpx.Response:
+            try:
+                return self.open(ref, path, ())
+            except RegistryError as exc:
+                exc.retryable = False  # open retried the request itself already
+                raise
+
+        return self._read_retried(send, ref.registry, path, limit, refused)[1]
+
+    def _read_retried(
+        self, send: Callable[[], httpx.Response], host: str, path: str, limit: int, refused: str
+    ) -> tuple[httpx.Response, bytes]:
+        """Send, then read at most ``limit`` bytes; faults while reading are retried too."""
         for attempt in retrying(self.policy, f"GET {path}", self.cancel):
             with attempt:
-                response = self._request_once("GET", ref, path, wanted, headers, (200,), True, {})
+                response = send()
                 try:
-                    with _naming(ref.registry, f"GET {path}"):
+                    with _naming(host, f"GET {path}"):
                         body = _read_limited(response, limit)
                 finally:
                     response.close()
                 if body is None:
-                    raise HostileContent(f"{ref}: {what} larger than {limit / 2**20:g} MiB refused")
+                    raise HostileContent(refused)
                 return response, body
         raise AssertionError("unreachable")  # pragma: no cover - retrying re-raises
 
