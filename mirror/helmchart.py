@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import yaml
-
 from mirror import mediatypes
 from mirror.digest import sha256_digest
 from mirror.errors import ChartError
@@ -29,7 +27,6 @@ MAX_CHART_BYTES = 64 * 1024 * 1024
 MAX_CHARTFILE_BYTES = 1024 * 1024
 _BOOLEANS = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON", "y", "Y"}
 #: Reads YAML as Go's YAML-to-JSON does for string fields: scalars stay as written.
-YAML_LOADER = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
 # Helm's chart.Metadata fields in their Go order, with their JSON kind (all omitempty). Helm
 # sanitizes "text" (whitespace becomes a space, unprintable characters go), not "str".
 _METADATA = (
@@ -167,10 +164,7 @@ def _chartfile(archive: bytes, where: str) -> tuple[dict[str, Any], int]:
                 raise ChartError(f"{where}: not a Helm chart (no Chart.yaml at its top)")
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise ChartError(f"{where}: not a chart archive (.tgz): {exc}") from None
-    try:
-        doc = yaml.load(text, Loader=YAML_LOADER)  # builds only strings, lists and maps
-    except yaml.YAMLError as exc:
-        raise ChartError(f"{where}: Chart.yaml is not valid YAML: {exc}") from None
+    doc = load_yaml(text, f"{where}: Chart.yaml is not valid YAML")
     if not isinstance(doc, dict):
         raise ChartError(f"{where}: Chart.yaml is not a map")
     return doc, mtime
@@ -226,3 +220,14 @@ def chart_layer(manifest: Manifest) -> Descriptor | None:
     if manifest.config is None or manifest.config.media_type != mediatypes.HELM_CONFIG:
         return None
     return next((d for d in manifest.layers if d.media_type == mediatypes.HELM_CHART_LAYER), None)
+
+
+def load_yaml(text: str | bytes, problem: str) -> Any:
+    """YAML parsed into strings, lists and maps only (libyaml where it is built); a ChartError
+    starting with ``problem`` if it is not YAML. yaml is imported here, when a chart is read."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=getattr(yaml, "CBaseLoader", yaml.BaseLoader))
+    except yaml.YAMLError as exc:
+        raise ChartError(f"{problem}: {exc}") from None

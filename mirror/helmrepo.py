@@ -11,11 +11,9 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-import yaml
-
 from mirror.digest import sha256_digest
 from mirror.errors import ChartError, InputError, NotFound
-from mirror.helmchart import MAX_CHART_BYTES, YAML_LOADER
+from mirror.helmchart import MAX_CHART_BYTES, load_yaml
 from mirror.lock import ChartEntry
 from mirror.reference import Reference
 from mirror.registry import RegistryClient
@@ -33,10 +31,7 @@ class IndexedChart:
 
 def parse_index(raw: bytes, where: str) -> dict[tuple[str, str], IndexedChart]:
     """Every chart version of an ``index.yaml``, its URL resolved against ``where``."""
-    try:
-        doc = yaml.load(raw, Loader=YAML_LOADER)  # builds only strings, lists and maps
-    except yaml.YAMLError as exc:
-        raise ChartError(f"{where}: not a chart repository index: {exc}") from None
+    doc = load_yaml(raw, f"{where}: not a chart repository index")
     entries = doc.get("entries") if isinstance(doc, dict) else None
     if not isinstance(entries, dict):
         raise ChartError(f"{where}: not a chart repository index (no entries)")
