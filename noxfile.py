@@ -18,10 +18,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff lint and format check."""
-    session.install("ruff")
+    """ruff lint and format check, and the import contracts of pyproject.toml (import-linter)."""
+    session.install("-e", ".", "ruff", "import-linter")
     session.run("ruff", "check", *PACKAGES, "tests", "benchmarks", "scripts", "noxfile.py")
     session.run("ruff", "format", "--check", *PACKAGES, "tests", "benchmarks", "scripts")
+    session.run("lint-imports")
 
 
 @nox.session

@@ -12,14 +12,14 @@ import httpx
 
 from deploy.errors import InputError
 from deploy.helm import ChartInput
-from mirror.auth import CredentialStore
-from mirror.credentials import Credentials
-from mirror.digest import sha256_digest
 from mirror.errors import DigestMismatch, InvalidReference
-from mirror.hosts import HostOptions
-from mirror.lock import ChartEntry
-from mirror.reference import Reference, RegistryServer, flatten_destination, parse_reference
-from mirror.registry import RegistryClient, RegistryTransport
+from mirror.image.digest import sha256_digest
+from mirror.image.lock import ChartEntry
+from mirror.image.reference import Reference, RegistryServer, flatten_destination, parse_reference
+from mirror.net.auth import CredentialStore
+from mirror.net.credentials import Credentials
+from mirror.net.hosts import HostOptions
+from mirror.transports.registry import RegistryClient, RegistryTransport
 
 HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
 HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"

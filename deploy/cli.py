@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mirror.command import (
+from mirror.cli.options import (
     Duration,
     compose_options,
     credentials_from,
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from deploy.cluster import Cluster
     from deploy.plan import Plan
     from deploy.rollout import RolloutState
-    from mirror.hosts import HostOptions
+    from mirror.net.hosts import HostOptions
 
 Obj = dict[str, Any]
 _handled = exits_on_errors(MirrorError)
@@ -168,7 +168,7 @@ def cli(debug: bool) -> None:
 
 def _hosts(params: dict[str, Any]) -> HostOptions:
     from deploy.errors import InputError
-    from mirror.hosts import HostOptions, parse_insecure
+    from mirror.net.hosts import HostOptions, parse_insecure
 
     ca_file = params["ca_file"]
     if ca_file is not None and not os.access(ca_file, os.R_OK):
@@ -213,7 +213,7 @@ def _preflight(plan: Plan, params: dict[str, Any]) -> None:
         registry_lookup,
         registry_signatures,
     )
-    from mirror.signature import read_key
+    from mirror.image.signature import read_key
 
     keys = tuple(read_key(path) for path in params["verify_keys"])
 

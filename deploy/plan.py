@@ -17,10 +17,10 @@ from deploy.order import apply_order
 from deploy.record import Record, kinds_of
 from deploy.rewrite import ImageRules, ImageUse, add_pull_secret, disallowed_images, rewrite_object
 from deploy.secret import MESH_LABELS, SECRET_NAME, redact_secret, registry_secret
-from mirror.credentials import Credentials
-from mirror.hosts import HostOptions
-from mirror.lock import Lock, LockEntry, load_lock, resolve_lock_path
-from mirror.reference import Reference, RegistryServer, parse_reference, parse_registry_server
+from mirror.image.lock import Lock, LockEntry, load_lock, resolve_lock_path
+from mirror.image.reference import Reference, RegistryServer, parse_reference, parse_registry_server
+from mirror.net.credentials import Credentials
+from mirror.net.hosts import HostOptions
 
 Obj = dict[str, Any]
 

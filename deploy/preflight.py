@@ -7,13 +7,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from deploy.errors import ImagesMissing, ImagesUnsigned
-from mirror.credentials import Credentials
-from mirror.hosts import HostOptions
-from mirror.reference import Reference, RegistryServer
+from mirror.image.reference import Reference, RegistryServer
+from mirror.net.credentials import Credentials
+from mirror.net.hosts import HostOptions
 
 if TYPE_CHECKING:
-    from mirror.registry import RegistryTransport
-    from mirror.signature import VerifyKey
+    from mirror.image.signature import VerifyKey
+    from mirror.transports.registry import RegistryTransport
 
 
 def missing_images(
@@ -53,8 +53,8 @@ def check_signatures(
 def _registry(
     server: RegistryServer, credentials: Credentials | None, hosts: HostOptions
 ) -> Iterator[RegistryTransport]:
-    from mirror.auth import CredentialStore
-    from mirror.registry import RegistryClient, RegistryTransport
+    from mirror.net.auth import CredentialStore
+    from mirror.transports.registry import RegistryClient, RegistryTransport
 
     explicit = {server.host: credentials} if credentials else {}
     client = RegistryClient(hosts, CredentialStore(explicit, hosts.auth_file))

@@ -17,8 +17,8 @@ import yaml
 
 from deploy.manifests import SAFE_LOADER
 from mirror.errors import InvalidReference
-from mirror.lock import LockEntry
-from mirror.reference import Reference, RegistryServer, flatten_destination, parse_reference
+from mirror.image.lock import LockEntry
+from mirror.image.reference import Reference, RegistryServer, flatten_destination, parse_reference
 
 Obj = dict[str, Any]
 

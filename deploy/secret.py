@@ -7,7 +7,7 @@ import copy
 import json
 from typing import Any
 
-from mirror.credentials import Credentials
+from mirror.net.credentials import Credentials
 
 SECRET_NAME = "nginx-mesh-registry-key"
 SECRET_TYPE = "kubernetes.io/dockerconfigjson"

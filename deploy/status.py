@@ -13,7 +13,7 @@ from deploy.remove import MESH_SELECTOR, SECRET_SELECTOR, tracked_kinds
 from deploy.rewrite import ImageUse, image_uses, is_under_registry
 from deploy.rollout import ROLLOUT_KINDS, rollout_state
 from mirror.errors import InvalidReference
-from mirror.reference import parse_registry_server
+from mirror.image.reference import parse_registry_server
 
 
 @dataclass(frozen=True)

@@ -1,3 +1,3 @@
-from mirror.cli import main
+from mirror.cli.app import main
 
 main()

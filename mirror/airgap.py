@@ -16,15 +16,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from mirror import mediatypes
 from mirror.attachments import attachment_of
-from mirror.chart import ChartCopier, ChartSource, copy_with_charts, plan_chart_jobs
+from mirror.chart import ChartCopier, chart_source, copy_with_charts, plan_chart_jobs
 from mirror.copy import CopyEvents, CopyJob, CopyOptions, ImageCopier, run_copies
 from mirror.delta import DeltaContents, Holdings, delta_copier, read_delta, writer_for
 from mirror.errors import ArchiveError, MirrorError
-from mirror.helmchart import chart_layer
-from mirror.hosts import HostOptions
-from mirror.layout import (
+from mirror.image import mediatypes
+from mirror.image.helmchart import chart_layer
+from mirror.image.lock import ChartEntry, Lock, LockEntry, parse_lock, plan_destinations
+from mirror.image.manifest import Descriptor, Platform
+from mirror.image.reference import RegistryServer, flatten_destination
+from mirror.image.signature import entry_keys
+from mirror.net.hosts import HostOptions
+from mirror.report import ImageResult, Report
+from mirror.sync import DEFAULT_JOBS, Destination, open_registries
+from mirror.transports.base import ImageSource
+from mirror.transports.chart import ChartSource
+from mirror.transports.layout import (
     LOCK_FILE,
     LayoutEntry,
     LayoutReader,
@@ -32,13 +40,6 @@ from mirror.layout import (
     pack_layout,
     seed_blobs,
 )
-from mirror.lock import ChartEntry, Lock, LockEntry, parse_lock, plan_destinations
-from mirror.manifest import Descriptor, Platform
-from mirror.reference import RegistryServer, flatten_destination
-from mirror.report import ImageResult, Report
-from mirror.signature import entry_keys
-from mirror.sync import DEFAULT_JOBS, Destination, open_registries
-from mirror.transport import ImageSource
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def save(
             options,
             jobs,
             "save",
-            charts=ChartSource(registry, charts),
+            charts=chart_source(registry, charts),
         )
 
 

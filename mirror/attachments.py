@@ -14,22 +14,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from mirror import mediatypes
-from mirror.digest import DigestVerifier
 from mirror.errors import DigestMismatch, MirrorError
-from mirror.manifest import Descriptor, Manifest
-from mirror.manifestcache import ManifestCache, default_cache_dir
-from mirror.reference import Reference
-from mirror.report import ImageResult
-from mirror.retry import Cancellation
-from mirror.signature import (
+from mirror.image import mediatypes
+from mirror.image.digest import DigestVerifier
+from mirror.image.manifest import Descriptor, Manifest
+from mirror.image.reference import Reference
+from mirror.image.signature import (
     SIGNATURE_ANNOTATION,
     SIGNATURE_ARTIFACT,
     SignatureError,
     VerifyKey,
     require_signature,
 )
-from mirror.transport import ImageSource, ReferrerSource
+from mirror.manifestcache import ManifestCache, default_cache_dir
+from mirror.net.retry import Cancellation
+from mirror.report import ImageResult
+from mirror.transports.base import ImageSource, ReferrerSource
 
 if TYPE_CHECKING:
     from mirror.copy import CopyJob, ImageCopier

@@ -1,32 +1,25 @@
-"""Helm charts as one more locked artifact: the source transport that serves a chart as the OCI
-artifact ``helm push`` makes, and the chart side of sync, verify and lock.
+"""Helm charts as one more locked artifact: the chart side of sync, verify and save.
 
-A chart from a classic repository is fetched (``index.yaml``, then the ``.tgz``, checked against
-the lock's digest and the index's) and offered to the one copy algorithm as an OCI manifest
-synthesised from the archive; a chart in an OCI registry is read from there as it is. Either
-way the copy, the destinations (registry or OCI layout) and the report are those of images.
+Charts are read by ``transports.chart.ChartSource`` and copied by the one copy algorithm, so
+the destinations (registry or OCI layout) and the report are those of images.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 from mirror.copy import CopyJob, ImageCopier, run_parallel
-from mirror.errors import ChartError, Interrupted, MirrorError, NotFound
-from mirror.helmchart import ChartArtifact, chart_artifact, chart_layer
-from mirror.helmrepo import ChartRepositories
-from mirror.lock import ChartEntry
-from mirror.manifest import Descriptor, Manifest
-from mirror.reference import Reference, RegistryServer, flatten_destination
-from mirror.registry import RegistryTransport
+from mirror.errors import Interrupted, MirrorError, NotFound
+from mirror.image.helmchart import chart_layer
+from mirror.image.lock import ChartEntry
+from mirror.image.reference import Reference, RegistryServer, flatten_destination
+from mirror.net.retry import retries_reported_to
 from mirror.report import ImageResult
-from mirror.retry import retries_reported_to
-from mirror.transport import ImageSource
-
-_CHUNK = 1024 * 1024
+from mirror.transports.base import ImageSource
+from mirror.transports.chart import ChartSource
+from mirror.transports.helmrepo import ChartRepositories
+from mirror.transports.registry import RegistryTransport
 
 
 def plan_chart_jobs(
@@ -39,6 +32,11 @@ def plan_chart_jobs(
     }
 
 
+def chart_source(registry: RegistryTransport, charts: Sequence[ChartEntry]) -> ChartSource:
+    """The locked charts read from ``registry`` (OCI charts) or their classic repositories."""
+    return ChartSource(registry, ChartRepositories(registry.client), charts)
+
+
 def chart_in_place(placed: ImageSource, ref: Reference, digest: str) -> str | None:
     """The digest of the manifest at ``ref`` if it is a chart whose archive is ``digest``."""
     try:
@@ -47,95 +45,6 @@ def chart_in_place(placed: ImageSource, ref: Reference, digest: str) -> str | No
         return None
     layer = chart_layer(manifest)
     return manifest.digest if layer is not None and layer.digest == digest else None
-
-
-class ChartSource:
-    """Locked charts as the source of a copy, each under its ``ChartEntry.source`` name."""
-
-    name = "chart"
-
-    def __init__(self, registry: RegistryTransport, charts: Sequence[ChartEntry]) -> None:
-        self.registry = registry
-        self.repositories = ChartRepositories(registry.client)
-        self.charts = tuple(charts)
-        self._charts = {c.source: c for c in charts}
-        self._built: dict[Reference, ChartArtifact] = {}
-        self._digests: dict[Reference, str] = {}
-        self._lock = threading.Lock()
-
-    def chart(self, ref: Reference) -> ChartEntry:
-        """The locked chart named ``ref``."""
-        return self._charts[ref]
-
-    def known_digest(self, chart: ChartEntry) -> str | None:
-        """The archive digest the lock pins, or that this run has seen."""
-        return chart.digest or self._digests.get(chart.source)
-
-    def artifact(self, chart: ChartEntry) -> ChartArtifact:
-        """The chart's archive (downloaded once a run) and the OCI artifact made of it."""
-        with self._lock:
-            if chart.source not in self._built:
-                archive = self.repositories.download(chart)
-                built = chart_artifact(archive, str(chart.source))
-                if (built.name, built.version) != (chart.name, chart.version):
-                    raise ChartError(
-                        f"{chart.source}: the archive holds chart {built.name} {built.version}"
-                    )
-                self._built[chart.source] = built
-                self._digests[chart.source] = built.digest
-            return self._built[chart.source]
-
-    def current_digest(self, chart: ChartEntry) -> str:
-        """The archive digest at the source now: index.yaml's (else the downloaded archive's),
-        or the chart layer of the manifest an OCI registry holds."""
-        if chart.oci is None:
-            listed = self.repositories.find(chart).digest
-            return listed or self.artifact(chart).digest
-        self.get_manifest(chart.oci, None)
-        return self._digests[chart.source]
-
-    def _checked(self, chart: ChartEntry, manifest: Manifest) -> Manifest:
-        """An OCI chart's manifest, refused unless it is a chart with the locked archive."""
-        layer = chart_layer(manifest)
-        if layer is None:
-            raise ChartError(f"{chart.source}: {manifest.digest} is not a Helm chart")
-        if chart.digest is not None and layer.digest != chart.digest:
-            raise ChartError(
-                f"{chart.source}: chart archive is {layer.digest}, the lock says {chart.digest}"
-            )
-        self._digests[chart.source] = layer.digest
-        return manifest
-
-    def head_manifest(self, ref: Reference) -> Descriptor | None:
-        """The chart's manifest descriptor (for a repository chart: of the synthesised one)."""
-        chart = self.chart(ref)
-        if chart.oci is not None:
-            return self.registry.head_manifest(ref)
-        manifest = self.artifact(chart).manifest
-        return Descriptor(manifest.media_type, manifest.digest, len(manifest.raw))
-
-    def get_manifest(self, ref: Reference, digest: str | None) -> Manifest:
-        """The chart's manifest, its archive checked against the lock."""
-        chart = self.chart(ref)
-        if chart.oci is not None:
-            return self._checked(chart, self.registry.get_manifest(ref, digest))
-        manifest = self.artifact(chart).manifest
-        if digest not in (None, manifest.digest):
-            raise NotFound(f"{ref}: the chart's manifest is {manifest.digest}, not {digest}")
-        return manifest
-
-    @contextlib.contextmanager
-    def open_blob(self, ref: Reference, desc: Descriptor) -> Iterator[Iterator[bytes]]:
-        """The config or the archive (or, for an OCI chart, the registry's blob)."""
-        chart = self.chart(ref)
-        if chart.oci is not None:
-            with self.registry.open_blob(ref, desc) as chunks:
-                yield chunks
-            return
-        data = self.artifact(chart).blob(desc.digest)
-        if data is None:
-            raise NotFound(f"{ref}: the chart has no blob {desc.digest}")
-        yield (data[i : i + _CHUNK] for i in range(0, len(data), _CHUNK))
 
 
 class ChartCopier:

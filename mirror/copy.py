@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from mirror.attachments import AttachmentCopier
-from mirror.digest import DigestVerifier, sha256_digest
 from mirror.errors import (
     DigestMismatch,
     HostileContent,
@@ -25,7 +24,8 @@ from mirror.errors import (
     MirrorError,
     NotFound,
 )
-from mirror.manifest import (
+from mirror.image.digest import DigestVerifier, sha256_digest
+from mirror.image.manifest import (
     MAX_INDEX_DEPTH,
     MAX_INDEX_ENTRIES,
     MAX_MANIFEST_BYTES,
@@ -36,12 +36,12 @@ from mirror.manifest import (
     parse_manifest,
     platform_matches,
 )
-from mirror.reference import Reference
+from mirror.image.reference import Reference
+from mirror.image.signature import VerifyKey
+from mirror.net.retry import Cancellation as Cancellation
+from mirror.net.retry import RetryPolicy, retries_reported_to, retrying
 from mirror.report import ImageResult
-from mirror.retry import Cancellation as Cancellation
-from mirror.retry import RetryPolicy, retries_reported_to, retrying
-from mirror.signature import VerifyKey
-from mirror.transport import ImageDestination, ImageSource
+from mirror.transports.base import ImageDestination, ImageSource
 
 BLOB_WORKERS = 4
 #: After a signal, how long running copies get to wind down before the run stops anyway.

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mirror import mediatypes
 from mirror.copy import (
     BlobLedger,
     Cancellation,
@@ -26,10 +25,15 @@ from mirror.copy import (
     ImageCopier,
     run_parallel,
 )
-from mirror.digest import sha256_digest, validate_digest
 from mirror.errors import ArchiveError, InputError, MirrorError
-from mirror.hosts import HostOptions
-from mirror.layout import (
+from mirror.image import mediatypes
+from mirror.image.digest import sha256_digest, validate_digest
+from mirror.image.lock import LockEntry, plan_destinations
+from mirror.image.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest
+from mirror.image.reference import Reference
+from mirror.net.hosts import HostOptions
+from mirror.sync import DEFAULT_JOBS, Destination, open_registries
+from mirror.transports.layout import (
     INDEX_FILE,
     DirectoryStorage,
     LayoutReader,
@@ -40,11 +44,7 @@ from mirror.layout import (
     read_manifest,
     referenced_blobs,
 )
-from mirror.lock import LockEntry, plan_destinations
-from mirror.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest
-from mirror.reference import Reference
-from mirror.registry import RegistryTransport
-from mirror.sync import DEFAULT_JOBS, Destination, open_registries
+from mirror.transports.registry import RegistryTransport
 
 BASES = "io.meshlift.delta.bases"
 RELIES_ON = "io.meshlift.delta.relies-on"

@@ -10,9 +10,9 @@ import os
 import secrets
 from pathlib import Path
 
-from mirror.digest import sha256_digest
 from mirror.errors import MirrorError
-from mirror.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from mirror.image.digest import sha256_digest
+from mirror.image.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 
 
 def default_cache_dir() -> Path:

@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from mirror.attachments import AttachmentReader
-from mirror.auth import CredentialStore
 from mirror.chart import (
     ChartCopier,
-    ChartSource,
+    chart_source,
     copy_with_charts,
     plan_chart_jobs,
     verify_chart,
@@ -25,16 +24,17 @@ from mirror.copy import (
     run_parallel,
     select_platforms,
 )
-from mirror.credentials import Credentials
 from mirror.errors import MirrorError, NotFound
-from mirror.hosts import HostOptions
-from mirror.lock import ChartEntry, LockEntry, plan_destinations
-from mirror.manifest import Platform
-from mirror.reference import Reference, RegistryServer
-from mirror.registry import RegistryClient, RegistryTransport
+from mirror.image.lock import ChartEntry, LockEntry, plan_destinations
+from mirror.image.manifest import Platform
+from mirror.image.reference import Reference, RegistryServer
+from mirror.image.signature import entry_keys
+from mirror.net.auth import CredentialStore
+from mirror.net.credentials import Credentials
+from mirror.net.hosts import HostOptions
+from mirror.net.retry import RetryPolicy
 from mirror.report import ImageResult, Report
-from mirror.retry import RetryPolicy
-from mirror.signature import entry_keys
+from mirror.transports.registry import RegistryClient, RegistryTransport
 
 DEFAULT_JOBS = 4
 
@@ -100,7 +100,7 @@ def sync(
     with open_registries(hosts, destination, options.policy, options.cancel, jobs) as registry:
         registry.ping(registries_of(planned, chart_jobs))
         copier = ImageCopier(registry, registry, events, options)
-        charter = ChartCopier.beside(copier, ChartSource(registry, charts), placed=registry)
+        charter = ChartCopier.beside(copier, chart_source(registry, charts), placed=registry)
         results = copy_with_charts(copier, planned, charter, list(chart_jobs), jobs)
     command = "sync --dry-run" if options.dry_run else "sync"
     return Report(command, results, time.monotonic() - started)
@@ -129,12 +129,12 @@ def verify(
     cancel = cancel or Cancellation()
     with open_registries(hosts, destination, cancel=cancel, jobs=jobs) as registry:
         registry.ping(registries_of(planned, chart_jobs))
-        chart_source = ChartSource(registry, charts)
+        charts_read = chart_source(registry, charts)
         reader = AttachmentReader(registry, cancel)
 
         def check(job: CopyJob) -> ImageResult:
             if job in chart_jobs:
-                return verify_chart(chart_source, registry, job, chart_jobs[job])
+                return verify_chart(charts_read, registry, job, chart_jobs[job])
             result = ImageResult(str(job.source), str(job.destination))
             try:
                 expected = job.locked_digest
@@ -202,5 +202,5 @@ def resolve_chart_digests(
     with open_registries(hosts, None, cancel=cancel) as registry:
         registry.ping([c.oci for c in charts if c.oci])
         unpinned = [replace(c, digest=None) for c in charts]  # the lock's digest may be stale
-        source = ChartSource(registry, unpinned)
+        source = chart_source(registry, unpinned)
         return {str(c.source): source.current_digest(c) for c in unpinned}

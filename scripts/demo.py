@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mirror.lock import load_lock
+from mirror.image.lock import load_lock
 from tests.chartrepo import build_chart, serve_charts
 from tests.imagefactory import make_image, make_index, make_layer, push
 from tests.registries import start_registry

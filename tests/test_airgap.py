@@ -22,9 +22,9 @@ import httpx
 import pytest
 
 from mirror.airgap import render_lock
-from mirror.lock import LockEntry, parse_lock
-from mirror.manifest import Platform
-from mirror.reference import parse_reference
+from mirror.image.lock import LockEntry, parse_lock
+from mirror.image.manifest import Platform
+from mirror.image.reference import parse_reference
 from tests.imagefactory import (
     OCI_INDEX,
     OCI_LAYER,

@@ -19,13 +19,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mirror.auth import Challenge, CredentialStore, fetch_token
-from mirror.credentials import Credentials
 from mirror.errors import HostileContent, MirrorError
-from mirror.hosts import HostOptions
-from mirror.reference import Reference
-from mirror.registry import RegistryClient, RegistryTransport
-from mirror.retry import RetryPolicy
+from mirror.image.reference import Reference
+from mirror.net.auth import Challenge, CredentialStore, fetch_token
+from mirror.net.credentials import Credentials
+from mirror.net.hosts import HostOptions
+from mirror.net.retry import RetryPolicy
+from mirror.transports.registry import RegistryClient, RegistryTransport
 from tests.faultproxy import FaultProxy, ProxyFactory
 from tests.imagefactory import OCI_MANIFEST, make_image, sha256
 from tests.mirrorcli import REPO_ROOT, PublicImages, run_mirror

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mirror.credentials import (
+from mirror.errors import InputError
+from mirror.net.credentials import (
     GKE_KEY_USERNAME,
     PASSWORD_ENV,
     PASSWORD_FLAG_WARNING,
@@ -16,7 +17,6 @@ from mirror.credentials import (
     read_password_stdin,
     resolve_credentials,
 )
-from mirror.errors import InputError
 
 SECRET = "s3cr3t-Pa55w0rd"
 GKE_KEY = {"type": "service_account", "project_id": "p", "private_key": "-----BEGIN KEY-----"}

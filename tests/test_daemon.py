@@ -18,10 +18,10 @@ from typing import Any
 import docker
 import pytest
 
-from mirror.daemon import PushProgress, daemon_error, pull_repository
 from mirror.errors import NotFound, RegistryError, Unauthorized
-from mirror.hosts import HostOptions, parse_endpoints
-from mirror.reference import parse_reference
+from mirror.image.reference import parse_reference
+from mirror.net.hosts import HostOptions, parse_endpoints
+from mirror.transports.daemon import PushProgress, daemon_error, pull_repository
 from tests.dockerd import Dockerd
 from tests.faultproxy import ProxyFactory
 from tests.imagefactory import Image, Index, make_image, push, registry_client, sha256

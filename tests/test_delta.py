@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mirror.lock import load_lock
+from mirror.image.lock import load_lock
 from tests.imagefactory import (
     OCI_INDEX,
     OCI_MANIFEST,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from mirror.dockerarchive import SavedImage, load_stream
 from mirror.errors import ArchiveError, DigestMismatch
-from mirror.layout import open_layout
-from mirror.reference import parse_reference
+from mirror.image.reference import parse_reference
+from mirror.transports.dockerarchive import SavedImage, load_stream
+from mirror.transports.layout import open_layout
 from tests.imagefactory import Image, make_image, make_layer, sha256, write_oci_layout
 
 NAME = "gcr.io/spiffe-io/spire-agent:1.5.6"

@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mirror.errors import InputError
-from mirror.hosts import (
+from mirror.image.reference import parse_reference
+from mirror.net.hosts import (
     DOCKER_HUB_API,
     Endpoint,
     HostOptions,
@@ -16,7 +17,6 @@ from mirror.hosts import (
     parse_insecure,
     resolve_endpoint,
 )
-from mirror.reference import parse_reference
 
 
 def _where(reference: str, endpoints: list[str] = [], insecure: list[str] = []) -> tuple[str, ...]:  # noqa: B006

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from mirror.errors import ArchiveError, DigestMismatch, InvalidReference
-from mirror.layout import (
+from mirror.image.manifest import Descriptor, parse_manifest
+from mirror.image.reference import parse_reference
+from mirror.transports.layout import (
     CHUNK,
     LayoutWriter,
     TarStorage,
@@ -21,8 +23,6 @@ from mirror.layout import (
     open_layout,
     pack_layout,
 )
-from mirror.manifest import Descriptor, parse_manifest
-from mirror.reference import parse_reference
 from tests.imagefactory import make_image, make_index, write_oci_layout
 
 REF_NAME = "org.opencontainers.image.ref.name"

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mirror.errors import InputError, LockError
-from mirror.lock import (
+from mirror.image.lock import (
     Lock,
     embedded_lock_text,
     load_lock,
@@ -21,8 +21,8 @@ from mirror.lock import (
     resolve_lock_path,
     write_digests,
 )
-from mirror.manifest import Platform
-from mirror.reference import parse_reference, parse_registry_server
+from mirror.image.manifest import Platform
+from mirror.image.reference import parse_reference, parse_registry_server
 from tests.test_reference import valid_references
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

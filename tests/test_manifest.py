@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mirror import mediatypes
 from mirror.errors import HostileContent, InputError, ManifestError
-from mirror.manifest import (
+from mirror.image import mediatypes
+from mirror.image.manifest import (
     MAX_INDEX_ENTRIES,
     MAX_LAYERS,
     MAX_MANIFEST_BYTES,

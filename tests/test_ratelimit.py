@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mirror.ratelimit import MAX_BUDGET_WAIT, RateLimiter
+from mirror.net.ratelimit import MAX_BUDGET_WAIT, RateLimiter
 
 
 class FakeClock:

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mirror.errors import InputError, InvalidReference
-from mirror.reference import (
+from mirror.image.reference import (
     Reference,
     RegistryServer,
     flatten_destination,

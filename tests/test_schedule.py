@@ -16,7 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from mirror.lock import load_lock
+from mirror.image.lock import load_lock
 from mirror.schedule import in_shard, parse_duration, run_lock
 from tests.faultproxy import FaultProxy, ProxyFactory
 from tests.imagefactory import make_image

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mirror.auth import realm_allowed
+from mirror.net.auth import realm_allowed
 from tests.faultproxy import FaultProxy, ProxyFactory
 from tests.imagefactory import basic_header, make_image, push
 from tests.mirrorcli import PublicImages, report_of, run_mirror

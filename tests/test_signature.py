@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa
 
 from mirror.errors import InputError
-from mirror.signature import SignatureError, check_signature, read_key, require_signature
+from mirror.image.signature import SignatureError, check_signature, read_key, require_signature
 from tests.signing import payload
 
 DIGEST = "sha256:" + "a" * 64

@@ -11,7 +11,7 @@ import base64
 
 from deploy.plan import Settings, plan_deploy
 from deploy.rewrite import containers, pod_specs
-from mirror.reference import parse_registry_server
+from mirror.image.reference import parse_registry_server
 from tests.deploy.deploycli import MINI_MESH, decoded_config, ok, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
 from tests.imagefactory import make_image, push

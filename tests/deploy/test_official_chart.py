@@ -18,7 +18,7 @@ import pytest
 from deploy.hooks import HOOK
 from deploy.manifests import load_paths
 from deploy.rewrite import image_uses, is_under_registry
-from mirror.reference import parse_reference, parse_registry_server
+from mirror.image.reference import parse_reference, parse_registry_server
 from tests.chartrepo import serve_charts
 from tests.deploy.deploycli import ok, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest

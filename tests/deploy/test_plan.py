@@ -12,8 +12,8 @@ from deploy.manifests import parse_documents
 from deploy.order import rank
 from deploy.plan import Settings, build_plan, plan_deploy
 from deploy.record import Record
-from mirror.credentials import Credentials
-from mirror.lock import load_lock
+from mirror.image.lock import load_lock
+from mirror.net.credentials import Credentials
 from tests.deploy.deploycli import MINI_MESH
 
 R = "reg.example:5000"

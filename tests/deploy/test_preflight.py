@@ -6,7 +6,7 @@ from pathlib import Path
 
 from deploy.plan import Settings, plan_deploy
 from deploy.preflight import missing_images
-from mirror.reference import parse_reference
+from mirror.image.reference import parse_reference
 from tests.deploy.deploycli import MINI_MESH, ok, one_line_error, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
 from tests.imagefactory import make_image, push

@@ -13,9 +13,9 @@ from deploy.helm import ChartInput, ValueFlags, render_chart
 from deploy.manifests import load_paths
 from deploy.plan import Settings, build_plan
 from deploy.rewrite import ImageRules, add_pull_secret, image_uses, pod_specs, rewrite_object
-from mirror.credentials import Credentials
-from mirror.lock import LockEntry, load_lock
-from mirror.reference import parse_reference, parse_registry_server
+from mirror.image.lock import LockEntry, load_lock
+from mirror.image.reference import parse_reference, parse_registry_server
+from mirror.net.credentials import Credentials
 from tests.deploy.deploycli import MINI_MESH
 
 HAND_WRITTEN = str(Path(__file__).parent / "data" / "hand-written.yaml")

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deploy.secret import dockerconfigjson, redact_secret, registry_secret
-from mirror.credentials import Credentials
+from mirror.net.credentials import Credentials
 
 KUBECTL = shutil.which("kubectl")
 

@@ -8,12 +8,12 @@ and recompresses the layers. Neither end can honestly be written as blob reads a
 digests we verify. So the engine keeps the copier's contract instead: ``copy(job)`` never raises
 for one image, reports through the same :class:`~mirror.copy.CopyEvents`, fills the same
 :class:`~mirror.report.ImageResult` (``source_digest`` the source manifest, ``digest`` the one
-the daemon pushed) and retries with :func:`~mirror.retry.retrying`.
+the daemon pushed) and retries with :func:`~mirror.net.retry.retrying`.
 
 Where the daemon gives or takes whole images the protocols do fit: ``save --from-docker`` reads
 ``docker save`` output as an image source (:class:`DaemonSource`) for the one copy algorithm,
 and ``load --to-docker`` streams each image of a layout into ``docker load``
-(:func:`~mirror.dockerarchive.load_stream`).
+(:func:`~mirror.transports.dockerarchive.load_stream`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mirror.auth import CredentialStore
 from mirror.copy import (
     CopyEvents,
     CopyJob,
@@ -42,7 +41,6 @@ from mirror.copy import (
     run_parallel,
     skip_for_platform,
 )
-from mirror.dockerarchive import SavedImage, load_stream
 from mirror.errors import (
     DaemonUnavailable,
     InputError,
@@ -52,14 +50,16 @@ from mirror.errors import (
     RegistryError,
     Unauthorized,
 )
-from mirror.hosts import HostOptions, resolve_endpoint
-from mirror.lock import LockEntry
-from mirror.manifest import Descriptor, Manifest, Platform, platform_matches
-from mirror.reference import Reference
+from mirror.image.lock import LockEntry
+from mirror.image.manifest import Descriptor, Manifest, Platform, platform_matches
+from mirror.image.reference import Reference
+from mirror.net.auth import CredentialStore
+from mirror.net.hosts import HostOptions, resolve_endpoint
+from mirror.net.retry import retries_reported_to, retrying
 from mirror.report import ImageResult, Report
-from mirror.retry import retries_reported_to, retrying
 from mirror.sync import DEFAULT_JOBS, Destination, plan_jobs
-from mirror.transport import ImageSource
+from mirror.transports.base import ImageSource
+from mirror.transports.dockerarchive import SavedImage, load_stream
 
 if TYPE_CHECKING:
     from mirror.airgap import LoadPlan, SaveTarget
@@ -605,7 +605,7 @@ class DaemonSource:
     """Images of the local daemon as an image source for the one copy algorithm.
 
     Each image is ``docker save``d once into a temporary file (in ``TMPDIR``, removed on
-    close) and read from there as a :class:`~mirror.dockerarchive.SavedImage`.
+    close) and read from there as a :class:`~mirror.transports.dockerarchive.SavedImage`.
     """
 
     name = "docker"

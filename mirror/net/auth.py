@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from mirror.credentials import Credentials
 from mirror.errors import InputError, RegistryError, Unauthorized
+from mirror.net.credentials import Credentials
 
 # One item of a WWW-Authenticate header: a comma, a parameter (quoted or not) or a bare token
 # (a scheme, or a token68 right after one).

@@ -17,18 +17,6 @@ from typing import Any
 import certifi
 import httpx
 
-from mirror import mediatypes
-from mirror.auth import (
-    Challenge,
-    CredentialStore,
-    TokenCache,
-    basic_header,
-    fetch_token,
-    parse_challenge,
-    realm_allowed,
-)
-from mirror.credentials import Credentials
-from mirror.digest import sha256_digest, verify_bytes
 from mirror.errors import (
     DigestMismatch,
     HostileContent,
@@ -38,11 +26,23 @@ from mirror.errors import (
     RegistryError,
     Unauthorized,
 )
-from mirror.hosts import Endpoint, HostOptions, is_insecure, resolve_endpoint
-from mirror.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
-from mirror.ratelimit import RateLimiter
-from mirror.reference import Reference
-from mirror.retry import Cancellation, RetryPolicy, is_retryable, retrying
+from mirror.image import mediatypes
+from mirror.image.digest import sha256_digest, verify_bytes
+from mirror.image.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
+from mirror.image.reference import Reference
+from mirror.net.auth import (
+    Challenge,
+    CredentialStore,
+    TokenCache,
+    basic_header,
+    fetch_token,
+    parse_challenge,
+    realm_allowed,
+)
+from mirror.net.credentials import Credentials
+from mirror.net.hosts import Endpoint, HostOptions, is_insecure, resolve_endpoint
+from mirror.net.ratelimit import RateLimiter
+from mirror.net.retry import Cancellation, RetryPolicy, is_retryable, retrying
 
 log = logging.getLogger("mirror.registry")
 

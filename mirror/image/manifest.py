@@ -6,9 +6,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from mirror import mediatypes
-from mirror.digest import validate_digest
 from mirror.errors import HostileContent, InputError, ManifestError
+from mirror.image import mediatypes
+from mirror.image.digest import validate_digest
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_INDEX_ENTRIES = 1000

@@ -11,12 +11,12 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-from mirror.digest import sha256_digest
 from mirror.errors import ChartError, InputError, NotFound
-from mirror.helmchart import MAX_CHART_BYTES, load_yaml
-from mirror.lock import ChartEntry
-from mirror.reference import Reference
-from mirror.registry import RegistryClient
+from mirror.image.digest import sha256_digest
+from mirror.image.helmchart import MAX_CHART_BYTES, load_yaml
+from mirror.image.lock import ChartEntry
+from mirror.image.reference import Reference
+from mirror.transports.registry import RegistryClient
 
 MAX_INDEX_BYTES = 64 * 1024 * 1024
 

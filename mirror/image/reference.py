@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mirror.digest import validate_digest
 from mirror.errors import InputError, InvalidReference
+from mirror.image.digest import validate_digest
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"

@@ -6,8 +6,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol, runtime_checkable
 
-from mirror.manifest import Descriptor, Manifest
-from mirror.reference import Reference
+from mirror.image.manifest import Descriptor, Manifest
+from mirror.image.reference import Reference
 
 
 class ImageSource(Protocol):

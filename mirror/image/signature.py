@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mirror.errors import InputError, MirrorError
-from mirror.lock import LockEntry
+from mirror.image.lock import LockEntry
 
 if TYPE_CHECKING:  # cryptography is imported when a key is read, not by every run (48 ms)
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from mirror.errors import InputError
-from mirror.reference import DEFAULT_REGISTRY, HOST_RE, PATH_RE
+from mirror.image.reference import DEFAULT_REGISTRY, HOST_RE, PATH_RE
 
 DOCKER_HUB_API = "https://registry-1.docker.io"
 

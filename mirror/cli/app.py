@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mirror.command import (
+from mirror.cli.options import (
     compose_options,
     credentials_from,
     enable_debug,
@@ -31,9 +31,9 @@ sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 if TYPE_CHECKING:
     from mirror.copy import Cancellation
-    from mirror.hosts import HostOptions
-    from mirror.lock import ChartEntry, LockEntry
-    from mirror.manifest import Platform
+    from mirror.image.lock import ChartEntry, LockEntry
+    from mirror.image.manifest import Platform
+    from mirror.net.hosts import HostOptions
     from mirror.report import Report
 
 _ENV_CHOICES = click.Choice(["kubernetes", "openshift", "all"])
@@ -124,7 +124,7 @@ def attachment_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _attachment_settings(params: dict[str, Any]) -> Callable[[Any], None]:
     """Read the ``--verify-key`` files now; return what sets the run's options from them."""
-    from mirror.signature import read_key
+    from mirror.image.signature import read_key
 
     keys = tuple(read_key(path) for path in params["verify_keys"])
 
@@ -168,7 +168,7 @@ def _entries(
     lock_path: str | None, environment: str
 ) -> tuple[tuple[LockEntry, ...], tuple[ChartEntry, ...]]:
     """The lock's images and charts needed on ``environment``."""
-    from mirror.lock import load_lock, resolve_lock_path
+    from mirror.image.lock import load_lock, resolve_lock_path
 
     lock = load_lock(resolve_lock_path(lock_path))
     return lock.select(environment), lock.select_charts(environment)
@@ -193,7 +193,7 @@ DAEMON_HOLDS_IMAGES = "a Docker daemon holds images only"
 def _hosts(params: dict[str, Any]) -> HostOptions:
     """The registry-reaching options (source options) of a command."""
     from mirror.errors import InputError
-    from mirror.hosts import HostOptions, parse_endpoints, parse_insecure
+    from mirror.net.hosts import HostOptions, parse_endpoints, parse_insecure
 
     ca_file, auth_file = params["ca_file"], params["auth_file"]
     for path, flag in ((ca_file, "--ca-file"), (auth_file, "--auth-file")):
@@ -209,7 +209,7 @@ def _hosts(params: dict[str, Any]) -> HostOptions:
 
 
 def _platforms(values: Sequence[str]) -> tuple[Platform, ...]:
-    from mirror.manifest import parse_platform
+    from mirror.image.manifest import parse_platform
 
     return tuple(parse_platform(v) for v in values)
 
@@ -282,8 +282,8 @@ def list_command(
     lock_path: str | None, environment: str, registry_server: str, output: str
 ) -> None:
     """Show each locked image's and chart's source and destination."""
-    from mirror.lock import plan_destinations
-    from mirror.reference import flatten_destination, parse_registry_server
+    from mirror.image.lock import plan_destinations
+    from mirror.image.reference import flatten_destination, parse_registry_server
 
     entries, charts = _entries(lock_path, environment)
     server = parse_registry_server(registry_server)
@@ -336,8 +336,8 @@ def _copy_once(
     runner: Callable[[Any, Any], Report], params: dict[str, Any], count: int, cancel: Cancellation
 ) -> Report:
     """One run with the progress display ``--quiet``/``--output`` ask for."""
+    from mirror.cli.progress import choose_progress
     from mirror.copy import CopyOptions
-    from mirror.progress import choose_progress
 
     quiet = params["quiet"] or (params["output"] == "json" and not sys.stderr.isatty())
     progress = choose_progress(quiet, count)
@@ -410,7 +410,7 @@ def sync(**params: Any) -> None:
 
     Every option can also be set as MESHLIFT_<OPTION> (e.g. MESHLIFT_REGISTRY_SERVER).
     """
-    from mirror.reference import parse_registry_server
+    from mirror.image.reference import parse_registry_server
     from mirror.schedule import parse_duration, parse_shard, select_shard
     from mirror.sync import Destination
     from mirror.sync import sync as run_sync
@@ -437,7 +437,7 @@ def sync(**params: Any) -> None:
         options.frozen, options.dry_run = params["frozen"], params["dry_run"]
         attachments(options)
         if params["engine"] == "docker":
-            from mirror.daemon import sync_through_daemon
+            from mirror.transports.daemon import sync_through_daemon
 
             _skip_charts(charts, f"{DAEMON_HOLDS_IMAGES}; sync them with --engine registry")
             return sync_through_daemon(
@@ -545,7 +545,7 @@ def _scheduled(
 def verify(**params: Any) -> None:
     """Check every locked image and chart is in --registry-server with the right digest."""
     from mirror.copy import Cancellation
-    from mirror.reference import parse_registry_server
+    from mirror.image.reference import parse_registry_server
     from mirror.sync import Destination
     from mirror.sync import verify as run_verify
 
@@ -586,7 +586,7 @@ def verify(**params: Any) -> None:
 def lock_command(lock_path: str, check: bool, **params: Any) -> None:
     """Resolve each source tag (and chart version) to its digest and write it into the lock."""
     from mirror.copy import Cancellation
-    from mirror.lock import load_lock, write_digests
+    from mirror.image.lock import load_lock, write_digests
     from mirror.sync import resolve_chart_digests, resolve_digests
 
     lock = load_lock(lock_path)
@@ -673,7 +673,7 @@ def save(**params: Any) -> None:
         attachments(options)
         if params["from_docker"]:
             options.attachments = False  # a daemon holds no signatures
-            from mirror.daemon import save_from_daemon
+            from mirror.transports.daemon import save_from_daemon
 
             _skip_charts(charts, f"{DAEMON_HOLDS_IMAGES}; save them without --from-docker")
             report = save_from_daemon(
@@ -749,16 +749,16 @@ def load(**params: Any) -> None:
     from mirror.airgap import load as run_load
     from mirror.airgap import plan_load
     from mirror.errors import InputError
-    from mirror.lock import load_lock
-    from mirror.reference import parse_registry_server
+    from mirror.image.lock import load_lock
+    from mirror.image.reference import parse_registry_server
     from mirror.sync import Destination
 
     credentials = credentials_from(params)
     platforms = _platforms(params["platforms"])
     trusted = load_lock(params["lock_path"]) if params["lock_path"] else None
     if params["to_docker"]:
-        from mirror.daemon import load_into_daemon
         from mirror.delta import refuse_delta
+        from mirror.transports.daemon import load_into_daemon
 
         if len(platforms) > 1:
             raise InputError("--to-docker loads one platform per image: give one --platform")
@@ -815,8 +815,8 @@ def inspect_command(input_path: str, output: str) -> None:
 
     from rich.filesize import decimal
 
-    from mirror import mediatypes
     from mirror.airgap import inspect
+    from mirror.image import mediatypes
 
     contents = inspect(input_path)
     if output == "json":
@@ -886,8 +886,8 @@ def inventory(**params: Any) -> None:
     """List what --registry-server holds of the locked images (manifests, and blobs by HEAD)."""
     from mirror.copy import Cancellation
     from mirror.delta import take_inventory, write_inventory
-    from mirror.lock import LockEntry
-    from mirror.reference import parse_registry_server
+    from mirror.image.lock import LockEntry
+    from mirror.image.reference import parse_registry_server
     from mirror.sync import Destination
 
     credentials = credentials_from(params)

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from mirror.digest import validate_digest
 from mirror.errors import InputError, LockError
-from mirror.manifest import Platform, parse_platform
-from mirror.reference import (
+from mirror.image.digest import validate_digest
+from mirror.image.manifest import Platform, parse_platform
+from mirror.image.reference import (
     TAG_PATTERN,
     Reference,
     RegistryServer,

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from mirror import mediatypes
-from mirror.digest import sha256_digest, verified
 from mirror.errors import (
     ArchiveError,
     DigestMismatch,
@@ -31,8 +29,10 @@ from mirror.errors import (
     InvalidReference,
     MirrorError,
 )
-from mirror.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
-from mirror.reference import Reference, parse_reference
+from mirror.image import mediatypes
+from mirror.image.digest import sha256_digest, verified
+from mirror.image.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
+from mirror.image.reference import Reference, parse_reference
 
 LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"

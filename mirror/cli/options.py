@@ -10,7 +10,7 @@ from typing import Any, NoReturn, Protocol, TypeVar
 
 import click
 
-from mirror.credentials import Credentials, resolve_credentials
+from mirror.net.credentials import Credentials, resolve_credentials
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mirror import mediatypes
-from mirror.digest import sha256_digest
 from mirror.errors import ChartError
-from mirror.manifest import Descriptor, Manifest, parse_manifest
+from mirror.image import mediatypes
+from mirror.image.digest import sha256_digest
+from mirror.image.manifest import Descriptor, Manifest, parse_manifest
 
 MAX_CHART_BYTES = 64 * 1024 * 1024
 MAX_CHARTFILE_BYTES = 1024 * 1024

@@ -1,6 +1,6 @@
 """The tar format of ``docker save`` and ``docker load``, written and read as streams.
 
-Writing: one image read from any :class:`~mirror.transport.ImageSource` becomes a tar that
+Writing: one image read from any :class:`~mirror.transports.base.ImageSource` becomes a tar that
 ``docker load`` accepts (``manifest.json`` with ``RepoTags``, the config blob, the layer blobs
 as stored; the daemon decompresses them). Nothing is staged on disk and every blob is verified
 while it streams: a mismatch aborts the stream, and the daemon loads nothing from a broken tar.
@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from mirror import mediatypes
-from mirror.digest import DigestVerifier, sha256_digest
 from mirror.errors import ArchiveError, DigestMismatch, MirrorError
-from mirror.layout import read_chunks
-from mirror.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
-from mirror.reference import Reference
-from mirror.transport import ImageSource
+from mirror.image import mediatypes
+from mirror.image.digest import DigestVerifier, sha256_digest
+from mirror.image.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
+from mirror.image.reference import Reference
+from mirror.transports.base import ImageSource
+from mirror.transports.layout import read_chunks
 
 MANIFEST_FILE = "manifest.json"
 _BLOCK = tarfile.BLOCKSIZE

@@ -1,0 +1,1 @@
+"""The mirror command line: options, commands, output and progress (click and rich)."""

@@ -1,0 +1,1 @@
+"""The pure model: references, digests, media types, manifests, lock, charts, signatures."""

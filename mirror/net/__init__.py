@@ -1,0 +1,1 @@
+"""HTTP plumbing under the transports: endpoints, credentials, auth, retries, rate limits."""

@@ -1,0 +1,1 @@
+"""Where images live: the source and destination protocols and one module per place."""
