@@ -9,7 +9,6 @@ OCI artifact ``helm push`` makes. The archive carries the lock it was made from
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Sequence
@@ -18,18 +17,25 @@ from pathlib import Path
 
 from mirror.attachments import attachment_of
 from mirror.chart import ChartCopier, chart_source, copy_with_charts, plan_chart_jobs
-from mirror.copy import CopyEvents, CopyJob, CopyOptions, ImageCopier, run_copies
+from mirror.copy import CopyOptions, ImageCopier
 from mirror.delta import DeltaContents, Holdings, delta_copier, read_delta, writer_for
 from mirror.errors import ArchiveError, MirrorError
 from mirror.image import mediatypes
 from mirror.image.helmchart import chart_layer
-from mirror.image.lock import ChartEntry, Lock, LockEntry, parse_lock, plan_destinations
+from mirror.image.lock import ChartEntry, Lock, LockEntry, parse_lock, render_lock
 from mirror.image.manifest import Descriptor, Platform
 from mirror.image.reference import RegistryServer, flatten_destination
-from mirror.image.signature import entry_keys
 from mirror.net.hosts import HostOptions
 from mirror.report import ImageResult, Report
-from mirror.sync import DEFAULT_JOBS, Destination, open_registries
+from mirror.run import (
+    DEFAULT_JOBS,
+    CopyEvents,
+    CopyJob,
+    PrivateRegistry,
+    open_registries,
+    plan_jobs,
+    run_copies,
+)
 from mirror.transports.base import ImageSource
 from mirror.transports.chart import ChartSource
 from mirror.transports.layout import (
@@ -66,35 +72,6 @@ def save_target(output: str) -> SaveTarget:
     return SaveTarget(path, is_tar=True)
 
 
-def render_lock(entries: Sequence[LockEntry], charts: Sequence[ChartEntry] = ()) -> str:
-    """``images.lock`` text for ``entries`` and ``charts`` (what ``parse_lock`` reads back)."""
-    lines = [
-        "# Written by `mirror save`: the images of this archive, pinned to the digests saved.",
-        "version = 1",
-    ]
-    for entry in entries:
-        lines += ["", "[[images]]", f"source = {json.dumps(str(entry.source))}"]
-        if entry.component:
-            lines.append(f"component = {json.dumps(entry.component)}")
-        if entry.digest:
-            lines.append(f'digest = "{entry.digest}"')
-        if entry.platforms:
-            lines.append(f"platforms = {json.dumps([str(p) for p in entry.platforms])}")
-        if entry.environment:
-            lines.append(f'environment = "{entry.environment}"')
-    for chart in charts:
-        lines += ["", "[[charts]]"]
-        if chart.oci is not None:
-            lines.append(f"source = {json.dumps(f'oci://{chart.oci}')}")
-        else:
-            lines.append(f"repository = {json.dumps(chart.repository)}")
-            lines += [f"name = {json.dumps(chart.name)}", f"version = {json.dumps(chart.version)}"]
-        for key in ("digest", "component", "environment"):
-            if getattr(chart, key):
-                lines.append(f"{key} = {json.dumps(getattr(chart, key))}")
-    return "\n".join(lines) + "\n"
-
-
 def save(
     entries: Sequence[LockEntry],
     target: SaveTarget,
@@ -114,10 +91,7 @@ def save(
     stays for a re-run, which fetches only what is missing. Saving over a finished tar starts
     from the blobs it holds.
     """
-    planned = [
-        CopyJob(e.source, e.source, e.digest, tuple(platforms) or e.platforms, entry_keys(e))
-        for e in entries
-    ]
+    planned = plan_jobs(entries, None, platforms)
     if target.is_tar and target.path.is_file() and not target.layout_dir.exists():
         seed_blobs(target.path, target.layout_dir)  # the blobs it holds are not fetched again
     with open_registries(hosts, None, options.policy, options.cancel, jobs) as registry:
@@ -255,14 +229,17 @@ def plan_load(
             if e.reference is not None
         )
     pins = {e.source: e.digest for e in trusted.entries} if trusted else {}
-    jobs: list[CopyJob] = []
     refused: dict[CopyJob, str] = {}
-    planned = plan_destinations(entries, server) if server else [(e, e.source) for e in entries]
-    for entry, destination in planned:
-        found = layout.find(entry.source)
-        digest = found.descriptor.digest if found else entry.digest
-        job = CopyJob(entry.source, destination, digest, tuple(platforms))
-        jobs.append(job)
+    held = [layout.find(entry.source) for entry in entries]
+    archived = [  # each image as the archive holds it: its digest there, no keys to check
+        replace(
+            e, digest=found.descriptor.digest if found else e.digest, platforms=(), verify_key=None
+        )
+        for e, found in zip(entries, held, strict=True)
+    ]
+    jobs = plan_jobs(archived, server, platforms)
+    for entry, found, job in zip(entries, held, jobs, strict=True):
+        digest = job.locked_digest
         if found is None:
             refused[job] = "not in the archive"
         elif entry.digest and not entry.platforms and entry.digest != digest:
@@ -308,7 +285,7 @@ def _chart_mismatch(
 
 def load(
     plan: LoadPlan,
-    destination: Destination,
+    destination: PrivateRegistry,
     hosts: HostOptions,
     events: CopyEvents,
     options: CopyOptions,
@@ -323,7 +300,7 @@ def load(
         copier = delta_copier(plan.layout, todo, registry, events, options) or ImageCopier(
             plan.layout, registry, events, options
         )
-        done.update(zip(todo, run_copies(todo, copier, jobs), strict=True))
+        done.update(zip(todo, run_copies(todo, copier, jobs, options.cancel), strict=True))
     for job in plan.charts & done.keys():
         done[job].kind = "chart"
     return Report("load", [done[job] for job in plan.jobs], time.monotonic() - started)

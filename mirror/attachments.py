@@ -32,7 +32,8 @@ from mirror.report import ImageResult
 from mirror.transports.base import ImageSource, ReferrerSource
 
 if TYPE_CHECKING:
-    from mirror.copy import CopyJob, ImageCopier
+    from mirror.copy import ImageCopier
+    from mirror.run import CopyJob
 
 #: Cosign's tag suffixes and the report counter each one adds to.
 COSIGN_TAGS = (("sig", "signatures"), ("att", "attestations"), ("sbom", "sboms"))
@@ -123,7 +124,7 @@ class AttachmentReader:
     ) -> list[Attachment]:
         """Every attachment of ``subjects`` in ``source``'s repository, with where each goes in
         ``destination``'s."""
-        from mirror.copy import run_parallel
+        from mirror.run import run_parallel
 
         def look(probe: tuple[str, str, str]) -> Attachment | None:
             subject, suffix, kind = probe
@@ -310,7 +311,7 @@ class AttachmentCopier:
             setattr(result, att.kind, getattr(result, att.kind) + amount)
 
     def _copy(self, job: CopyJob, source: Reference, digest: str, result: ImageResult) -> None:
-        from mirror.copy import CopyJob
+        from mirror.run import CopyJob
 
         target = Reference(job.destination.registry, job.destination.repository, source.tag)
         if source.tag is None:

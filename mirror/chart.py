@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from mirror.copy import CopyJob, ImageCopier, run_parallel
+from mirror.copy import ImageCopier
 from mirror.errors import Interrupted, MirrorError, NotFound
 from mirror.image.helmchart import chart_layer
 from mirror.image.lock import ChartEntry
 from mirror.image.reference import Reference, RegistryServer, flatten_destination
 from mirror.net.retry import retries_reported_to
 from mirror.report import ImageResult
+from mirror.run import CopyJob, run_parallel
 from mirror.transports.base import ImageSource
 from mirror.transports.chart import ChartSource
 from mirror.transports.helmrepo import ChartRepositories

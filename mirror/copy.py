@@ -7,20 +7,15 @@ failed image never leaves a tag behind.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
 
 from mirror.attachments import AttachmentCopier
 from mirror.errors import (
     DigestMismatch,
     HostileContent,
-    InputError,
-    Interrupted,
     MirrorError,
     NotFound,
 )
@@ -38,51 +33,12 @@ from mirror.image.manifest import (
 )
 from mirror.image.reference import Reference
 from mirror.image.signature import VerifyKey
-from mirror.net.retry import Cancellation as Cancellation
-from mirror.net.retry import RetryPolicy, retries_reported_to, retrying
+from mirror.net.retry import Cancellation, RetryPolicy, retries_reported_to, retrying
 from mirror.report import ImageResult
+from mirror.run import BLOB_WORKERS, CopyEvents, CopyJob, guarded, run_parallel
 from mirror.transports.base import ImageDestination, ImageSource
 
-BLOB_WORKERS = 4
-#: After a signal, how long running copies get to wind down before the run stops anyway.
-GRACE_SECONDS = 2.0
-T = TypeVar("T")
-R = TypeVar("R")
 _SKIPPED_LAYER_HINTS = ("foreign", "nondistributable")
-
-
-@dataclass(frozen=True)
-class CopyJob:
-    """One image to copy: where from, where to, and what the lock says about it."""
-
-    source: Reference
-    destination: Reference
-    locked_digest: str | None = None
-    platforms: tuple[Platform, ...] = ()
-    verify_keys: tuple[VerifyKey, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.platforms and self.destination.tag is None:
-            raise InputError(
-                f"{self.source}: --platform needs a tag to name the narrowed index (its digest"
-                " differs from the source's); write the lock entry as NAME:TAG@sha256:…"
-            )
-
-
-class CopyEvents(Protocol):
-    """What the copy tells a progress display."""
-
-    def started(self, job: CopyJob) -> None:
-        """Work on the image began."""
-
-    def sized(self, job: CopyJob, total: int) -> None:
-        """The image's blobs add up to ``total`` bytes."""
-
-    def advanced(self, job: CopyJob, nbytes: int) -> None:
-        """``nbytes`` more bytes were transferred (or found present)."""
-
-    def finished(self, job: CopyJob, result: ImageResult) -> None:
-        """The image is done, one way or another."""
 
 
 @dataclass
@@ -182,18 +138,11 @@ class ImageCopier:
 
     def copy(self, job: CopyJob) -> ImageResult:
         """Copy one image; every failure is caught into the result (status ``failed``)."""
-        result = ImageResult(str(job.source), str(job.destination))
-        self.events.started(job)
-        try:
-            with retries_reported_to(lambda _: self._count(result, retries=1)):
-                self._copy(job, result)
-        except Interrupted:
-            raise
-        except MirrorError as exc:
-            result.status, result.error = "failed", str(exc)
-        except Exception as exc:  # a transport fault the retries gave up on
-            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
-        self.events.finished(job, result)
+        with (
+            guarded(job, self.events) as result,
+            retries_reported_to(lambda _: self._count(result, retries=1)),
+        ):
+            self._copy(job, result)
         return result
 
     def _copy(self, job: CopyJob, result: ImageResult) -> None:
@@ -390,57 +339,3 @@ def _unique(descs: Iterable[Descriptor]) -> list[Descriptor]:
     for desc in descs:
         seen.setdefault(desc.digest, desc)
     return list(seen.values())
-
-
-def run_parallel(
-    fn: Callable[[T], R], items: Sequence[T], workers: int, cancel: Cancellation, name: str
-) -> list[R]:
-    """``fn`` over ``items`` on up to ``workers`` threads; results in order, first error raised.
-
-    Once ``cancel`` is set no item starts, running ones get GRACE_SECONDS to wind down, then
-    Interrupted is raised. The threads are daemons, so one stuck in a network read cannot hold
-    up an interrupted process.
-    """
-    todo = deque(enumerate(items))
-    results: dict[int, R] = {}
-    errors: dict[int, BaseException] = {}
-    running = min(max(1, workers), len(todo))
-    if not running:
-        return []
-    lock, done = threading.Lock(), threading.Event()
-
-    def work() -> None:
-        nonlocal running
-        while not cancel.requested:
-            try:
-                index, item = todo.popleft()
-            except IndexError:
-                break
-            try:
-                results[index] = fn(item)
-            except BaseException as exc:
-                errors[index] = exc
-        with lock:
-            running -= 1
-            if running == 0:
-                done.set()
-
-    context = contextvars.copy_context()
-    for number in range(running):
-        thread = threading.Thread(
-            target=context.copy().run, args=(work,), name=f"{name}-{number}", daemon=True
-        )
-        thread.start()
-    while not done.wait(0.1):
-        if cancel.requested:
-            done.wait(GRACE_SECONDS)
-            break
-    cancel.check()
-    if errors:
-        raise errors[min(errors)]
-    return [results[index] for index in range(len(items))]
-
-
-def run_copies(jobs: list[CopyJob], copier: ImageCopier, workers: int) -> list[ImageResult]:
-    """Copy ``jobs`` with ``workers`` images at once; results in job order."""
-    return run_parallel(copier.copy, jobs, workers, copier.options.cancel, "image")

@@ -16,15 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mirror.copy import (
-    BlobLedger,
-    Cancellation,
-    CopyEvents,
-    CopyJob,
-    CopyOptions,
-    ImageCopier,
-    run_parallel,
-)
+from mirror.copy import BlobLedger, CopyOptions, ImageCopier
 from mirror.errors import ArchiveError, InputError, MirrorError
 from mirror.image import mediatypes
 from mirror.image.digest import sha256_digest, validate_digest
@@ -32,7 +24,15 @@ from mirror.image.lock import LockEntry, plan_destinations
 from mirror.image.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest
 from mirror.image.reference import Reference
 from mirror.net.hosts import HostOptions
-from mirror.sync import DEFAULT_JOBS, Destination, open_registries
+from mirror.net.retry import Cancellation
+from mirror.run import (
+    DEFAULT_JOBS,
+    CopyEvents,
+    CopyJob,
+    PrivateRegistry,
+    open_registries,
+    run_parallel,
+)
 from mirror.transports.layout import (
     INDEX_FILE,
     DirectoryStorage,
@@ -366,7 +366,7 @@ class DeltaSource:
 
 def take_inventory(
     entries: Sequence[LockEntry],
-    destination: Destination,
+    destination: PrivateRegistry,
     hosts: HostOptions,
     *,
     jobs: int = DEFAULT_JOBS,

@@ -21,8 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mirror.airgap import render_lock
-from mirror.image.lock import LockEntry, parse_lock
+from mirror.image.lock import LockEntry, parse_lock, render_lock
 from mirror.image.manifest import Platform
 from mirror.image.reference import parse_reference
 from tests.imagefactory import (

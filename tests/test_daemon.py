@@ -18,10 +18,11 @@ from typing import Any
 import docker
 import pytest
 
+from mirror.daemonsync import PushProgress
 from mirror.errors import NotFound, RegistryError, Unauthorized
 from mirror.image.reference import parse_reference
 from mirror.net.hosts import HostOptions, parse_endpoints
-from mirror.transports.daemon import PushProgress, daemon_error, pull_repository
+from mirror.transports.daemon import daemon_error, pull_repository
 from tests.dockerd import Dockerd
 from tests.faultproxy import ProxyFactory
 from tests.imagefactory import Image, Index, make_image, push, registry_client, sha256

@@ -30,10 +30,10 @@ from mirror.errors import MirrorError
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 if TYPE_CHECKING:
-    from mirror.copy import Cancellation
     from mirror.image.lock import ChartEntry, LockEntry
     from mirror.image.manifest import Platform
     from mirror.net.hosts import HostOptions
+    from mirror.net.retry import Cancellation
     from mirror.report import Report
 
 _ENV_CHOICES = click.Choice(["kubernetes", "openshift", "all"])
@@ -354,7 +354,7 @@ def _run_copy(
     output: str,
     report_path: str | None,
 ) -> None:
-    from mirror.copy import Cancellation
+    from mirror.net.retry import Cancellation
 
     cancel = Cancellation(UNTAGGED)
     params = {"quiet": quiet, "output": output}
@@ -411,12 +411,12 @@ def sync(**params: Any) -> None:
     Every option can also be set as MESHLIFT_<OPTION> (e.g. MESHLIFT_REGISTRY_SERVER).
     """
     from mirror.image.reference import parse_registry_server
+    from mirror.run import PrivateRegistry
     from mirror.schedule import parse_duration, parse_shard, select_shard
-    from mirror.sync import Destination
     from mirror.sync import sync as run_sync
 
     credentials = credentials_from(params)
-    destination = Destination(parse_registry_server(params["registry_server"]), credentials)
+    destination = PrivateRegistry(parse_registry_server(params["registry_server"]), credentials)
     entries, charts = _entries(params["lock_path"], params["environment"])
     if params["shard"]:
         shard = parse_shard(params["shard"])
@@ -437,7 +437,7 @@ def sync(**params: Any) -> None:
         options.frozen, options.dry_run = params["frozen"], params["dry_run"]
         attachments(options)
         if params["engine"] == "docker":
-            from mirror.transports.daemon import sync_through_daemon
+            from mirror.daemonsync import sync_through_daemon
 
             _skip_charts(charts, f"{DAEMON_HOLDS_IMAGES}; sync them with --engine registry")
             return sync_through_daemon(
@@ -489,7 +489,7 @@ def _scheduled(
     import hashlib
     from pathlib import Path
 
-    from mirror.copy import Cancellation
+    from mirror.net.retry import Cancellation
     from mirror.schedule import default_state_dir, run_every, run_lock
 
     state = Path(params["state_dir"]) if params["state_dir"] else default_state_dir()
@@ -544,13 +544,13 @@ def _scheduled(
 )
 def verify(**params: Any) -> None:
     """Check every locked image and chart is in --registry-server with the right digest."""
-    from mirror.copy import Cancellation
     from mirror.image.reference import parse_registry_server
-    from mirror.sync import Destination
-    from mirror.sync import verify as run_verify
+    from mirror.net.retry import Cancellation
+    from mirror.run import PrivateRegistry
+    from mirror.verify import verify as run_verify
 
     credentials = credentials_from(params)
-    destination = Destination(parse_registry_server(params["registry_server"]), credentials)
+    destination = PrivateRegistry(parse_registry_server(params["registry_server"]), credentials)
     entries, charts = _entries(params["lock_path"], params["environment"])
     hosts = _hosts(params)
     cancel = Cancellation()
@@ -585,8 +585,8 @@ def verify(**params: Any) -> None:
 @source_options
 def lock_command(lock_path: str, check: bool, **params: Any) -> None:
     """Resolve each source tag (and chart version) to its digest and write it into the lock."""
-    from mirror.copy import Cancellation
     from mirror.image.lock import load_lock, write_digests
+    from mirror.net.retry import Cancellation
     from mirror.sync import resolve_chart_digests, resolve_digests
 
     lock = load_lock(lock_path)
@@ -673,7 +673,7 @@ def save(**params: Any) -> None:
         attachments(options)
         if params["from_docker"]:
             options.attachments = False  # a daemon holds no signatures
-            from mirror.transports.daemon import save_from_daemon
+            from mirror.daemonsync import save_from_daemon
 
             _skip_charts(charts, f"{DAEMON_HOLDS_IMAGES}; save them without --from-docker")
             report = save_from_daemon(
@@ -751,14 +751,14 @@ def load(**params: Any) -> None:
     from mirror.errors import InputError
     from mirror.image.lock import load_lock
     from mirror.image.reference import parse_registry_server
-    from mirror.sync import Destination
+    from mirror.run import PrivateRegistry
 
     credentials = credentials_from(params)
     platforms = _platforms(params["platforms"])
     trusted = load_lock(params["lock_path"]) if params["lock_path"] else None
     if params["to_docker"]:
+        from mirror.daemonsync import load_into_daemon
         from mirror.delta import refuse_delta
-        from mirror.transports.daemon import load_into_daemon
 
         if len(platforms) > 1:
             raise InputError("--to-docker loads one platform per image: give one --platform")
@@ -792,7 +792,7 @@ def load(**params: Any) -> None:
         return
     if not params["registry_server"]:
         raise click.UsageError("Missing option '--registry-server' (or give --to-docker).")
-    destination = Destination(parse_registry_server(params["registry_server"]), credentials)
+    destination = PrivateRegistry(parse_registry_server(params["registry_server"]), credentials)
     hosts = _hosts(params)
     plan = plan_load(params["input_path"], destination.server, platforms, trusted)
     attachments = _attachment_settings(params)
@@ -884,14 +884,14 @@ def inspect_command(input_path: str, output: str) -> None:
 )
 def inventory(**params: Any) -> None:
     """List what --registry-server holds of the locked images (manifests, and blobs by HEAD)."""
-    from mirror.copy import Cancellation
     from mirror.delta import take_inventory, write_inventory
     from mirror.image.lock import LockEntry
     from mirror.image.reference import parse_registry_server
-    from mirror.sync import Destination
+    from mirror.net.retry import Cancellation
+    from mirror.run import PrivateRegistry
 
     credentials = credentials_from(params)
-    destination = Destination(parse_registry_server(params["registry_server"]), credentials)
+    destination = PrivateRegistry(parse_registry_server(params["registry_server"]), credentials)
     images, charts = _entries(params["lock_path"], params["environment"])
     # A chart is at its destination as an OCI artifact: listed by its tag like an image.
     entries = (*images, *(LockEntry(chart.source) for chart in charts))

@@ -7,8 +7,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from mirror.copy import CopyJob
 from mirror.report import ImageResult
+from mirror.run import CopyJob
 
 if TYPE_CHECKING:
     from rich.console import Console

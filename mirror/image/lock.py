@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from mirror.errors import InputError, LockError
@@ -24,6 +24,9 @@ from mirror.image.reference import (
 
 LOCK_VERSION = 1
 LOCK_FILENAME = "images.lock"
+SAVED_LOCK_COMMENT = (
+    "Written by `mirror save`: the images of this archive, pinned to the digests saved."
+)
 ENVIRONMENTS = ("kubernetes", "openshift")
 _KEYS = {"source", "component", "digest", "platforms", "environment", "verify-key"}
 _CHART_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*", re.ASCII)
@@ -312,6 +315,58 @@ def plan_destinations(
         taken[destination] = entry
         planned.append((entry, destination))
     return planned
+
+
+def render_lock(entries: Sequence[LockEntry], charts: Sequence[ChartEntry] = ()) -> str:
+    """``images.lock`` text for ``entries`` and ``charts`` (what ``parse_lock`` reads back), as
+    ``mirror save`` writes it into an archive."""
+    import tomlkit
+
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment(SAVED_LOCK_COMMENT))
+    doc.add("version", LOCK_VERSION)
+    images = tomlkit.aot()
+    for entry in entries:
+        images.append(
+            _table(
+                source=str(entry.source),
+                component=entry.component,
+                digest=entry.digest,
+                platforms=[str(p) for p in entry.platforms],
+                environment=entry.environment,
+            )
+        )
+    chart_tables = tomlkit.aot()
+    for chart in charts:
+        where = (
+            {"source": f"oci://{chart.oci}"}
+            if chart.oci is not None
+            else {"repository": chart.repository, "name": chart.name, "version": chart.version}
+        )
+        chart_tables.append(
+            _table(
+                **where,
+                digest=chart.digest,
+                component=chart.component,
+                environment=chart.environment,
+            )
+        )
+    if entries:
+        doc.add("images", images)
+    if charts:
+        doc.add("charts", chart_tables)
+    return tomlkit.dumps(doc)
+
+
+def _table(**values: object) -> Any:
+    """A TOML table of the values that are set (empty ones left out), in the order given."""
+    import tomlkit
+
+    table = tomlkit.table()
+    for key, value in values.items():
+        if value:
+            table.add(key, value)
+    return table
 
 
 def write_digests(path: str, digests: Mapping[str, str]) -> int:

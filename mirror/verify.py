@@ -1,0 +1,94 @@
+"""``mirror verify``: is every locked image (and chart) at the destination, with the digest the
+lock or the source names and every attachment the source has?"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from mirror.attachments import AttachmentReader
+from mirror.chart import chart_source, plan_chart_jobs, verify_chart
+from mirror.copy import select_platforms
+from mirror.errors import MirrorError, NotFound
+from mirror.image.lock import ChartEntry, LockEntry
+from mirror.image.manifest import Platform
+from mirror.net.hosts import HostOptions
+from mirror.net.retry import Cancellation
+from mirror.report import ImageResult, Report
+from mirror.run import (
+    DEFAULT_JOBS,
+    CopyJob,
+    PrivateRegistry,
+    open_registries,
+    plan_jobs,
+    registries_of,
+    run_parallel,
+)
+
+
+def verify(
+    entries: Sequence[LockEntry],
+    destination: PrivateRegistry,
+    hosts: HostOptions,
+    *,
+    charts: Sequence[ChartEntry] = (),
+    platforms: Sequence[Platform] = (),
+    jobs: int = DEFAULT_JOBS,
+    cancel: Cancellation | None = None,
+    attachments: bool = True,
+) -> Report:
+    """Check every entry (and chart) is at the destination with the digest the lock or source
+    says, a chart by its archive's digest, and (with ``attachments``) that it holds every
+    signature, attestation, SBOM and referrer the source has.
+
+    Once ``cancel`` is set no check starts and Interrupted is raised (see run_parallel).
+    """
+    planned = plan_jobs(entries, destination.server, platforms)
+    chart_jobs = plan_chart_jobs(charts, destination.server)
+    started = time.monotonic()
+    cancel = cancel or Cancellation()
+    with open_registries(hosts, destination, cancel=cancel, jobs=jobs) as registry:
+        registry.ping(registries_of(planned, chart_jobs))
+        charts_read = chart_source(registry, charts)
+        reader = AttachmentReader(registry, cancel)
+
+        def check(job: CopyJob) -> ImageResult:
+            if job in chart_jobs:
+                return verify_chart(charts_read, registry, job, chart_jobs[job])
+            result = ImageResult(str(job.source), str(job.destination))
+            try:
+                expected = job.locked_digest
+                if expected is None:
+                    head = registry.head_manifest(job.source)
+                    if head is None:
+                        raise NotFound(f"{job.source}: not found at the source")
+                    expected = head.digest
+                subjects: list[str] = []
+                if job.platforms:
+                    top = registry.get_manifest(job.source, expected)
+                    if top.is_index:
+                        narrowed = select_platforms(top, job.platforms)
+                        expected = narrowed.digest
+                        subjects = [top.digest, *(c.digest for c in narrowed.children)]
+                have = registry.head_manifest(job.destination)
+                result.source_digest, result.digest = expected, have.digest if have else None
+                if have is None:
+                    raise NotFound(f"{job.destination}: missing")
+                if have.digest != expected:
+                    raise MirrorError(f"{job.destination}: has {have.digest}, expected {expected}")
+                if attachments:
+                    subjects = subjects or reader.subjects(job.source, have)
+                    found = reader.find(job.source, job.destination, subjects)
+                    missing = reader.missing(registry, found)
+                    if missing:
+                        raise MirrorError(
+                            f"{job.destination}: attachment(s) at the source missing here:"
+                            f" {', '.join(missing)}"
+                        )
+                result.status = "present"
+            except MirrorError as exc:
+                result.status, result.error = "failed", str(exc)
+            return result
+
+        results = run_parallel(check, [*planned, *chart_jobs], jobs, cancel, "verify")
+    return Report("verify", results, time.monotonic() - started)
