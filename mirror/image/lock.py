@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -204,22 +204,17 @@ def _parse_chart(item: Mapping[str, object], where: str) -> ChartEntry:
             raise InputError(f"'environment' must be one of {', '.join(ENVIRONMENTS)}")
         if (repository is None) == (source is None):
             raise InputError("give either 'repository' (with 'name' and 'version') or 'source'")
-        if repository is not None:
-            return _repository_chart(repository, name, version, digest, component, environment)
-        assert source is not None
-        return _oci_chart(source, name, version, digest, component, environment)
+        where_from = (
+            _repository_chart(repository, name, version)
+            if repository is not None
+            else _oci_chart(str(source), name, version)
+        )
+        return replace(where_from, digest=digest, component=component, environment=environment)
     except InputError as exc:
         raise LockError(f"{where}: {exc}") from None
 
 
-def _repository_chart(
-    repository: str,
-    name: str | None,
-    version: str | None,
-    digest: str | None,
-    component: str,
-    environment: str | None,
-) -> ChartEntry:
+def _repository_chart(repository: str, name: str | None, version: str | None) -> ChartEntry:
     parts = urlsplit(repository)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
         raise InputError(
@@ -231,17 +226,10 @@ def _repository_chart(
         raise InputError(f"invalid chart name {name!r}")
     if not TAG_PATTERN.fullmatch(version):
         raise InputError(f"chart version {version!r} cannot be an OCI tag")
-    return ChartEntry(name, version, repository.rstrip("/"), None, digest, component, environment)
+    return ChartEntry(name, version, repository.rstrip("/"))
 
 
-def _oci_chart(
-    source: str,
-    name: str | None,
-    version: str | None,
-    digest: str | None,
-    component: str,
-    environment: str | None,
-) -> ChartEntry:
+def _oci_chart(source: str, name: str | None, version: str | None) -> ChartEntry:
     if not source.startswith("oci://"):
         raise InputError(f"'source' {source!r} must be oci://host/path/name:version")
     ref = parse_reference(source.removeprefix("oci://"))
@@ -249,7 +237,7 @@ def _oci_chart(
         raise InputError(f"'source' {source!r} must name the chart version as its tag")
     if name not in (None, ref.last_component) or version not in (None, ref.tag):
         raise InputError("'name' and 'version' disagree with 'source'")
-    return ChartEntry(ref.last_component, ref.tag, None, ref, digest, component, environment)
+    return ChartEntry(ref.last_component, ref.tag, None, ref)
 
 
 def _parse_entry(item: Mapping[str, object], where: str) -> LockEntry:

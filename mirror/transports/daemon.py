@@ -16,7 +16,6 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from mirror.errors import (
@@ -87,12 +86,7 @@ class Daemon:
     def __enter__(self) -> Daemon:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.api.close()
 
     def image_id(self, name: str) -> str | None:
@@ -197,12 +191,7 @@ class DaemonSource:
     def __enter__(self) -> DaemonSource:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def _image(self, ref: Reference) -> SavedImage | None:
