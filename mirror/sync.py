@@ -30,11 +30,12 @@ from mirror.image.manifest import Platform
 from mirror.image.reference import Reference, RegistryServer
 from mirror.image.signature import entry_keys
 from mirror.net.auth import CredentialStore
+from mirror.net.client import RegistryClient
 from mirror.net.credentials import Credentials
 from mirror.net.hosts import HostOptions
 from mirror.net.retry import RetryPolicy
 from mirror.report import ImageResult, Report
-from mirror.transports.registry import RegistryClient, RegistryTransport
+from mirror.transports.registry import RegistryTransport
 
 DEFAULT_JOBS = 4
 

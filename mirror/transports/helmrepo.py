@@ -16,7 +16,7 @@ from mirror.image.digest import sha256_digest
 from mirror.image.helmchart import MAX_CHART_BYTES, load_yaml
 from mirror.image.lock import ChartEntry
 from mirror.image.reference import Reference
-from mirror.transports.registry import RegistryClient
+from mirror.net.client import RegistryClient
 
 MAX_INDEX_BYTES = 64 * 1024 * 1024
 
