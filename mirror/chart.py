@@ -17,8 +17,7 @@ from mirror.image.reference import Reference, RegistryServer, flatten_destinatio
 from mirror.net.retry import retries_reported_to
 from mirror.report import ImageResult
 from mirror.transports.base import ImageSource
-from mirror.transports.chart import ChartSource
-from mirror.transports.helmrepo import ChartRepositories
+from mirror.transports.chart import ChartRepositories, ChartSource
 from mirror.transports.registry import RegistryTransport
 
 
