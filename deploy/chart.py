@@ -17,9 +17,10 @@ from mirror.image.digest import sha256_digest
 from mirror.image.lock import ChartEntry
 from mirror.image.reference import Reference, RegistryServer, flatten_destination, parse_reference
 from mirror.net.auth import CredentialStore
+from mirror.net.client import RegistryClient
 from mirror.net.credentials import Credentials
 from mirror.net.hosts import HostOptions
-from mirror.transports.registry import RegistryClient, RegistryTransport
+from mirror.transports.registry import RegistryTransport
 
 HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
 HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"

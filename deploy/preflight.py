@@ -54,7 +54,8 @@ def _registry(
     server: RegistryServer, credentials: Credentials | None, hosts: HostOptions
 ) -> Iterator[RegistryTransport]:
     from mirror.net.auth import CredentialStore
-    from mirror.transports.registry import RegistryClient, RegistryTransport
+    from mirror.net.client import RegistryClient
+    from mirror.transports.registry import RegistryTransport
 
     explicit = {server.host: credentials} if credentials else {}
     client = RegistryClient(hosts, CredentialStore(explicit, hosts.auth_file))

@@ -22,7 +22,7 @@ from mirror.delta import DeltaContents, Holdings, delta_copier, read_delta, writ
 from mirror.errors import ArchiveError, MirrorError
 from mirror.image import mediatypes
 from mirror.image.helmchart import chart_layer
-from mirror.image.lock import ChartEntry, Lock, LockEntry, parse_lock, render_lock
+from mirror.image.lock import LOCK_FILE, ChartEntry, Lock, LockEntry, parse_lock, render_lock
 from mirror.image.manifest import Descriptor, Platform
 from mirror.image.reference import RegistryServer, flatten_destination
 from mirror.net.hosts import HostOptions
@@ -39,7 +39,6 @@ from mirror.run import (
 from mirror.transports.base import ImageSource
 from mirror.transports.chart import ChartSource
 from mirror.transports.layout import (
-    LOCK_FILE,
     LayoutEntry,
     LayoutReader,
     open_layout,

@@ -18,8 +18,7 @@ from mirror.net.retry import retries_reported_to
 from mirror.report import ImageResult
 from mirror.run import CopyJob, run_parallel
 from mirror.transports.base import ImageSource
-from mirror.transports.chart import ChartSource
-from mirror.transports.helmrepo import ChartRepositories
+from mirror.transports.chart import ChartRepositories, ChartSource
 from mirror.transports.registry import RegistryTransport
 
 

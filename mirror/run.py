@@ -17,11 +17,12 @@ from mirror.image.manifest import Platform
 from mirror.image.reference import Reference, RegistryServer
 from mirror.image.signature import VerifyKey, entry_keys
 from mirror.net.auth import CredentialStore
+from mirror.net.client import RegistryClient
 from mirror.net.credentials import Credentials
 from mirror.net.hosts import HostOptions
 from mirror.net.retry import Cancellation, RetryPolicy
 from mirror.report import ImageResult
-from mirror.transports.registry import RegistryClient, RegistryTransport
+from mirror.transports.registry import RegistryTransport
 
 DEFAULT_JOBS = 4
 #: Blobs of one image transferred at once.

@@ -22,10 +22,11 @@ from hypothesis import strategies as st
 from mirror.errors import HostileContent, MirrorError
 from mirror.image.reference import Reference
 from mirror.net.auth import Challenge, CredentialStore, fetch_token
+from mirror.net.client import RegistryClient
 from mirror.net.credentials import Credentials
 from mirror.net.hosts import HostOptions
 from mirror.net.retry import RetryPolicy
-from mirror.transports.registry import RegistryClient, RegistryTransport
+from mirror.transports.registry import RegistryTransport
 from tests.faultproxy import FaultProxy, ProxyFactory
 from tests.imagefactory import OCI_MANIFEST, make_image, sha256
 from tests.mirrorcli import REPO_ROOT, PublicImages, run_mirror

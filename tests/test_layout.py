@@ -15,8 +15,8 @@ import pytest
 from mirror.errors import ArchiveError, DigestMismatch, InvalidReference
 from mirror.image.manifest import Descriptor, parse_manifest
 from mirror.image.reference import parse_reference
+from mirror.transports.base import CHUNK
 from mirror.transports.layout import (
-    CHUNK,
     LayoutWriter,
     TarStorage,
     entry_reference,

@@ -23,7 +23,7 @@ from mirror.image.reference import (
 )
 
 LOCK_VERSION = 1
-LOCK_FILENAME = "images.lock"
+LOCK_FILE = "images.lock"
 SAVED_LOCK_COMMENT = (
     "Written by `mirror save`: the images of this archive, pinned to the digests saved."
 )
@@ -111,14 +111,14 @@ class Lock:
 
 def embedded_lock_text() -> str:
     """The lock shipped inside the package (NGINX Service Mesh 2.0.0)."""
-    return resources.files("mirror").joinpath(LOCK_FILENAME).read_text(encoding="utf-8")
+    return resources.files("mirror").joinpath(LOCK_FILE).read_text(encoding="utf-8")
 
 
 def resolve_lock_path(explicit: str | None) -> str | None:
     """``--lock`` if given, else ``./images.lock`` if present, else None (the embedded lock)."""
     if explicit:
         return explicit
-    return LOCK_FILENAME if Path(LOCK_FILENAME).is_file() else None
+    return LOCK_FILE if Path(LOCK_FILE).is_file() else None
 
 
 def load_lock(path: str | None) -> Lock:

@@ -1,13 +1,17 @@
-"""What a place that holds images must offer so the one copy algorithm can use it."""
+"""What a place that holds images must offer so the one copy algorithm can use it, and the
+chunked file reader the file-backed transports share."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Protocol, runtime_checkable
+from typing import IO, Protocol, runtime_checkable
 
 from mirror.image.manifest import Descriptor, Manifest
 from mirror.image.reference import Reference
+
+#: How much a file-backed transport reads at once.
+CHUNK = 1024 * 1024
 
 
 class ImageSource(Protocol):
@@ -50,3 +54,15 @@ class ReferrerSource(Protocol):
 
     def referrers(self, ref: Reference, digest: str) -> Manifest | None:
         """The index of ``digest``'s referrers, or None where the source cannot list them."""
+
+
+def read_chunks(handle: IO[bytes], size: int) -> Iterator[bytes]:
+    """``size`` bytes from ``handle``'s position, in chunks of at most CHUNK (fewer if the
+    file ends early: the copy's size check catches that)."""
+    remaining = size
+    while remaining > 0:
+        chunk = handle.read(min(CHUNK, remaining))
+        if not chunk:
+            return
+        remaining -= len(chunk)
+        yield chunk

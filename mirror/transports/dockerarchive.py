@@ -28,8 +28,7 @@ from mirror.image import mediatypes
 from mirror.image.digest import DigestVerifier, sha256_digest
 from mirror.image.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
 from mirror.image.reference import Reference
-from mirror.transports.base import ImageSource
-from mirror.transports.layout import read_chunks
+from mirror.transports.base import ImageSource, read_chunks
 
 MANIFEST_FILE = "manifest.json"
 _BLOCK = tarfile.BLOCKSIZE

@@ -31,15 +31,15 @@ from mirror.errors import (
 )
 from mirror.image import mediatypes
 from mirror.image.digest import sha256_digest, verified
+from mirror.image.lock import LOCK_FILE
 from mirror.image.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
 from mirror.image.reference import Reference, parse_reference
+from mirror.transports.base import CHUNK, read_chunks
 
 LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"
-LOCK_FILE = "images.lock"
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_VERSION = "1.0.0"
-CHUNK = 1024 * 1024
 MAX_LOCK_BYTES = 1024 * 1024
 MAX_LAYOUT_FILE_BYTES = 64 * 1024
 MAX_MEMBERS = 100_000
@@ -80,18 +80,6 @@ class LayoutStorage(Protocol):
 
     def stream(self, name: str) -> contextlib.AbstractContextManager[Iterator[bytes]]:
         """The bytes of a file present in the layout, in chunks of at most 1 MiB."""
-
-
-def read_chunks(handle: IO[bytes], size: int) -> Iterator[bytes]:
-    """``size`` bytes from ``handle``'s position, in chunks of at most CHUNK (fewer if the
-    file ends early: the copy's size check catches that)."""
-    remaining = size
-    while remaining > 0:
-        chunk = handle.read(min(CHUNK, remaining))
-        if not chunk:
-            return
-        remaining -= len(chunk)
-        yield chunk
 
 
 class DirectoryStorage:
