@@ -132,14 +132,6 @@ class DeltaContents:
         """Every digest some entry relies on the base for."""
         return {d.digest for descs in self.relies.values() for d in descs}
 
-    def describe(self) -> str:
-        """One line: base, and what is carried and relied on."""
-        bases = " and ".join(map(str, self.bases))
-        return (
-            f"delta on {bases}: carries {self.carried} objects ({_size(self.carried_size)}),"
-            f" relies on {self.relied_on} ({_size(self.relied_on_size)})"
-        )
-
     def as_json(self) -> dict[str, Any]:
         """The same for ``--output json``."""
         return {
@@ -147,12 +139,6 @@ class DeltaContents:
             "carried": {"objects": self.carried, "size": self.carried_size},
             "relied_on": {"objects": self.relied_on, "size": self.relied_on_size},
         }
-
-
-def _size(nbytes: int) -> str:
-    from rich.filesize import decimal
-
-    return str(decimal(nbytes))
 
 
 def read_delta(layout: LayoutReader) -> DeltaContents | None:
@@ -425,15 +411,7 @@ def holdings_of(since: str | None, have: str | None, output: Path) -> Holdings |
     return sum(parts[1:], parts[0]) if parts else None
 
 
-def describe_archive(path: Path) -> str:
-    """The archive's size on disk, and for a delta what its base saved."""
+def archive_size(path: Path) -> int:
+    """The bytes an archive (tar file or layout directory) takes on disk."""
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-    line = f"{path}: {_size(sum(p.stat().st_size for p in files))}"
-    delta = read_delta(open_layout(path))
-    if delta is None:
-        return line
-    bases = " and ".join(map(str, delta.bases))
-    return (
-        f"{line}, a delta carrying {delta.carried} objects; {bases} saved"
-        f" {_size(delta.relied_on_size)} ({delta.relied_on} objects it holds)"
-    )
+    return sum(p.stat().st_size for p in files)

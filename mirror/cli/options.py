@@ -6,19 +6,13 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from mirror.net.credentials import Credentials, resolve_credentials
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class ExitCoded(Protocol):
-    """An error that carries the exit code it should end the process with."""
-
-    exit_code: int
 
 
 def compose_options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -33,9 +27,16 @@ def compose_options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 class Duration(click.ParamType[float]):
-    """``90``, ``30s``, ``10m``, ``6h`` or ``1h30m``, converted to seconds."""
+    """``90``, ``30s``, ``10m``, ``6h`` or ``1h30m``, converted to seconds.
+
+    With ``input_error`` a bad value raises ``InputError`` (one line on stderr, exit 2) rather
+    than click's usage error.
+    """
 
     name = "duration"
+
+    def __init__(self, input_error: bool = False) -> None:
+        self.input_error = input_error
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
@@ -48,43 +49,50 @@ class Duration(click.ParamType[float]):
         try:
             return parse_duration(str(value))
         except InputError as exc:
+            if self.input_error:
+                raise
             self.fail(str(exc), param, ctx)
 
 
-lock_option = click.option(
-    "--lock",
-    "lock_path",
-    metavar="FILE",
-    help="Lock file (default: ./images.lock, else the embedded NSM 2.0.0 lock).",
+def lock_file_option(
+    help: str = "Lock file (default: ./images.lock, else the embedded NSM 2.0.0 lock).",
+    default: str | None = None,
+) -> Callable[[Any], Any]:
+    """``--lock FILE``; ``help`` says what a command does with it."""
+    return click.option(
+        "--lock",
+        "lock_path",
+        metavar="FILE",
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
+
+
+lock_option = lock_file_option()
+
+
+registry_credential_options = compose_options(
+    click.option("--registry-username", type=str, help="Username for --registry-server."),
+    click.option(
+        "--registry-password",
+        type=str,
+        help=(
+            "Registry password (visible in shell history; prefer --registry-password-stdin"
+            " or MESHLIFT_REGISTRY_PASSWORD)."
+        ),
+    ),
+    click.option(
+        "--registry-password-stdin",
+        is_flag=True,
+        help="Read the registry password from standard input (preferred).",
+    ),
+    click.option(
+        "--registry-key",
+        type=str,
+        help="Path to a GKE JSON key file (user _json_key). Not with username/password.",
+    ),
 )
-
-
-def registry_credential_options(func: F) -> F:
-    """Add the seed's ``--registry-username/--registry-password[-stdin]/--registry-key``."""
-    options = [
-        click.option(
-            "--registry-key",
-            type=str,
-            help="Path to a GKE JSON key file (user _json_key). Not with username/password.",
-        ),
-        click.option(
-            "--registry-password-stdin",
-            is_flag=True,
-            help="Read the registry password from standard input (preferred).",
-        ),
-        click.option(
-            "--registry-password",
-            type=str,
-            help=(
-                "Registry password (visible in shell history; prefer --registry-password-stdin"
-                " or MESHLIFT_REGISTRY_PASSWORD)."
-            ),
-        ),
-        click.option("--registry-username", type=str, help="Username for --registry-server."),
-    ]
-    for option in options:
-        func = option(func)
-    return func
 
 
 def credentials_from(params: dict[str, Any]) -> Credentials | None:
@@ -134,3 +142,153 @@ def exits_on_errors(*handled: type[BaseException]) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def run_console(group: click.Group, *handled: type[BaseException]) -> None:
+    """Run ``group`` as a console entry point: usage errors exit 2, ^C 130, ``handled`` errors
+    with their own code."""
+
+    @exits_on_errors(*handled)
+    def run() -> None:
+        group.main(standalone_mode=False)
+
+    try:
+        run()
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(130)
+
+
+def registry_server_option(
+    required: bool = True, default: str | None = None
+) -> Callable[[Any], Any]:
+    """``--registry-server``: required unless a command has a default or another way."""
+    return click.option(
+        "--registry-server",
+        required=required,
+        default=default,
+        show_default=default is not None,
+        metavar="HOST[:PORT][/PATH]",
+        help="The private registry images go to.",
+    )
+
+
+destination_options = compose_options(registry_server_option(), registry_credential_options)
+lock_options = compose_options(
+    lock_option,
+    click.option(
+        "--environment",
+        type=click.Choice(["kubernetes", "openshift", "all"]),
+        default="all",
+        show_default=True,
+        help="Lock entries for this environment.",
+    ),
+)
+source_options = compose_options(
+    click.option(
+        "--endpoint",
+        "endpoints",
+        multiple=True,
+        metavar="HOST=URL",
+        help="Fetch images of HOST from URL instead (repeatable).",
+    ),
+    click.option(
+        "--insecure-registry",
+        "insecure",
+        multiple=True,
+        metavar="HOST[:PORT]",
+        help="Allow plain HTTP or unverified TLS for HOST (repeatable).",
+    ),
+    click.option(
+        "--ca-file", type=click.Path(dir_okay=False), help="Extra CA certificate (PEM) to trust."
+    ),
+    click.option(
+        "--auth-file",
+        type=click.Path(dir_okay=False),
+        help="Docker config with registry credentials (default: the user's).",
+    ),
+    click.option(
+        "--max-requests-per-second",
+        type=click.FloatRange(min=0, min_open=True),
+        metavar="N",
+        help="At most N requests per second to each registry (default: no limit).",
+    ),
+)
+platform_option = click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    metavar="OS/ARCH",
+    help="Copy only these platforms of multi-platform images (repeatable).",
+)
+output_option = click.option(
+    "--output",
+    "output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json prints the report on stdout.",
+)
+
+
+def output_path_option(metavar: str, help: str) -> Callable[[Any], Any]:
+    """``--output PATH``: the file (or directory) a command writes, ``help`` says what."""
+    return click.option("--output", "output_path", required=True, metavar=metavar, help=help)
+
+
+input_option = click.option(
+    "--input",
+    "input_path",
+    required=True,
+    metavar="FILE.tar|DIR",
+    help="The archive or OCI layout directory (mirror save's, or skopeo's oci:).",
+)
+report_option = click.option(
+    "--report", "report_path", metavar="FILE.json", help="Also write the JSON report here."
+)
+quiet_option = click.option("--quiet", is_flag=True, help="Print only errors.")
+
+
+class _JobsOption(click.Option):
+    """``--jobs``, defaulting to the operations' ``DEFAULT_JOBS`` (imported only when asked)."""
+
+    def get_default(self, ctx: click.Context, call: bool = True) -> Any:
+        from mirror.run import DEFAULT_JOBS
+
+        return DEFAULT_JOBS
+
+
+jobs_option = click.option(
+    "--jobs", cls=_JobsOption, type=click.IntRange(1, 64), show_default=True, help="Images at once."
+)
+frozen_option = click.option(
+    "--frozen",
+    is_flag=True,
+    help="Fail images whose source tag no longer matches the locked digest.",
+)
+docker_host_option = click.option(
+    "--docker-host",
+    metavar="URL",
+    help="The Docker daemon (default: DOCKER_HOST, else the local socket).",
+)
+no_attachments_option = click.option(
+    "--no-attachments",
+    is_flag=True,
+    help="Do not copy or check signatures, attestations, SBOMs and referrers.",
+)
+attachment_options = compose_options(
+    no_attachments_option,
+    click.option(
+        "--verify-key",
+        "verify_keys",
+        multiple=True,
+        metavar="PEM",
+        help="Tag an image only if a cosign signature of it verifies under this public key"
+        " (repeatable: any of them).",
+    ),
+)
+report_options = compose_options(output_option, report_option, quiet_option, jobs_option)
