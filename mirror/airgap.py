@@ -28,10 +28,10 @@ from mirror.image.reference import RegistryServer, flatten_destination
 from mirror.net.hosts import HostOptions
 from mirror.report import ImageResult, Report
 from mirror.run import (
-    DEFAULT_JOBS,
     CopyEvents,
     CopyJob,
     PrivateRegistry,
+    Selection,
     open_registries,
     plan_jobs,
     run_copies,
@@ -72,15 +72,11 @@ def save_target(output: str) -> SaveTarget:
 
 
 def save(
-    entries: Sequence[LockEntry],
+    selection: Selection,
     target: SaveTarget,
     hosts: HostOptions,
     events: CopyEvents,
     options: CopyOptions,
-    *,
-    charts: Sequence[ChartEntry] = (),
-    platforms: Sequence[Platform] = (),
-    jobs: int = DEFAULT_JOBS,
 ) -> Report:
     """Copy every entry from its registry, and every chart from its repository, into the
     layout (named by its full source reference).
@@ -90,21 +86,12 @@ def save(
     stays for a re-run, which fetches only what is missing. Saving over a finished tar starts
     from the blobs it holds.
     """
-    planned = plan_jobs(entries, None, platforms)
+    planned = plan_jobs(selection.entries, None, selection.platforms)
     if target.is_tar and target.path.is_file() and not target.layout_dir.exists():
         seed_blobs(target.path, target.layout_dir)  # the blobs it holds are not fetched again
-    with open_registries(hosts, None, options.policy, options.cancel, jobs) as registry:
-        return write_layout(
-            registry,
-            entries,
-            planned,
-            target,
-            events,
-            options,
-            jobs,
-            "save",
-            charts=chart_source(registry, charts),
-        )
+    with open_registries(hosts, None, options.policy, options.cancel, options.jobs) as registry:
+        charts = chart_source(registry, selection.charts)
+        return write_layout(registry, selection.entries, planned, target, events, options, charts)
 
 
 def write_layout(
@@ -114,10 +101,8 @@ def write_layout(
     target: SaveTarget,
     events: CopyEvents,
     options: CopyOptions,
-    jobs: int,
-    command: str,
-    *,
     charts: ChartSource | None = None,
+    command: str = "save",
 ) -> Report:
     """Copy ``planned`` from ``source`` (and the locked ``charts``) into the target's layout,
     then write its lock (pinned to what was saved) and index, and pack a tar if every image
@@ -128,7 +113,7 @@ def write_layout(
     locked = charts.charts if charts else ()
     chart_jobs = plan_chart_jobs(locked, None)
     charter = ChartCopier.beside(copier, charts) if charts else None
-    results = copy_with_charts(copier, planned, charter, list(chart_jobs), jobs)
+    results = copy_with_charts(copier, planned, charter, list(chart_jobs), options.jobs)
     saved_charts = [
         replace(chart, digest=chart.digest or (None if r.status == "failed" else r.source_digest))
         for chart, r in zip(locked, results[len(planned) :], strict=True)
@@ -288,11 +273,9 @@ def load(
     hosts: HostOptions,
     events: CopyEvents,
     options: CopyOptions,
-    *,
-    jobs: int = DEFAULT_JOBS,
 ) -> Report:
     """Copy the planned images from the archive into the destination registry."""
-    started = time.monotonic()
+    started, jobs = time.monotonic(), options.jobs
     done = plan.refusals(events)
     todo = plan.todo
     with open_registries(hosts, destination, options.policy, options.cancel, jobs) as registry:

@@ -35,7 +35,7 @@ from mirror.image.reference import Reference
 from mirror.image.signature import VerifyKey
 from mirror.net.retry import Cancellation, RetryPolicy, retries_reported_to, retrying
 from mirror.report import ImageResult
-from mirror.run import BLOB_WORKERS, CopyEvents, CopyJob, guarded, run_parallel
+from mirror.run import BLOB_WORKERS, DEFAULT_JOBS, CopyEvents, CopyJob, guarded, run_parallel
 from mirror.transports.base import ImageDestination, ImageSource
 
 _SKIPPED_LAYER_HINTS = ("foreign", "nondistributable")
@@ -51,6 +51,7 @@ class CopyOptions:
     cancel: Cancellation = field(default_factory=Cancellation)
     attachments: bool = True
     verify_keys: tuple[VerifyKey, ...] = ()
+    jobs: int = DEFAULT_JOBS
 
 
 class BlobLedger:

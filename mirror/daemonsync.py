@@ -40,10 +40,10 @@ from mirror.net.hosts import HostOptions
 from mirror.net.retry import retries_reported_to, retrying
 from mirror.report import ImageResult, Report
 from mirror.run import (
-    DEFAULT_JOBS,
     CopyEvents,
     CopyJob,
     PrivateRegistry,
+    Selection,
     credential_store,
     guarded,
     plan_jobs,
@@ -137,25 +137,20 @@ class LocalNames:
             return self._daemon.remove(name)
 
 
+@dataclass
 class DaemonPullPushCopier:
     """``sync``'s copy through a Docker daemon: pull, tag, push, untag (see the module doc)."""
 
-    def __init__(
-        self,
-        daemon: Daemon,
-        hosts: HostOptions,
-        credentials: CredentialStore,
-        events: CopyEvents,
-        options: CopyOptions,
-        keep: bool = False,
-    ) -> None:
-        self.daemon = daemon
-        self.hosts = hosts
-        self.credentials = credentials
-        self.events = events
-        self.options = options
-        self.keep = keep
-        self.names = LocalNames(daemon)
+    daemon: Daemon
+    hosts: HostOptions
+    credentials: CredentialStore
+    events: CopyEvents
+    options: CopyOptions
+    keep: bool = False
+    names: LocalNames = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.names = LocalNames(self.daemon)
 
     def copy(self, job: CopyJob) -> ImageResult:
         """Copy one image; every failure is caught into the result (status ``failed``)."""
@@ -310,7 +305,7 @@ def _changes(
 
 
 def sync_through_daemon(
-    entries: Sequence[LockEntry],
+    selection: Selection,
     destination: PrivateRegistry,
     hosts: HostOptions,
     events: CopyEvents,
@@ -318,10 +313,10 @@ def sync_through_daemon(
     *,
     docker_host: str | None = None,
     keep: bool = False,
-    platforms: Sequence[Platform] = (),
-    jobs: int = DEFAULT_JOBS,
 ) -> Report:
-    """``sync --engine docker``: every entry pulled and pushed by the daemon."""
+    """``sync --engine docker``: every entry pulled and pushed by the daemon (charts are not:
+    a daemon holds images only)."""
+    platforms, jobs = selection.platforms, options.jobs
     if hosts.ca_file or hosts.insecure:
         raise InputError(
             "--ca-file and --insecure-registry do not apply to --engine docker: the daemon"
@@ -329,7 +324,7 @@ def sync_through_daemon(
         )
     if len(platforms) > 1:
         raise InputError("--engine docker copies one platform per image: give one --platform")
-    planned = plan_jobs(entries, destination.server, platforms)
+    planned = plan_jobs(selection.entries, destination.server, platforms)
     credentials = credential_store(hosts, destination)
     started = time.monotonic()
     with connect(docker_host, jobs) as daemon:
@@ -351,22 +346,15 @@ def select_image(
     return top
 
 
+@dataclass
 class DaemonLoadCopier:
     """Images of an image source (an archive) loaded into the daemon with ``docker load``."""
 
-    def __init__(
-        self,
-        daemon: Daemon,
-        source: ImageSource,
-        events: CopyEvents,
-        options: CopyOptions,
-        tags: Callable[[CopyJob], Sequence[Reference]],
-    ) -> None:
-        self.daemon = daemon
-        self.source = source
-        self.events = events
-        self.options = options
-        self.tags = tags
+    daemon: Daemon
+    source: ImageSource
+    events: CopyEvents
+    options: CopyOptions
+    tags: Callable[[CopyJob], Sequence[Reference]]
 
     def copy(self, job: CopyJob) -> ImageResult:
         """Load one image under its tags; every failure is caught into the result."""
@@ -416,11 +404,10 @@ def load_into_daemon(
     plan: LoadPlan,
     events: CopyEvents,
     options: CopyOptions,
-    *,
     docker_host: str | None = None,
-    jobs: int = DEFAULT_JOBS,
 ) -> Report:
     """``load --to-docker``: each planned image loaded under its source and destination names."""
+    jobs = options.jobs
 
     def tags(job: CopyJob) -> list[Reference]:
         return [name for name in dict.fromkeys([job.source, job.destination]) if name.tag]
@@ -441,9 +428,7 @@ def save_from_daemon(
     target: SaveTarget,
     events: CopyEvents,
     options: CopyOptions,
-    *,
     docker_host: str | None = None,
-    jobs: int = DEFAULT_JOBS,
 ) -> Report:
     """``save --from-docker``: the daemon's images copied into the layout, as ``save`` does.
 
@@ -452,6 +437,6 @@ def save_from_daemon(
     # The archive's lock pins each image to the manifest built for it, not the lock's digest.
     unpinned = [replace(e, digest=None, platforms=(), verify_key=None) for e in entries]
     planned = plan_jobs(unpinned, None)
-    with connect(docker_host, jobs) as daemon, DaemonSource(daemon) as source:
+    with connect(docker_host, options.jobs) as daemon, DaemonSource(daemon) as source:
         command = "save --from-docker"
-        return write_layout(source, unpinned, planned, target, events, options, jobs, command)
+        return write_layout(source, unpinned, planned, target, events, options, None, command)

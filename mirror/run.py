@@ -75,6 +75,15 @@ class Copier(Protocol):
 
 
 @dataclass(frozen=True)
+class Selection:
+    """What a run copies: the locked images and charts, ``--platform`` narrowing the images."""
+
+    entries: Sequence[LockEntry]
+    charts: Sequence[ChartEntry] = ()
+    platforms: Sequence[Platform] = ()
+
+
+@dataclass(frozen=True)
 class PrivateRegistry:
     """The private registry a run writes to (or reads from) and the credentials for it."""
 

@@ -15,7 +15,6 @@ from mirror.chart import (
 from mirror.copy import CopyOptions, ImageCopier
 from mirror.errors import NotFound
 from mirror.image.lock import ChartEntry, LockEntry
-from mirror.image.manifest import Platform
 from mirror.net.hosts import HostOptions
 from mirror.net.retry import Cancellation
 from mirror.report import Report
@@ -23,6 +22,7 @@ from mirror.run import (
     DEFAULT_JOBS,
     CopyEvents,
     PrivateRegistry,
+    Selection,
     open_registries,
     plan_jobs,
     registries_of,
@@ -31,18 +31,15 @@ from mirror.run import (
 
 
 def sync(
-    entries: Sequence[LockEntry],
+    selection: Selection,
     destination: PrivateRegistry,
     hosts: HostOptions,
     events: CopyEvents,
     options: CopyOptions,
-    *,
-    charts: Sequence[ChartEntry] = (),
-    platforms: Sequence[Platform] = (),
-    jobs: int = DEFAULT_JOBS,
 ) -> Report:
     """Copy every entry (and chart) from its source to the destination registry."""
-    planned = plan_jobs(entries, destination.server, platforms)
+    charts, jobs = selection.charts, options.jobs
+    planned = plan_jobs(selection.entries, destination.server, selection.platforms)
     chart_jobs = plan_chart_jobs(charts, destination.server)
     started = time.monotonic()
     with open_registries(hosts, destination, options.policy, options.cancel, jobs) as registry:

@@ -4,21 +4,17 @@ lock or the source names and every attachment the source has?"""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 
 from mirror.attachments import AttachmentReader
 from mirror.chart import chart_source, plan_chart_jobs, verify_chart
-from mirror.copy import select_platforms
+from mirror.copy import CopyOptions, select_platforms
 from mirror.errors import MirrorError, NotFound
-from mirror.image.lock import ChartEntry, LockEntry
-from mirror.image.manifest import Platform
 from mirror.net.hosts import HostOptions
-from mirror.net.retry import Cancellation
 from mirror.report import ImageResult, Report
 from mirror.run import (
-    DEFAULT_JOBS,
     CopyJob,
     PrivateRegistry,
+    Selection,
     open_registries,
     plan_jobs,
     registries_of,
@@ -27,26 +23,20 @@ from mirror.run import (
 
 
 def verify(
-    entries: Sequence[LockEntry],
-    destination: PrivateRegistry,
-    hosts: HostOptions,
-    *,
-    charts: Sequence[ChartEntry] = (),
-    platforms: Sequence[Platform] = (),
-    jobs: int = DEFAULT_JOBS,
-    cancel: Cancellation | None = None,
-    attachments: bool = True,
+    selection: Selection, destination: PrivateRegistry, hosts: HostOptions, options: CopyOptions
 ) -> Report:
     """Check every entry (and chart) is at the destination with the digest the lock or source
     says, a chart by its archive's digest, and (with ``attachments``) that it holds every
     signature, attestation, SBOM and referrer the source has.
 
-    Once ``cancel`` is set no check starts and Interrupted is raised (see run_parallel).
+    Once ``options.cancel`` is set no check starts and Interrupted is raised (see
+    run_parallel); ``options.attachments`` off skips the attachment check.
     """
-    planned = plan_jobs(entries, destination.server, platforms)
+    charts, jobs, cancel = selection.charts, options.jobs, options.cancel
+    attachments = options.attachments
+    planned = plan_jobs(selection.entries, destination.server, selection.platforms)
     chart_jobs = plan_chart_jobs(charts, destination.server)
     started = time.monotonic()
-    cancel = cancel or Cancellation()
     with open_registries(hosts, destination, cancel=cancel, jobs=jobs) as registry:
         registry.ping(registries_of(planned, chart_jobs))
         charts_read = chart_source(registry, charts)

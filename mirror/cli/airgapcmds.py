@@ -29,7 +29,7 @@ from mirror.cli.options import (
     source_options,
 )
 from mirror.cli.params import (
-    attachment_settings,
+    copy_settings,
     destination_from,
     hosts_from,
     lock_entries,
@@ -75,6 +75,7 @@ def save(**params: Any) -> None:
     from mirror.airgap import save as run_save
     from mirror.airgap import save_target
     from mirror.delta import holdings_of
+    from mirror.run import Selection
 
     target = save_target(params["output_path"])
     target = replace(target, holdings=holdings_of(params["since"], params["have"], target.path))
@@ -87,35 +88,21 @@ def save(**params: Any) -> None:
     if params["from_docker"] and params["verify_keys"]:
         raise click.UsageError("--verify-key checks images from a registry, not --from-docker")
 
-    attachments = attachment_settings(params)
+    settings = copy_settings(params)
 
     def runner(progress: Any, options: Any) -> Report:
-        options.frozen = params["frozen"]
-        attachments(options)
+        settings(options)
         if params["from_docker"]:
             options.attachments = False  # a daemon holds no signatures
             from mirror.daemonsync import save_from_daemon
 
             skip_charts(charts, f"{DAEMON_HOLDS_IMAGES}; save them without --from-docker")
             report = save_from_daemon(
-                entries,
-                target,
-                progress,
-                options,
-                docker_host=params["docker_host"],
-                jobs=params["jobs"],
+                entries, target, progress, options, docker_host=params["docker_host"]
             )
         else:
-            report = run_save(
-                entries,
-                target,
-                hosts,
-                progress,
-                options,
-                charts=charts,
-                platforms=platforms,
-                jobs=params["jobs"],
-            )
+            selection = Selection(entries, charts, platforms)
+            report = run_save(selection, target, hosts, progress, options)
         if report.failed and target.is_tar:
             click.echo(
                 f"{target.path}: not written as images failed; what was fetched stays in"
@@ -184,12 +171,9 @@ def load(**params: Any) -> None:
         daemon_plan = daemon_plan.without_charts()
 
         def to_docker(progress: Any, options: Any) -> Report:
+            options.jobs = params["jobs"]
             return load_into_daemon(
-                daemon_plan,
-                progress,
-                options,
-                docker_host=params["docker_host"],
-                jobs=params["jobs"],
+                daemon_plan, progress, options, docker_host=params["docker_host"]
             )
 
         count = len(daemon_plan.jobs)
@@ -200,11 +184,11 @@ def load(**params: Any) -> None:
     destination = PrivateRegistry(parse_registry_server(params["registry_server"]), credentials)
     hosts = hosts_from(params)
     plan = plan_load(params["input_path"], destination.server, platforms, trusted)
-    attachments = attachment_settings(params)
+    settings = copy_settings(params)
 
     def runner(progress: Any, options: Any) -> Report:
-        attachments(options)
-        return run_load(plan, destination, hosts, progress, options, jobs=params["jobs"])
+        settings(options)
+        return run_load(plan, destination, hosts, progress, options)
 
     run_copy(runner, params["quiet"], len(plan.jobs), params["output"], params["report_path"])
 

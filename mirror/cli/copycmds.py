@@ -24,7 +24,7 @@ from mirror.cli.options import (
     source_options,
 )
 from mirror.cli.params import (
-    attachment_settings,
+    copy_settings,
     destination_from,
     hosts_from,
     lock_entries,
@@ -113,6 +113,7 @@ def sync(**params: Any) -> None:
 
     Every option can also be set as MESHLIFT_<OPTION> (e.g. MESHLIFT_REGISTRY_SERVER).
     """
+    from mirror.run import Selection
     from mirror.schedule import parse_shard, select_shard
     from mirror.sync import sync as run_sync
 
@@ -124,7 +125,7 @@ def sync(**params: Any) -> None:
         charts = tuple(select_shard(charts, lambda c: str(c.source), shard))
     hosts = hosts_from(params)
     platforms = platforms_from(params["platforms"])
-    attachments = attachment_settings(params)
+    settings = copy_settings(params)
 
     if params["engine"] != "docker" and (params["keep"] or params["docker_host"]):
         raise click.UsageError("--keep and --docker-host need --engine docker")
@@ -132,32 +133,22 @@ def sync(**params: Any) -> None:
         raise click.UsageError("--verify-key needs --engine registry")
 
     def runner(progress: Any, options: Any) -> Report:
-        options.frozen, options.dry_run = params["frozen"], params["dry_run"]
-        attachments(options)
+        settings(options)
         if params["engine"] == "docker":
             from mirror.daemonsync import sync_through_daemon
 
             skip_charts(charts, f"{DAEMON_HOLDS_IMAGES}; sync them with --engine registry")
             return sync_through_daemon(
-                entries,
+                Selection(entries, platforms=platforms),
                 destination,
                 hosts,
                 progress,
                 options,
                 docker_host=params["docker_host"],
                 keep=params["keep"],
-                platforms=platforms,
-                jobs=params["jobs"],
             )
         return run_sync(
-            entries,
-            destination,
-            hosts,
-            progress,
-            options,
-            charts=charts,
-            platforms=platforms,
-            jobs=params["jobs"],
+            Selection(entries, charts, platforms), destination, hosts, progress, options
         )
 
     count = len(entries) + (len(charts) if params["engine"] == "registry" else 0)
@@ -187,24 +178,19 @@ _options_from_environment(sync)
 @no_attachments_option
 def verify(**params: Any) -> None:
     """Check every locked image and chart is in --registry-server with the right digest."""
+    from mirror.copy import CopyOptions
     from mirror.net.retry import Cancellation
+    from mirror.run import Selection
     from mirror.verify import verify as run_verify
 
     destination = destination_from(params)
     entries, charts = lock_entries(params["lock_path"], params["environment"])
+    selection = Selection(entries, charts, platforms_from(params["platforms"]))
     hosts = hosts_from(params)
-    cancel = Cancellation()
-    with signals(cancel):
-        report = run_verify(
-            entries,
-            destination,
-            hosts,
-            charts=charts,
-            platforms=platforms_from(params["platforms"]),
-            jobs=params["jobs"],
-            cancel=cancel,
-            attachments=not params["no_attachments"],
-        )
+    options = CopyOptions(cancel=Cancellation())
+    copy_settings(params)(options)
+    with signals(options.cancel):
+        report = run_verify(selection, destination, hosts, options)
     if params["output"] == "text":
         print_verification(report)
     finish(report, params["output"], params["report_path"], False)

@@ -59,13 +59,18 @@ def destination_from(params: dict[str, Any]) -> PrivateRegistry:
     return PrivateRegistry(parse_registry_server(params["registry_server"]), credentials)
 
 
-def attachment_settings(params: dict[str, Any]) -> Callable[[Any], None]:
-    """Read the ``--verify-key`` files now; return what sets the run's options from them."""
+def copy_settings(params: dict[str, Any]) -> Callable[[Any], None]:
+    """Read the ``--verify-key`` files now; return what sets the run's options from the
+    command's flags (``--jobs``, ``--frozen``, ``--dry-run``, attachments and keys)."""
     from mirror.image.signature import read_key
 
-    keys = tuple(read_key(path) for path in params["verify_keys"])
+    keys = tuple(read_key(path) for path in params.get("verify_keys", ()))
 
     def apply(options: Any) -> None:
-        options.attachments, options.verify_keys = not params["no_attachments"], keys
+        options.jobs = params["jobs"]
+        options.frozen = params.get("frozen", False)
+        options.dry_run = params.get("dry_run", False)
+        options.attachments = not params.get("no_attachments", False)
+        options.verify_keys = keys
 
     return apply

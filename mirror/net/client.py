@@ -51,6 +51,16 @@ class RetryableStatus(RegistryError):
         self.retry_after = retry_after
 
 
+def _body_within(response: httpx.Response, limit: int, host: str, request: str) -> bytes | None:
+    """The body, read under ``limit`` bytes (None past it) and the response closed; transport
+    errors named as :meth:`RegistryClient.request` names them."""
+    try:
+        with _naming(host, request):
+            return _read_limited(response, limit)
+    finally:
+        response.close()
+
+
 def _read_limited(response: httpx.Response, limit: int) -> bytes | None:
     """The body, or None as soon as it proves longer than ``limit`` (never held whole)."""
     if int(response.headers.get("content-length") or 0) > limit:
@@ -165,7 +175,7 @@ class RegistryClient:
             max_connections=connections, max_keepalive_connections=connections
         )
         self._lock = threading.Lock()
-        self._first_contact: dict[str, threading.Lock] = {}
+        self._first_contacts: dict[str, threading.Lock] = {}
         self._learned: set[str] = set()
         self._pace = RateLimiter(options.max_requests_per_second)
 
@@ -241,11 +251,7 @@ class RegistryClient:
         def send(request: httpx.Request) -> httpx.Response:
             """The token answer, refused unread past _TOKEN_LIMIT."""
             response = client.send(request, stream=True)
-            try:
-                with _naming(host, f"GET {realm.copy_with(query=None)}"):
-                    body = _read_limited(response, _TOKEN_LIMIT)
-            finally:
-                response.close()
+            body = _body_within(response, _TOKEN_LIMIT, host, f"GET {realm.copy_with(query=None)}")
             if body is None:
                 raise HostileContent(
                     f"{host}: token server {realm_host} answered with more than"
@@ -371,11 +377,7 @@ class RegistryClient:
         for attempt in retrying(self.policy, f"GET {path}", self.cancel):
             with attempt:
                 response = send()
-                try:
-                    with _naming(host, f"GET {path}"):
-                        body = _read_limited(response, limit)
-                finally:
-                    response.close()
+                body = _body_within(response, limit, host, f"GET {path}")
                 if body is None:
                     raise HostileContent(refused)
                 return response, body
@@ -438,6 +440,20 @@ class RegistryClient:
             self._challenges.setdefault(host, challenge)
         return response
 
+    @contextlib.contextmanager
+    def _first_contact(self, host: str) -> Iterator[None]:
+        """Until ``host``'s auth challenge is learned, its requests go one at a time."""
+        if host in self._learned:
+            yield
+            return
+        with self._lock:
+            first = self._first_contacts.setdefault(host, threading.Lock())
+        with first:
+            try:
+                yield
+            finally:
+                self._learned.add(host)
+
     def _request_once(
         self,
         method: str,
@@ -451,57 +467,62 @@ class RegistryClient:
     ) -> httpx.Response:
         self.cancel.check()
         host = ref.registry
-        with self._lock:
-            first = self._first_contact.setdefault(host, threading.Lock())
-        call = (method, ref, path, scopes, headers, ok, replayable, kw)
-        with _naming(host, f"{method} {httpx.URL(path).path}"):
-            if host not in self._learned:
-                with first:  # concurrent first requests wait to learn the auth challenge once
-                    try:
-                        return self._authenticated(*call)
-                    finally:
-                        self._learned.add(host)
-            return self._authenticated(*call)
+        off_origin = self._off_origin(host, path)
+        with self._first_contact(host), _naming(host, f"{method} {httpx.URL(path).path}"):
+            if off_origin:
+                response = self._send_off_origin(method, httpx.URL(path), headers, **kw)
+            else:
+                response = self._send_authorized(
+                    host, method, path, scopes, headers, replayable, kw
+                )
+            return self._answer(response, method, ref, path, ok, off_origin)
 
-    def _authenticated(
+    def _send_authorized(
         self,
+        host: str,
         method: str,
-        ref: Reference,
         path: str,
         scopes: tuple[str, ...],
         headers: dict[str, str],
-        ok: tuple[int, ...],
         replayable: bool,
         kw: dict[str, Any],
     ) -> httpx.Response:
+        """Send with the host's credentials; on a 401, learn the challenge and send once more."""
+        auth = self._auth_header(host, scopes)
+        response = self._send_any(host, method, path, headers | auth, **kw)
+        if response.status_code != 401:
+            return response
+        release(response)
+        header = response.headers.get("www-authenticate", "")
+        challenge = parse_challenge(header) if header else None
+        if challenge is None or challenge.scheme not in ("basic", "bearer"):
+            raise Unauthorized(f"{host}: unauthorized (no usable authentication challenge)", 401)
+        had = self._challenges.get(host)
+        self._challenges[host] = challenge
+        self._tokens.drop(host, scopes)
+        if challenge.scheme == "basic" and self._credentials(host) is None:
+            raise Unauthorized(f"{host}: authentication required and no credentials given", 401)
+        if not replayable:
+            raise RegistryError(f"{host}: authentication renewed", 401, retryable=True)
+        retry_headers = headers | self._auth_header(host, scopes)
+        response = self._send_any(host, method, path, retry_headers, **kw)
+        if response.status_code == 401:
+            message = _registry_message(response) or "authentication failed"
+            hint = " (check the credentials)" if had or challenge else ""
+            raise Unauthorized(f"{host}: unauthorized: {message}{hint}", 401)
+        return response
+
+    def _answer(
+        self,
+        response: httpx.Response,
+        method: str,
+        ref: Reference,
+        path: str,
+        ok: tuple[int, ...],
+        off_origin: bool,
+    ) -> httpx.Response:
+        """``response`` if its status is one of ``ok``, else the error it stands for."""
         host = ref.registry
-        off_origin = self._off_origin(host, path)
-        if off_origin:
-            response = self._send_off_origin(method, httpx.URL(path), headers, **kw)
-        else:
-            auth = self._auth_header(host, scopes)
-            response = self._send_any(host, method, path, headers | auth, **kw)
-        if response.status_code == 401 and not off_origin:
-            release(response)
-            header = response.headers.get("www-authenticate", "")
-            challenge = parse_challenge(header) if header else None
-            if challenge is None or challenge.scheme not in ("basic", "bearer"):
-                raise Unauthorized(
-                    f"{host}: unauthorized (no usable authentication challenge)", 401
-                )
-            had = self._challenges.get(host)
-            self._challenges[host] = challenge
-            self._tokens.drop(host, scopes)
-            if challenge.scheme == "basic" and self._credentials(host) is None:
-                raise Unauthorized(f"{host}: authentication required and no credentials given", 401)
-            if not replayable:
-                raise RegistryError(f"{host}: authentication renewed", 401, retryable=True)
-            retry_headers = headers | self._auth_header(host, scopes)
-            response = self._send_any(host, method, path, retry_headers, **kw)
-            if response.status_code == 401:
-                message = _registry_message(response) or "authentication failed"
-                hint = " (check the credentials)" if had or challenge else ""
-                raise Unauthorized(f"{host}: unauthorized: {message}{hint}", 401)
         if response.status_code in ok:
             return response
         message = _registry_message(response) or response.reason_phrase
