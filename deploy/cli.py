@@ -21,6 +21,7 @@ from mirror.cli.options import (
     registry_credential_options,
 )
 from mirror.errors import MirrorError
+from mirror.image.lock import ENVIRONMENTS
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -71,7 +72,7 @@ plan_options = compose_options(
     _MESH_NAMESPACE,
     click.option(
         "--environment",
-        type=click.Choice(["kubernetes", "openshift"]),
+        type=click.Choice(ENVIRONMENTS),
         default="kubernetes",
         show_default=True,
         help="The chart's environment value (openshift adds the SPIFFE CSI driver).",

@@ -17,8 +17,14 @@ from deploy.order import apply_order
 from deploy.record import Record, kinds_of
 from deploy.rewrite import ImageRules, ImageUse, add_pull_secret, disallowed_images, rewrite_object
 from deploy.secret import MESH_LABELS, SECRET_NAME, redact_secret, registry_secret
-from mirror.image.lock import Lock, LockEntry, load_lock, resolve_lock_path
-from mirror.image.reference import Reference, RegistryServer, parse_reference, parse_registry_server
+from mirror.image.lock import ENVIRONMENTS, Lock, LockEntry, load_lock, resolve_lock_path
+from mirror.image.reference import (
+    TAG_PATTERN,
+    Reference,
+    RegistryServer,
+    parse_reference,
+    parse_registry_server,
+)
 from mirror.net.credentials import Credentials
 from mirror.net.hosts import HostOptions
 
@@ -26,14 +32,12 @@ Obj = dict[str, Any]
 
 DEFAULT_IMAGE_TAG = "2.0.0"
 DEFAULT_NAMESPACE = "nginx-mesh"
-ENVIRONMENTS = ("kubernetes", "openshift")
 RELEASE = "nginx-mesh"
 PLACEHOLDER_USERNAME = "meshlift"
 PLACEHOLDER_PASSWORD = "replaced-by-meshlift"  # our Secret replaces it
 NO_VALUES = ValueFlags()
 DEFAULT_HOSTS = HostOptions()
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ class Settings:
         """Validate flag values; each problem is an InputError naming the flag."""
         server = parse_registry_server(registry_server)
         check_namespace(namespace)
-        if not _TAG.match(image_tag):
+        if not TAG_PATTERN.fullmatch(image_tag):
             raise InputError(f"invalid --image-tag {image_tag!r}")
         if environment not in ENVIRONMENTS:
             raise InputError(f"invalid --environment {environment!r}")
