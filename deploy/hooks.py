@@ -15,10 +15,10 @@ from typing import Any
 
 from deploy.cluster import Cluster
 from deploy.errors import HookFailed, ManifestError, WaitTimeout
+from deploy.labels import SECRET_NAME
 from deploy.manifests import describe, dump_documents, parse_documents
 from deploy.order import rank
 from deploy.record import RECORD_NAME, Record
-from deploy.secret import SECRET_NAME
 
 Obj = dict[str, Any]
 

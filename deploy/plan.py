@@ -13,10 +13,11 @@ from deploy.chart import chart_from_flag, chart_from_lock
 from deploy.errors import InputError, PublicImagesLeft
 from deploy.helm import ValueFlags, render_chart
 from deploy.hooks import DELETE_PHASES, Hook, dump_hooks, split_hooks
+from deploy.labels import MESH_LABELS, SECRET_NAME
 from deploy.order import apply_order
 from deploy.record import Record, kinds_of
 from deploy.rewrite import ImageRules, ImageUse, add_pull_secret, disallowed_images, rewrite_object
-from deploy.secret import MESH_LABELS, SECRET_NAME, redact_secret, registry_secret
+from deploy.secret import redact_secret, registry_secret
 from mirror.image.lock import ENVIRONMENTS, Lock, LockEntry, load_lock, resolve_lock_path
 from mirror.image.reference import (
     TAG_PATTERN,

@@ -13,16 +13,18 @@ from typing import Any
 
 from deploy.cluster import Cluster
 from deploy.errors import ClusterError, DeployError
+from deploy.labels import (
+    INJECT_ENABLED,
+    INJECT_LABEL,
+    INJECT_SELECTOR,
+    PULL_SECRET_LABEL,
+    SECRET_NAME,
+)
 from deploy.rewrite import containers, pod_specs
-from deploy.secret import SECRET_NAME
 
 Obj = dict[str, Any]
 
-INJECT_LABEL = "injector.nsm.nginx.com/auto-inject"
-INJECT_ENABLED = "enabled"
 SIDECAR_CONTAINER = "nginx-mesh-sidecar"
-# On a service account whose imagePullSecrets entry propagate added.
-PULL_SECRET_LABEL = "meshlift/added-pull-secret"
 DEFAULT_SERVICE_ACCOUNT = "default"
 
 
@@ -40,9 +42,7 @@ def injected_namespaces(cluster: Cluster, mesh_namespace: str) -> list[str]:
     """Namespaces labelled for automatic injection, or running pods with the mesh sidecar."""
     found = {
         ns["metadata"]["name"]
-        for ns in cluster.list_objects(
-            "v1", "Namespace", label_selector=f"{INJECT_LABEL}={INJECT_ENABLED}"
-        )
+        for ns in cluster.list_objects("v1", "Namespace", label_selector=INJECT_SELECTOR)
     }
     for pod in cluster.list_objects("v1", "Pod"):
         if any(c.get("name") == SIDECAR_CONTAINER for s in pod_specs(pod) for c in containers(s)):
