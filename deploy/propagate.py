@@ -88,29 +88,18 @@ def _add_pull_secret(account: Obj) -> bool:
 
 
 def _add_to_default_account(cluster: Cluster, namespace: str) -> str:
-    if cluster.get("v1", "ServiceAccount", DEFAULT_SERVICE_ACCOUNT, namespace) is None:
-        # The service account controller has not made it yet: make it as it would.
-        try:
-            cluster.create(
-                {
-                    "apiVersion": "v1",
-                    "kind": "ServiceAccount",
-                    "metadata": {
-                        "name": DEFAULT_SERVICE_ACCOUNT,
-                        "namespace": namespace,
-                        "labels": {PULL_SECRET_LABEL: SECRET_NAME},
-                    },
-                    "imagePullSecrets": [{"name": SECRET_NAME}],
-                }
-            )
-            return "added"
-        except ClusterError as exc:
-            if exc.status != 409:  # 409: the controller was quicker; update its account
-                raise
-    changed = cluster.update(
-        "v1", "ServiceAccount", DEFAULT_SERVICE_ACCOUNT, namespace, _add_pull_secret
-    )
-    return "added" if changed else "present"
+    # Made as the service account controller would, where it has not made it yet.
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": DEFAULT_SERVICE_ACCOUNT,
+            "namespace": namespace,
+            "labels": {PULL_SECRET_LABEL: SECRET_NAME},
+        },
+        "imagePullSecrets": [{"name": SECRET_NAME}],
+    }
+    return "added" if cluster.create_or_update(account, _add_pull_secret) else "present"
 
 
 def propagate_to(cluster: Cluster, secret: Obj, namespace: str) -> Propagated:
