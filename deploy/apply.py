@@ -9,7 +9,8 @@ from typing import Any
 
 from deploy.cluster import Cluster
 from deploy.errors import ClusterError, RolloutFailed
-from deploy.hooks import before_hooks, install_phase, run_hooks
+from deploy.hookrun import install_phase, run_hooks
+from deploy.hooks import before_hooks
 from deploy.labels import CREATED_ANNOTATION, CREATED_BY, created_by_us
 from deploy.manifests import describe
 from deploy.plan import Plan

@@ -17,7 +17,7 @@ from deploy.labels import MESH_LABELS, SECRET_NAME
 from deploy.order import apply_order
 from deploy.record import Record, kinds_of
 from deploy.rewrite import ImageRules, ImageUse, add_pull_secret, disallowed_images, rewrite_object
-from deploy.secret import redact_secret, registry_secret
+from deploy.secret import is_registry_secret, redact_secret, registry_secret
 from mirror.image.lock import ENVIRONMENTS, Lock, LockEntry, load_lock, resolve_lock_path
 from mirror.image.reference import (
     TAG_PATTERN,
@@ -122,10 +122,6 @@ def _labelled(obj: Obj, namespace: str) -> Obj:
     return obj
 
 
-def _is_pull_secret(obj: Obj) -> bool:
-    return bool(obj["kind"] == "Secret" and obj["metadata"]["name"] == SECRET_NAME)
-
-
 def _as_hook(secret: Obj, hook: Obj) -> Obj:
     """Our Secret carrying the hook annotations of the chart's Secret it replaces."""
     annotations = {
@@ -154,11 +150,11 @@ def build_plan(
     secret = None
     if settings.credentials is not None:
         secret = registry_secret(settings.registry_server, settings.credentials, settings.namespace)
-        ordinary = [o for o in ordinary if not _is_pull_secret(o)]
+        ordinary = [o for o in ordinary if not is_registry_secret(o)]
     uses: list[ImageUse] = []
 
     def prepare(obj: Obj) -> Obj:
-        if secret is not None and _is_pull_secret(obj):
+        if secret is not None and is_registry_secret(obj):
             return _as_hook(secret, obj)
         new, found = rewrite_object(obj, rules)
         uses.extend(found)

@@ -16,7 +16,7 @@ from typing import Any
 
 from deploy.cluster import Cluster
 from deploy.errors import ClusterError
-from deploy.hooks import recorded_hooks, run_hooks
+from deploy.hookrun import recorded_hooks, run_hooks
 from deploy.labels import (
     ACCOUNT_SECRET_ANNOTATION,
     MESH_LABELS,

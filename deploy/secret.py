@@ -69,3 +69,8 @@ def redact_secret(obj: dict[str, Any]) -> dict[str, Any]:
         if isinstance(values, dict):
             redacted[field] = dict.fromkeys(values, REDACTED)
     return redacted
+
+
+def is_registry_secret(obj: dict[str, Any]) -> bool:
+    """Whether ``obj`` is a Secret by the name of ours (the chart's, or ours itself)."""
+    return bool(obj["kind"] == "Secret" and obj["metadata"]["name"] == SECRET_NAME)
