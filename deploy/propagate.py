@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from deploy.apply import apply_object
 from deploy.cluster import Cluster
 from deploy.errors import ClusterError, DeployError
 from deploy.labels import (
@@ -107,8 +108,6 @@ def propagate_to(cluster: Cluster, secret: Obj, namespace: str) -> Propagated:
 
     A failure in this one namespace is returned, not raised, so the others still get theirs.
     """
-    from deploy.apply import apply_object
-
     try:
         if cluster.get("v1", "Namespace", namespace) is None:
             return Propagated(namespace, error="no such namespace")
