@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from deploy.cli.options import cluster_options, connect, handled
+from deploy.labels import SECRET_NAME
 
 if TYPE_CHECKING:
     from deploy.propagate import Propagated
@@ -56,7 +57,7 @@ def propagate(**params: Any) -> None:
             click.echo(f"failed     {result.namespace}: {result.error}", err=True)
         else:
             click.echo(
-                f"{result.secret:<10} Secret {result.namespace}/nginx-mesh-registry-key;"
+                f"{result.secret:<10} Secret {result.namespace}/{SECRET_NAME};"
                 f" default service account: pull secret {result.service_account}"
             )
 
