@@ -1,3 +1,5 @@
-from deploy.cli import main
+"""``python -m deploy``: the deploy command line."""
+
+from deploy.cli.app import main
 
 main()

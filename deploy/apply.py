@@ -9,7 +9,9 @@ from typing import Any
 
 from deploy.cluster import Cluster
 from deploy.errors import ClusterError, RolloutFailed
-from deploy.hooks import before_hooks, install_phase, run_hooks
+from deploy.hookrun import install_phase, run_hooks
+from deploy.hooks import before_hooks
+from deploy.labels import CREATED_ANNOTATION, CREATED_BY, created_by_us
 from deploy.manifests import describe
 from deploy.plan import Plan
 from deploy.record import kinds_of
@@ -26,10 +28,6 @@ from deploy.rollout import (
 
 Obj = dict[str, Any]
 
-# Set on every object apply created: apply forces only on these, and remove deletes only
-# such a namespace.
-CREATED_ANNOTATION = "meshlift/created-by"
-CREATED_BY = "deploy-apply"
 # Seconds between looks at a waiting workload's pods (their failures do not change it).
 ROLLOUT_POLL = 5.0
 
@@ -40,12 +38,6 @@ class Applied:
 
     obj: Obj
     action: str
-
-
-def created_by_us(obj: Obj) -> bool:
-    """Whether ``deploy apply`` created ``obj`` (it carries our annotation)."""
-    annotations = obj["metadata"].get("annotations") or {}
-    return bool(annotations.get(CREATED_ANNOTATION) == CREATED_BY)
 
 
 def _marked(obj: Obj) -> Obj:

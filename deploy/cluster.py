@@ -362,6 +362,22 @@ class Cluster:
             f"updating {kind} {_name(name, namespace)}: it kept changing under us; try again"
         )
 
+    def create_or_update(self, obj: Obj, change: Callable[[Obj], bool]) -> bool:
+        """Create ``obj`` where it is missing, else :meth:`update` it with ``change``.
+
+        Also updates when another client creates it first (409). True if created or changed.
+        """
+        meta = obj["metadata"]
+        key = (obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+        if self.get(*key) is None:
+            try:
+                self.create(obj)
+                return True
+            except ClusterError as exc:
+                if exc.status != 409:  # 409: made meanwhile; change that one
+                    raise
+        return self.update(*key, change)
+
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete the object (dependents in the background); False if it was already gone."""
         resource = self.resource(api_version, kind)

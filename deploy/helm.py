@@ -44,6 +44,17 @@ class ValueFlags:
 
 
 @dataclass(frozen=True)
+class _Request:
+    """One render: the chart, the user's value flags, meshlift's values, release and namespace."""
+
+    chart: ChartInput
+    flags: ValueFlags
+    ours: Mapping[str, Any]
+    release: str
+    namespace: str
+
+
+@dataclass(frozen=True)
 class Rendered:
     """The chart's objects (``crds/`` first, then templates) and which renderer made them."""
 
@@ -138,17 +149,11 @@ def _parse_rendered(crds: list[tuple[str, str]], templates: Mapping[str, str]) -
     return objects
 
 
-def _render_with_library(
-    helm: ModuleType,
-    chart: ChartInput,
-    flags: ValueFlags,
-    ours: Mapping[str, Any],
-    release: str,
-    namespace: str,
-) -> Rendered:
-    user = _user_values(helm, flags)
-    _check_ours_kept(user, ours)
-    values = merge_values(user, ours)
+def _render_with_library(helm: ModuleType, request: _Request) -> Rendered:
+    chart = request.chart
+    user = _user_values(helm, request.flags)
+    _check_ours_kept(user, request.ours)
+    values = merge_values(user, request.ours)
     try:
         if chart.data is not None:
             loaded = helm.Chart.load_archive(chart.data)
@@ -164,7 +169,9 @@ def _render_with_library(
                 f"{chart.where}: values do not match values.schema.json: {_one_line(str(exc))}"
             ) from None
         try:
-            templates = loaded.render(values, name=release, namespace=namespace, is_install=True)
+            templates = loaded.render(
+                values, name=request.release, namespace=request.namespace, is_install=True
+            )
         except helm.HelmError as exc:
             raise InputError(f"{chart.where}: rendering failed: {_one_line(str(exc))}") from None
         crds = [(f"{chart.where}: {c['filename']}", c["data"]) for c in loaded.crds]
@@ -183,21 +190,16 @@ def _set_flags(ours: Mapping[str, Any]) -> list[str]:
     return args
 
 
-def _render_with_binary(
-    binary: str,
-    chart: ChartInput,
-    flags: ValueFlags,
-    ours: Mapping[str, Any],
-    release: str,
-    namespace: str,
-) -> Rendered:
+def _render_with_binary(binary: str, request: _Request) -> Rendered:
+    chart, flags = request.chart, request.flags
     with tempfile.TemporaryDirectory(prefix="meshlift-chart-") as scratch:
         path = chart.path
         if chart.data is not None:
             path = str(Path(scratch) / "chart.tgz")
             Path(path).write_bytes(chart.data)
         assert path is not None
-        command = [binary, "template", release, path, "--namespace", namespace, "--include-crds"]
+        options = ["--namespace", request.namespace, "--include-crds"]
+        command = [binary, "template", request.release, path, *options]
         for flag, given in (
             ("--values", flags.files),
             ("--set", flags.set),
@@ -206,7 +208,7 @@ def _render_with_binary(
         ):
             for value in given:
                 command += [flag, value]
-        command += _set_flags(ours)
+        command += _set_flags(request.ours)
         try:
             done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -231,9 +233,10 @@ def render_chart(
     The user's values follow Helm's precedence; a user value that contradicts one of ``ours``
     is an InputError, so is a value ``values.schema.json`` refuses (before anything is sent).
     """
+    request = _Request(chart, flags, ours, release, namespace)
     helm = _library()
     if helm is not None:
-        rendered = _render_with_library(helm, chart, flags, ours, release, namespace)
+        rendered = _render_with_library(helm, request)
     else:
         binary = shutil.which("helm")
         if binary is None:
@@ -241,6 +244,6 @@ def render_chart(
                 "cannot render the chart: the helm-python library does not load here and no"
                 " helm binary is on PATH; install one, or pass rendered YAML with --manifests"
             )
-        rendered = _render_with_binary(binary, chart, flags, ours, release, namespace)
+        rendered = _render_with_binary(binary, request)
     log.debug("rendered %s with %s", chart.where, rendered.renderer)
     return rendered

@@ -1,24 +1,21 @@
-"""Helm hooks: planned from the rendered objects (pure), then run at their phase on the cluster.
+"""Helm hooks planned from the rendered objects (pure); :mod:`deploy.hookrun` runs them.
 
 As ``helm install`` and ``helm uninstall`` do: an object annotated ``helm.sh/hook`` is never
-applied with the others; the hooks of a phase run one by one in ``helm.sh/hook-weight`` order
-(then kind, then name), a Job is waited for, and ``helm.sh/hook-delete-policy`` decides what is
-deleted (``before-hook-creation`` when none is given).
+applied with the others; the hooks of a phase run in ``helm.sh/hook-weight`` order (then kind,
+then name), and ``helm.sh/hook-delete-policy`` says what is deleted (``before-hook-creation``
+when none is given).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from deploy.cluster import Cluster
-from deploy.errors import HookFailed, ManifestError, WaitTimeout
+from deploy.errors import ManifestError
 from deploy.manifests import describe, dump_documents, parse_documents
 from deploy.order import rank
-from deploy.record import RECORD_NAME, Record
-from deploy.secret import SECRET_NAME
+from deploy.secret import is_registry_secret
 
 Obj = dict[str, Any]
 
@@ -40,7 +37,6 @@ PHASES = (
     "test",
 )
 DELETE_PHASES = ("pre-delete", "post-delete")
-_POLL = 0.2
 
 
 @dataclass(frozen=True)
@@ -151,92 +147,6 @@ def before_hooks(objects: Iterable[Obj]) -> tuple[list[Obj], list[Obj]]:
     early: list[Obj] = []
     rest: list[Obj] = []
     for obj in objects:
-        needed = obj["kind"] in ("CustomResourceDefinition", "Namespace") or (
-            obj["kind"] == "Secret" and obj["metadata"]["name"] == SECRET_NAME
-        )
+        needed = obj["kind"] in ("CustomResourceDefinition", "Namespace") or is_registry_secret(obj)
         (early if needed else rest).append(obj)
     return early, rest
-
-
-# --- running hooks on a cluster ---------------------------------------------------------------
-
-
-def install_phase(cluster: Cluster, namespace: str) -> str:
-    """``upgrade`` when meshlift's record is in ``namespace`` (a re-apply), else ``install``."""
-    return "upgrade" if cluster.get("v1", "ConfigMap", RECORD_NAME, namespace) else "install"
-
-
-def recorded_hooks(cluster: Cluster, namespace: str) -> list[Hook]:
-    """The delete hooks recorded in ``namespace``, our Secret's data read back into its hook."""
-    record = cluster.get("v1", "ConfigMap", RECORD_NAME, namespace)
-    if record is None:
-        return []
-    hooks = load_hooks(Record.from_configmap(record).hooks, f"the deploy record in {namespace}")
-    live = cluster.get("v1", "Secret", SECRET_NAME, namespace)
-    filled: list[Hook] = []
-    for hook in hooks:
-        obj = hook.obj
-        if obj["kind"] == "Secret" and obj["metadata"]["name"] == SECRET_NAME:
-            if live is None:
-                continue
-            obj = {**obj, "data": live.get("data") or {}}
-        filled.append(hook.with_obj(obj))
-    return filled
-
-
-def _job_state(obj: Obj) -> str | None:
-    """``Complete`` or ``Failed`` once a Job has finished, else None."""
-    for condition in (obj.get("status") or {}).get("conditions") or []:
-        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
-            return str(condition["type"])
-    return None
-
-
-def _failure(obj: Obj) -> str:
-    for condition in (obj.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Failed":
-            return str(condition.get("message") or condition.get("reason") or "failed")
-    return "failed"
-
-
-def _delete(cluster: Cluster, obj: Obj, deadline: float) -> bool:
-    """Delete ``obj`` and wait until it is gone; False if it did not exist."""
-    meta = obj["metadata"]
-    key = (obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
-    if not cluster.delete(*key):
-        return False
-    while cluster.get(*key) is not None:
-        if time.monotonic() > deadline:
-            raise WaitTimeout(f"timed out waiting for {describe(obj)} to be deleted")
-        time.sleep(_POLL)
-    return True
-
-
-def run_hooks(
-    cluster: Cluster,
-    hooks: Iterable[Hook],
-    phase: str,
-    deadline: float,
-    on_event: Callable[[str], None] = lambda _: None,
-) -> None:
-    """Run the hooks of ``phase``; a failed Job is a HookFailed naming it."""
-    ordered = for_phase(hooks, phase)
-    for hook in ordered:
-        what = describe(hook.obj)
-        if BEFORE_CREATION in hook.policies and _delete(cluster, hook.obj, deadline):
-            on_event(f"{phase} hook: deleted the previous {what}")
-        # A hook object is the release's own, made for this phase, as Helm makes it.
-        cluster.apply(hook.obj, force=True)
-        on_event(f"{phase} hook: created {what}")
-        if hook.obj["kind"] != "Job":
-            continue
-        done = cluster.wait_for(hook.obj, lambda o: _job_state(o) is not None, deadline)
-        if _job_state(done) == "Failed":
-            if FAILED in hook.policies:
-                _delete(cluster, hook.obj, deadline)
-                on_event(f"{phase} hook: deleted {what} ({FAILED})")
-            raise HookFailed(f"{phase} hook {what} failed: {_failure(done)}")
-        on_event(f"{phase} hook: {what} succeeded")
-    for hook in ordered:
-        if SUCCEEDED in hook.policies and _delete(cluster, hook.obj, deadline):
-            on_event(f"{phase} hook: deleted {describe(hook.obj)} ({SUCCEEDED})")

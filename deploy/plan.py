@@ -13,12 +13,19 @@ from deploy.chart import chart_from_flag, chart_from_lock
 from deploy.errors import InputError, PublicImagesLeft
 from deploy.helm import ValueFlags, render_chart
 from deploy.hooks import DELETE_PHASES, Hook, dump_hooks, split_hooks
+from deploy.labels import MESH_LABELS, SECRET_NAME
 from deploy.order import apply_order
 from deploy.record import Record, kinds_of
 from deploy.rewrite import ImageRules, ImageUse, add_pull_secret, disallowed_images, rewrite_object
-from deploy.secret import MESH_LABELS, SECRET_NAME, redact_secret, registry_secret
-from mirror.image.lock import Lock, LockEntry, load_lock, resolve_lock_path
-from mirror.image.reference import Reference, RegistryServer, parse_reference, parse_registry_server
+from deploy.secret import is_registry_secret, redact_secret, registry_secret
+from mirror.image.lock import ENVIRONMENTS, Lock, LockEntry, load_lock, resolve_lock_path
+from mirror.image.reference import (
+    TAG_PATTERN,
+    Reference,
+    RegistryServer,
+    parse_reference,
+    parse_registry_server,
+)
 from mirror.net.credentials import Credentials
 from mirror.net.hosts import HostOptions
 
@@ -26,14 +33,12 @@ Obj = dict[str, Any]
 
 DEFAULT_IMAGE_TAG = "2.0.0"
 DEFAULT_NAMESPACE = "nginx-mesh"
-ENVIRONMENTS = ("kubernetes", "openshift")
 RELEASE = "nginx-mesh"
 PLACEHOLDER_USERNAME = "meshlift"
 PLACEHOLDER_PASSWORD = "replaced-by-meshlift"  # our Secret replaces it
 NO_VALUES = ValueFlags()
 DEFAULT_HOSTS = HostOptions()
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ class Settings:
         """Validate flag values; each problem is an InputError naming the flag."""
         server = parse_registry_server(registry_server)
         check_namespace(namespace)
-        if not _TAG.match(image_tag):
+        if not TAG_PATTERN.fullmatch(image_tag):
             raise InputError(f"invalid --image-tag {image_tag!r}")
         if environment not in ENVIRONMENTS:
             raise InputError(f"invalid --environment {environment!r}")
@@ -117,10 +122,6 @@ def _labelled(obj: Obj, namespace: str) -> Obj:
     return obj
 
 
-def _is_pull_secret(obj: Obj) -> bool:
-    return bool(obj["kind"] == "Secret" and obj["metadata"]["name"] == SECRET_NAME)
-
-
 def _as_hook(secret: Obj, hook: Obj) -> Obj:
     """Our Secret carrying the hook annotations of the chart's Secret it replaces."""
     annotations = {
@@ -149,11 +150,11 @@ def build_plan(
     secret = None
     if settings.credentials is not None:
         secret = registry_secret(settings.registry_server, settings.credentials, settings.namespace)
-        ordinary = [o for o in ordinary if not _is_pull_secret(o)]
+        ordinary = [o for o in ordinary if not is_registry_secret(o)]
     uses: list[ImageUse] = []
 
     def prepare(obj: Obj) -> Obj:
-        if secret is not None and _is_pull_secret(obj):
+        if secret is not None and is_registry_secret(obj):
             return _as_hook(secret, obj)
         new, found = rewrite_object(obj, rules)
         uses.extend(found)

@@ -11,18 +11,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from deploy.apply import apply_object
 from deploy.cluster import Cluster
 from deploy.errors import ClusterError, DeployError
+from deploy.labels import (
+    INJECT_ENABLED,
+    INJECT_LABEL,
+    INJECT_SELECTOR,
+    PULL_SECRET_LABEL,
+    SECRET_NAME,
+)
 from deploy.rewrite import containers, pod_specs
-from deploy.secret import SECRET_NAME
 
 Obj = dict[str, Any]
 
-INJECT_LABEL = "injector.nsm.nginx.com/auto-inject"
-INJECT_ENABLED = "enabled"
 SIDECAR_CONTAINER = "nginx-mesh-sidecar"
-# On a service account whose imagePullSecrets entry propagate added.
-PULL_SECRET_LABEL = "meshlift/added-pull-secret"
 DEFAULT_SERVICE_ACCOUNT = "default"
 
 
@@ -40,9 +43,7 @@ def injected_namespaces(cluster: Cluster, mesh_namespace: str) -> list[str]:
     """Namespaces labelled for automatic injection, or running pods with the mesh sidecar."""
     found = {
         ns["metadata"]["name"]
-        for ns in cluster.list_objects(
-            "v1", "Namespace", label_selector=f"{INJECT_LABEL}={INJECT_ENABLED}"
-        )
+        for ns in cluster.list_objects("v1", "Namespace", label_selector=INJECT_SELECTOR)
     }
     for pod in cluster.list_objects("v1", "Pod"):
         if any(c.get("name") == SIDECAR_CONTAINER for s in pod_specs(pod) for c in containers(s)):
@@ -88,29 +89,18 @@ def _add_pull_secret(account: Obj) -> bool:
 
 
 def _add_to_default_account(cluster: Cluster, namespace: str) -> str:
-    if cluster.get("v1", "ServiceAccount", DEFAULT_SERVICE_ACCOUNT, namespace) is None:
-        # The service account controller has not made it yet: make it as it would.
-        try:
-            cluster.create(
-                {
-                    "apiVersion": "v1",
-                    "kind": "ServiceAccount",
-                    "metadata": {
-                        "name": DEFAULT_SERVICE_ACCOUNT,
-                        "namespace": namespace,
-                        "labels": {PULL_SECRET_LABEL: SECRET_NAME},
-                    },
-                    "imagePullSecrets": [{"name": SECRET_NAME}],
-                }
-            )
-            return "added"
-        except ClusterError as exc:
-            if exc.status != 409:  # 409: the controller was quicker; update its account
-                raise
-    changed = cluster.update(
-        "v1", "ServiceAccount", DEFAULT_SERVICE_ACCOUNT, namespace, _add_pull_secret
-    )
-    return "added" if changed else "present"
+    # Made as the service account controller would, where it has not made it yet.
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": DEFAULT_SERVICE_ACCOUNT,
+            "namespace": namespace,
+            "labels": {PULL_SECRET_LABEL: SECRET_NAME},
+        },
+        "imagePullSecrets": [{"name": SECRET_NAME}],
+    }
+    return "added" if cluster.create_or_update(account, _add_pull_secret) else "present"
 
 
 def propagate_to(cluster: Cluster, secret: Obj, namespace: str) -> Propagated:
@@ -118,8 +108,6 @@ def propagate_to(cluster: Cluster, secret: Obj, namespace: str) -> Propagated:
 
     A failure in this one namespace is returned, not raised, so the others still get theirs.
     """
-    from deploy.apply import apply_object
-
     try:
         if cluster.get("v1", "Namespace", namespace) is None:
             return Propagated(namespace, error="no such namespace")

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from deploy.secret import MESH_LABELS
+from deploy.labels import MESH_LABELS
 
 Obj = dict[str, Any]
 
@@ -86,6 +86,11 @@ class Record:
             kinds=tuple(sorted(set(kinds))),
             hooks=str(data.get("hooks", "")),
         )
+
+
+def tracked_kinds(record: Record | None) -> tuple[tuple[str, str], ...]:
+    """The kinds ``record`` lists; without a record, those NGINX Service Mesh's chart renders."""
+    return MESH_KINDS if record is None else record.kinds
 
 
 def kinds_of(objects: Iterable[Obj]) -> tuple[tuple[str, str], ...]:

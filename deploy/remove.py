@@ -14,28 +14,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploy.apply import CREATED_ANNOTATION, CREATED_BY
 from deploy.cluster import Cluster
 from deploy.errors import ClusterError
-from deploy.hooks import recorded_hooks, run_hooks
+from deploy.hookrun import recorded_hooks, run_hooks
+from deploy.labels import (
+    ACCOUNT_SECRET_ANNOTATION,
+    MESH_LABELS,
+    MESH_SELECTOR,
+    PULL_SECRET_LABEL,
+    SECRET_NAME,
+    SECRET_SELECTOR,
+    created_by_us,
+)
 from deploy.manifests import describe
 from deploy.order import rank
-from deploy.propagate import PULL_SECRET_LABEL
-from deploy.record import MESH_KINDS, RECORD_NAME, Record
-from deploy.secret import (
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-    MESH_LABELS,
-    PART_OF,
-    PART_OF_LABEL,
-    SECRET_NAME,
-    USAGE_LABEL,
-)
+from deploy.record import RECORD_NAME, Record, tracked_kinds
 
 Obj = dict[str, Any]
 
-MESH_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY},{PART_OF_LABEL}={PART_OF}"
-SECRET_SELECTOR = f"{USAGE_LABEL}={SECRET_NAME}"
 # Kinds the cluster itself keeps in a namespace; they never keep a namespace alive.
 CLUSTER_MADE_KINDS = frozenset(
     {"Event", "Endpoints", "EndpointSlice", "Lease", "PodMetrics", "ControllerRevision"}
@@ -54,8 +50,6 @@ _CLUSTER_MADE_OBJECTS = frozenset(
         ("RoleBinding", "system:deployers"),
     }
 )
-# Secrets the platform makes for a service account (token, OpenShift's dockercfg).
-_ACCOUNT_SECRET_ANNOTATION = "kubernetes.io/service-account.name"
 
 
 @dataclass
@@ -65,14 +59,6 @@ class Removal:
     deleted: list[str] = field(default_factory=list)
     cleaned: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
-
-
-def tracked_kinds(cluster: Cluster, namespace: str) -> tuple[tuple[str, str], ...]:
-    """The kinds the record lists; without a record, those NGINX Service Mesh's chart renders."""
-    record = cluster.get("v1", "ConfigMap", RECORD_NAME, namespace)
-    if record is not None:
-        return Record.from_configmap(record).kinds
-    return MESH_KINDS
 
 
 def _made_by_others(obj: Obj, claims: frozenset[str] = frozenset()) -> bool:
@@ -89,7 +75,7 @@ def _made_by_others(obj: Obj, claims: frozenset[str] = frozenset()) -> bool:
         or meta.get("ownerReferences")
         or meta.get("deletionTimestamp")
         or (kind, meta.get("name")) in _CLUSTER_MADE_OBJECTS
-        or (kind == "Secret" and _ACCOUNT_SECRET_ANNOTATION in (meta.get("annotations") or {}))
+        or (kind == "Secret" and ACCOUNT_SECRET_ANNOTATION in (meta.get("annotations") or {}))
         or (kind == "Secret" and obj.get("type") == "kubernetes.io/service-account-token")
         or (kind == "PersistentVolumeClaim" and _is_claim(str(meta.get("name")), claims))
     )
@@ -177,8 +163,9 @@ def remove_mesh(
             removal.deleted.append(describe(obj))
             on_deleted(describe(obj))
 
+    found = cluster.get("v1", "ConfigMap", RECORD_NAME, namespace)
     owned: list[Obj] = []
-    for api_version, kind in tracked_kinds(cluster, namespace):
+    for api_version, kind in tracked_kinds(Record.from_configmap(found) if found else None):
         if kind in ("Namespace", "Secret") or not cluster.serves(api_version, kind):
             continue
         owned.extend(cluster.list_objects(api_version, kind, label_selector=MESH_SELECTOR))
@@ -220,7 +207,7 @@ def _remove_namespace(
     if found["metadata"].get("deletionTimestamp"):
         removal.kept.append(f"Namespace {namespace}: being deleted already")
         return
-    created = (found["metadata"].get("annotations") or {}).get(CREATED_ANNOTATION) == CREATED_BY
+    created = created_by_us(found)
     left = objects_left(cluster, namespace, claims)
     if created and not left:
         deleted(found)

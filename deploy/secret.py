@@ -7,18 +7,11 @@ import copy
 import json
 from typing import Any
 
+from deploy.labels import SECRET_LABELS, SECRET_NAME
 from mirror.net.credentials import Credentials
 
-SECRET_NAME = "nginx-mesh-registry-key"
 SECRET_TYPE = "kubernetes.io/dockerconfigjson"
 DOCKERCONFIGJSON_KEY = ".dockerconfigjson"
-USAGE_LABEL = "usage"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-PART_OF_LABEL = "app.kubernetes.io/part-of"
-MANAGED_BY = "meshlift"
-PART_OF = "nginx-service-mesh"
-MESH_LABELS = {PART_OF_LABEL: PART_OF, MANAGED_BY_LABEL: MANAGED_BY}
-SECRET_LABELS = {USAGE_LABEL: SECRET_NAME, **MESH_LABELS}
 REDACTED = "<redacted>"
 
 # Go's encoding/json escapes these inside strings; kubectl's output is made by it.
@@ -76,3 +69,8 @@ def redact_secret(obj: dict[str, Any]) -> dict[str, Any]:
         if isinstance(values, dict):
             redacted[field] = dict.fromkeys(values, REDACTED)
     return redacted
+
+
+def is_registry_secret(obj: dict[str, Any]) -> bool:
+    """Whether ``obj`` is a Secret by the name of ours (the chart's, or ours itself)."""
+    return bool(obj["kind"] == "Secret" and obj["metadata"]["name"] == SECRET_NAME)

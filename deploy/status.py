@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 from deploy.cluster import Cluster
 from deploy.errors import InputError
+from deploy.labels import MESH_SELECTOR, SECRET_SELECTOR
 from deploy.manifests import describe
 from deploy.order import rank
-from deploy.record import RECORD_NAME, Record
-from deploy.remove import MESH_SELECTOR, SECRET_SELECTOR, tracked_kinds
+from deploy.record import RECORD_NAME, Record, tracked_kinds
 from deploy.rewrite import ImageUse, image_uses, is_under_registry
 from deploy.rollout import ROLLOUT_KINDS, rollout_state
 from mirror.errors import InvalidReference
@@ -57,7 +57,7 @@ def mesh_status(cluster: Cluster, namespace: str) -> MeshStatus:
         except InvalidReference as exc:
             raise InputError(f"the deploy record in {namespace} is damaged: {exc}") from None
     owned = []
-    for api_version, kind in tracked_kinds(cluster, namespace):
+    for api_version, kind in tracked_kinds(record):
         if cluster.serves(api_version, kind):
             owned.extend(cluster.list_objects(api_version, kind, label_selector=MESH_SELECTOR))
     for obj in sorted(owned, key=rank):

@@ -12,7 +12,7 @@ from typing import Any
 
 from click.testing import CliRunner, Result
 
-from deploy.cli import cli
+from deploy.cli.app import cli
 from tests.fakekube.fixtures import KubeUnderTest
 
 R = "reg.example:5000"

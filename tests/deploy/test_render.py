@@ -95,3 +95,9 @@ def test_bad_timeout_is_a_usage_error() -> None:
     result = run_deploy("render", "--registry-server", R, "--timeout", "soon", "-o", "-")
     assert result.exit_code == 2
     assert "invalid duration 'soon'" in result.stderr
+
+
+def test_a_tag_with_a_letter_outside_ascii_is_refused_before_anything_is_rendered() -> None:
+    args = ["render", "--registry-server", R, "--chart", MINI_MESH, "-o", "-"]
+    result = run_deploy(*args, "--image-tag", "2.0.0é")
+    assert one_line_error(result, 2) == "Error: invalid --image-tag '2.0.0é'"
