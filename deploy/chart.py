@@ -15,15 +15,12 @@ from deploy.helm import ChartInput
 from mirror.errors import DigestMismatch, InvalidReference
 from mirror.image.digest import sha256_digest
 from mirror.image.lock import ChartEntry
+from mirror.image.mediatypes import HELM_CHART_LAYER, HELM_CONFIG
 from mirror.image.reference import Reference, RegistryServer, flatten_destination, parse_reference
-from mirror.net.auth import CredentialStore
-from mirror.net.client import RegistryClient
 from mirror.net.credentials import Credentials
 from mirror.net.hosts import HostOptions
-from mirror.transports.registry import RegistryTransport
+from mirror.run import PrivateRegistry, open_registries
 
-HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
-HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 MAX_CHART_BYTES = 64 * 1024 * 1024
 OCI_SCHEME = "oci://"
 
@@ -40,9 +37,7 @@ def pull_chart(
     The deploy credentials are used for ``server``'s host; other hosts use the usual sources.
     ``digest``: the layer digest the lock expects.
     """
-    explicit = {server.host: credentials} if credentials else {}
-    client = RegistryClient(hosts, CredentialStore(explicit, hosts.auth_file))
-    with RegistryTransport(client) as transport:
+    with open_registries(hosts, PrivateRegistry(server, credentials)) as transport:
         if transport.head_manifest(ref) is None:
             return None
         manifest = transport.get_manifest(ref, None)

@@ -53,13 +53,9 @@ def check_signatures(
 def _registry(
     server: RegistryServer, credentials: Credentials | None, hosts: HostOptions
 ) -> Iterator[RegistryTransport]:
-    from mirror.net.auth import CredentialStore
-    from mirror.net.client import RegistryClient
-    from mirror.transports.registry import RegistryTransport
+    from mirror.run import PrivateRegistry, open_registries
 
-    explicit = {server.host: credentials} if credentials else {}
-    client = RegistryClient(hosts, CredentialStore(explicit, hosts.auth_file))
-    with RegistryTransport(client) as transport:
+    with open_registries(hosts, PrivateRegistry(server, credentials)) as transport:
         yield transport
 
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -111,6 +109,8 @@ class Lock:
 
 def embedded_lock_text() -> str:
     """The lock shipped inside the package (NGINX Service Mesh 2.0.0)."""
+    from importlib import resources
+
     return resources.files("mirror").joinpath(LOCK_FILE).read_text(encoding="utf-8")
 
 
@@ -135,6 +135,8 @@ def load_lock(path: str | None) -> Lock:
 
 def parse_lock(text: str, path: str) -> Lock:
     """Parse lock text; every problem is a LockError naming file, entry and reason."""
+    import tomllib
+
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
