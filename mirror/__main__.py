@@ -1,3 +1,5 @@
+"""``python -m mirror``: the mirror command line."""
+
 from mirror.cli.app import main
 
 main()
