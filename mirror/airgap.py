@@ -24,7 +24,7 @@ from mirror.image import mediatypes
 from mirror.image.helmchart import chart_layer
 from mirror.image.lock import LOCK_FILE, ChartEntry, Lock, LockEntry, parse_lock, render_lock
 from mirror.image.manifest import Descriptor, Platform
-from mirror.image.reference import RegistryServer, flatten_destination
+from mirror.image.reference import RegistryServer
 from mirror.net.hosts import HostOptions
 from mirror.report import ImageResult, Report
 from mirror.run import (
@@ -235,10 +235,9 @@ def plan_load(
             refused[job] = f"the archive holds {digest}, {trusted.path} says {pin}"
     trusted_charts = {c.source: c for c in trusted.charts} if trusted else {}
     chart_jobs = []
-    for chart in charts:
+    for planned_job, chart in plan_chart_jobs(charts, server).items():
         found = layout.find(chart.source)
-        destination = flatten_destination(chart.source, server) if server else chart.source
-        job = CopyJob(chart.source, destination, found.descriptor.digest if found else None)
+        job = replace(planned_job, locked_digest=found.descriptor.digest if found else None)
         chart_jobs.append(job)
         why = "not in the archive" if found is None else _chart_mismatch(layout, found, chart)
         if found is not None and not why and trusted is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -81,6 +80,8 @@ def print_verification(report: Report) -> None:
 def print_listing(rows: list[dict[str, Any]], output: str) -> None:
     """The rows of ``list``: JSON, or a table as wide as a pipe needs."""
     if output == "json":
+        import json
+
         click.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
@@ -104,6 +105,7 @@ def print_listing(rows: list[dict[str, Any]], output: str) -> None:
 def print_contents(contents: ArchiveContents, output: str) -> None:
     """What ``inspect`` found in an archive: JSON, or a headline and one line per image."""
     if output == "json":
+        import json
         from dataclasses import asdict
 
         delta = contents.delta.as_json() if contents.delta else None

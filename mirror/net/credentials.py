@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TextIO
 
 from mirror.errors import InputError
@@ -40,8 +38,11 @@ def read_password_stdin(stream: TextIO) -> str:
 
 def read_gke_key(path: str) -> Credentials:
     """Credentials for a GKE JSON key file: user ``_json_key``, password the file's text."""
+    import json  # here, not at every command's start-up
+
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8"
         raise InputError(f"--registry-key {path}: cannot read: {reason}") from None
