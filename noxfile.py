@@ -11,8 +11,10 @@ PACKAGES = ["mirror", "deploy"]
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole suite against real registries, skopeo, dockerd and the fake API server."""
-    session.install("-e", ".[test]")
+    """The import contracts, then the whole suite against real registries, skopeo, dockerd and
+    the fake API server."""
+    session.install("-e", ".[test]", "import-linter")
+    session.run("lint-imports")
     session.run("pytest", "-n", "2", "--dist", "loadfile", *session.posargs)
 
 
