@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from mirror.cli.console import exits_on_errors
 from mirror.cli.options import (
     Duration,
     compose_options,
     credentials_from,
-    exits_on_errors,
     lock_option,
     registry_credential_options,
 )

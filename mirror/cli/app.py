@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import sys
 
-import click
-
 from mirror.cli.airgapcmds import inspect_command, inventory, load, save
+from mirror.cli.console import command_group, run_console
 from mirror.cli.copycmds import list_command, lock_command, sync, verify
-from mirror.cli.options import enable_debug, run_console
 from mirror.errors import MirrorError
 
 # httpx imports its own command-line client (and rich's syntax highlighting with it) unless
@@ -16,14 +14,9 @@ from mirror.errors import MirrorError
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
-@click.version_option(package_name="meshlift")
-def cli(debug: bool) -> None:
-    """Mirror NGINX Service Mesh images into a private registry, or across an air gap."""
-    if debug:
-        enable_debug()
-
+cli = command_group(
+    "Mirror NGINX Service Mesh images into a private registry, or across an air gap."
+)
 
 for _command in (list_command, sync, verify, lock_command, save, load, inspect_command, inventory):
     cli.add_command(_command)

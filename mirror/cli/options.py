@@ -1,12 +1,9 @@
-"""Command-line plumbing shared by ``mirror`` and ``deploy``: credential flags, error exits."""
+"""The options of ``mirror`` (each declared once), and the credential flags ``deploy`` shares."""
 
 from __future__ import annotations
 
-import functools
-import os
-import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -103,64 +100,6 @@ def credentials_from(params: dict[str, Any]) -> Credentials | None:
         bool(params.pop("registry_password_stdin", False)),
         params.pop("registry_key", None),
     )
-
-
-def enable_debug() -> None:
-    """``--debug``: debug logs on stderr, and tracebacks instead of one-line errors."""
-    import logging
-
-    os.environ["MESHLIFT_DEBUG"] = "1"
-    logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpcore", "hpack"):
-        logging.getLogger(noisy).setLevel(logging.INFO)
-
-
-def fail(message: str, exit_code: int) -> NoReturn:
-    """Print one line on stderr and exit."""
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(exit_code)
-
-
-def exits_on_errors(*handled: type[BaseException]) -> Callable[[F], F]:
-    """Turn ``handled`` errors (which carry ``exit_code``) into one stderr line and that code.
-
-    With ``--debug`` or ``MESHLIFT_DEBUG=1`` the traceback is shown as well.
-    """
-
-    def decorate(func: F) -> F:
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return func(*args, **kwargs)
-            except handled as exc:
-                if os.environ.get("MESHLIFT_DEBUG") == "1":
-                    raise
-                fail(str(exc), int(getattr(exc, "exit_code", 1)))
-            except KeyboardInterrupt:
-                fail("interrupted", 130)
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
-
-
-def run_console(group: click.Group, *handled: type[BaseException]) -> None:
-    """Run ``group`` as a console entry point: usage errors exit 2, ^C 130, ``handled`` errors
-    with their own code."""
-
-    @exits_on_errors(*handled)
-    def run() -> None:
-        group.main(standalone_mode=False)
-
-    try:
-        run()
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2)
-    except click.exceptions.Abort:
-        sys.exit(130)
 
 
 def registry_server_option(

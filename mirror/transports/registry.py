@@ -7,7 +7,6 @@ import contextlib
 import logging
 import re
 from collections.abc import Iterable, Iterator
-from types import TracebackType
 
 import httpx
 
@@ -72,12 +71,7 @@ class RegistryTransport:
     def __enter__(self) -> RegistryTransport:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.client.close()
 
     def ping(self, refs: Iterable[Reference]) -> None:
