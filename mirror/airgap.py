@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mirror.attachments import attachment_of
 from mirror.chart import ChartCopier, chart_source, copy_with_charts, plan_chart_jobs
-from mirror.copy import CopyOptions, ImageCopier
+from mirror.copy import ImageCopier
 from mirror.delta import DeltaContents, Holdings, delta_copier, read_delta, writer_for
 from mirror.errors import ArchiveError, MirrorError
 from mirror.image import mediatypes
@@ -30,6 +30,7 @@ from mirror.report import ImageResult, Report
 from mirror.run import (
     CopyEvents,
     CopyJob,
+    CopyOptions,
     PrivateRegistry,
     Selection,
     open_registries,

@@ -10,9 +10,8 @@ attachment is copied as an image of its own, under the same tag, with its digest
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from mirror.errors import DigestMismatch, MirrorError
 from mirror.image import mediatypes
@@ -29,11 +28,8 @@ from mirror.image.signature import (
 from mirror.manifestcache import ManifestCache, default_cache_dir
 from mirror.net.retry import Cancellation
 from mirror.report import ImageResult
-from mirror.transports.base import ImageSource, ReferrerSource
-
-if TYPE_CHECKING:
-    from mirror.copy import ImageCopier
-    from mirror.run import CopyJob
+from mirror.run import Copier, CopyJob, CopyOptions, run_parallel
+from mirror.transports.base import ImageDestination, ImageSource, ReferrerSource
 
 #: Cosign's tag suffixes and the report counter each one adds to.
 COSIGN_TAGS = (("sig", "signatures"), ("att", "attestations"), ("sbom", "sboms"))
@@ -84,22 +80,6 @@ class Attachment:
     by_api: bool = False
 
 
-class NoEvents:
-    """Copy events nobody shows: attachments are covered by their image's progress line."""
-
-    def started(self, job: CopyJob) -> None:
-        """Nothing to show."""
-
-    def sized(self, job: CopyJob, total: int) -> None:
-        """Nothing to show."""
-
-    def advanced(self, job: CopyJob, nbytes: int) -> None:
-        """Nothing to show."""
-
-    def finished(self, job: CopyJob, result: ImageResult) -> None:
-        """Nothing to show."""
-
-
 class AttachmentReader:
     """Finds an image's attachments in a source and checks its signatures there."""
 
@@ -124,7 +104,6 @@ class AttachmentReader:
     ) -> list[Attachment]:
         """Every attachment of ``subjects`` in ``source``'s repository, with where each goes in
         ``destination``'s."""
-        from mirror.run import run_parallel
 
         def look(probe: tuple[str, str, str]) -> Attachment | None:
             subject, suffix, kind = probe
@@ -241,24 +220,24 @@ class AttachmentReader:
 class AttachmentCopier:
     """Copies an image's attachments with it, after checking its signature when asked to."""
 
-    def __init__(self, copier: ImageCopier) -> None:
-        self.image_copier = copier
-        self.source, self.destination = copier.source, copier.destination
-        self.options = copier.options
-        self.reader = AttachmentReader(copier.source, copier.options.cancel)
-        self._quiet: ImageCopier | None = None
+    def __init__(
+        self,
+        source: ImageSource,
+        destination: ImageDestination,
+        options: CopyOptions,
+        quiet: Callable[[], Copier],
+    ) -> None:
+        self.source, self.destination, self.options = source, destination, options
+        self.reader = AttachmentReader(source, options.cancel)
+        self._make_quiet = quiet
+        self._quiet: Copier | None = None
 
     @property
-    def copier(self) -> ImageCopier:
-        """The copier of attachments: silent, looking for no attachments of its own."""
+    def copier(self) -> Copier:
+        """The copier of attachments (``quiet`` makes it): silent, looking for no attachments
+        of its own."""
         if self._quiet is None:
-            from mirror.copy import ImageCopier
-
-            parent = self.image_copier
-            options = replace(parent.options, attachments=False, verify_keys=())
-            self._quiet = ImageCopier(
-                self.source, self.destination, NoEvents(), options, parent.ledger
-            )
+            self._quiet = self._make_quiet()
         return self._quiet
 
     def _keys(self, job: CopyJob) -> tuple[VerifyKey, ...]:
@@ -311,8 +290,6 @@ class AttachmentCopier:
             setattr(result, att.kind, getattr(result, att.kind) + amount)
 
     def _copy(self, job: CopyJob, source: Reference, digest: str, result: ImageResult) -> None:
-        from mirror.run import CopyJob
-
         target = Reference(job.destination.registry, job.destination.repository, source.tag)
         if source.tag is None:
             target = _pinned(target, digest)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 from mirror.attachments import AttachmentCopier
 from mirror.errors import (
@@ -32,26 +32,20 @@ from mirror.image.manifest import (
     platform_matches,
 )
 from mirror.image.reference import Reference
-from mirror.image.signature import VerifyKey
-from mirror.net.retry import Cancellation, RetryPolicy, retries_reported_to, retrying
+from mirror.net.retry import retries_reported_to, retrying
 from mirror.report import ImageResult
-from mirror.run import BLOB_WORKERS, DEFAULT_JOBS, CopyEvents, CopyJob, guarded, run_parallel
+from mirror.run import (
+    BLOB_WORKERS,
+    CopyEvents,
+    CopyJob,
+    CopyOptions,
+    NoEvents,
+    guarded,
+    run_parallel,
+)
 from mirror.transports.base import ImageDestination, ImageSource
 
 _SKIPPED_LAYER_HINTS = ("foreign", "nondistributable")
-
-
-@dataclass
-class CopyOptions:
-    """Run-wide settings of the copy."""
-
-    frozen: bool = False
-    dry_run: bool = False
-    policy: RetryPolicy = field(default_factory=RetryPolicy.from_env)
-    cancel: Cancellation = field(default_factory=Cancellation)
-    attachments: bool = True
-    verify_keys: tuple[VerifyKey, ...] = ()
-    jobs: int = DEFAULT_JOBS
 
 
 class BlobLedger:
@@ -129,7 +123,12 @@ class ImageCopier:
         self.options = options
         self.ledger = ledger or BlobLedger()
         self._tally = threading.Lock()
-        self.attachments = AttachmentCopier(self)
+        self.attachments = AttachmentCopier(source, destination, options, self._quiet)
+
+    def _quiet(self) -> ImageCopier:
+        """A copier for attachments: silent, looking for none of its own, same blob ledger."""
+        options = replace(self.options, attachments=False, verify_keys=())
+        return ImageCopier(self.source, self.destination, NoEvents(), options, self.ledger)
 
     def _count(self, result: ImageResult, **amounts: int) -> None:
         """Add to the result's counters (blob threads of one image count concurrently)."""

@@ -24,13 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from mirror.airgap import LoadPlan, SaveTarget, write_layout
-from mirror.copy import (
-    CopyOptions,
-    check_drift,
-    config_platform_of,
-    platform_refusal,
-    skip_for_platform,
-)
+from mirror.copy import check_drift, config_platform_of, platform_refusal, skip_for_platform
 from mirror.errors import InputError, MirrorError, NotFound, RegistryError
 from mirror.image.lock import LockEntry
 from mirror.image.manifest import Manifest, Platform, platform_matches
@@ -42,6 +36,7 @@ from mirror.report import ImageResult, Report
 from mirror.run import (
     CopyEvents,
     CopyJob,
+    CopyOptions,
     PrivateRegistry,
     Selection,
     credential_store,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mirror.copy import BlobLedger, CopyOptions, ImageCopier
+from mirror.copy import BlobLedger, ImageCopier
 from mirror.errors import ArchiveError, InputError, MirrorError
 from mirror.image import mediatypes
 from mirror.image.digest import sha256_digest, validate_digest
@@ -29,6 +29,7 @@ from mirror.run import (
     DEFAULT_JOBS,
     CopyEvents,
     CopyJob,
+    CopyOptions,
     PrivateRegistry,
     open_registries,
     run_parallel,

@@ -8,7 +8,7 @@ import contextvars
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from mirror.errors import InputError, Interrupted, MirrorError
@@ -72,6 +72,35 @@ class Copier(Protocol):
 
     def copy(self, job: CopyJob) -> ImageResult:
         """Copy ``job``; every failure but an interrupt is caught into the result."""
+
+
+@dataclass
+class CopyOptions:
+    """Run-wide settings of the copy."""
+
+    frozen: bool = False
+    dry_run: bool = False
+    policy: RetryPolicy = field(default_factory=RetryPolicy.from_env)
+    cancel: Cancellation = field(default_factory=Cancellation)
+    attachments: bool = True
+    verify_keys: tuple[VerifyKey, ...] = ()
+    jobs: int = DEFAULT_JOBS
+
+
+class NoEvents:
+    """Copy events nobody shows (an attachment is covered by its image's progress line)."""
+
+    def started(self, job: CopyJob) -> None:
+        """Nothing to show."""
+
+    def sized(self, job: CopyJob, total: int) -> None:
+        """Nothing to show."""
+
+    def advanced(self, job: CopyJob, nbytes: int) -> None:
+        """Nothing to show."""
+
+    def finished(self, job: CopyJob, result: ImageResult) -> None:
+        """Nothing to show."""
 
 
 @dataclass(frozen=True)

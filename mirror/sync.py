@@ -12,7 +12,7 @@ from mirror.chart import (
     copy_with_charts,
     plan_chart_jobs,
 )
-from mirror.copy import CopyOptions, ImageCopier
+from mirror.copy import ImageCopier
 from mirror.errors import NotFound
 from mirror.image.lock import ChartEntry, LockEntry
 from mirror.net.hosts import HostOptions
@@ -21,6 +21,7 @@ from mirror.report import Report
 from mirror.run import (
     DEFAULT_JOBS,
     CopyEvents,
+    CopyOptions,
     PrivateRegistry,
     Selection,
     open_registries,

@@ -7,12 +7,13 @@ import time
 
 from mirror.attachments import AttachmentReader
 from mirror.chart import chart_source, plan_chart_jobs, verify_chart
-from mirror.copy import CopyOptions, select_platforms
+from mirror.copy import select_platforms
 from mirror.errors import MirrorError, NotFound
 from mirror.net.hosts import HostOptions
 from mirror.report import ImageResult, Report
 from mirror.run import (
     CopyJob,
+    CopyOptions,
     PrivateRegistry,
     Selection,
     open_registries,

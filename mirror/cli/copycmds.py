@@ -178,9 +178,8 @@ _options_from_environment(sync)
 @no_attachments_option
 def verify(**params: Any) -> None:
     """Check every locked image and chart is in --registry-server with the right digest."""
-    from mirror.copy import CopyOptions
     from mirror.net.retry import Cancellation
-    from mirror.run import Selection
+    from mirror.run import CopyOptions, Selection
     from mirror.verify import verify as run_verify
 
     destination = destination_from(params)

@@ -79,7 +79,7 @@ def _copy_once(
 ) -> Report:
     """One run with the progress display ``--quiet``/``--output`` ask for."""
     from mirror.cli.progress import choose_progress
-    from mirror.copy import CopyOptions
+    from mirror.run import CopyOptions
 
     quiet = quiet or (output == "json" and not sys.stderr.isatty())
     progress = choose_progress(quiet, count)
