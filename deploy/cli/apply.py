@@ -1,4 +1,4 @@
-"""``deploy apply``: preflight, then the plan sent to the cluster with hooks and rollouts shown."""
+"""``deploy apply``: install or upgrade the Helm release, every image from the registry."""
 
 from __future__ import annotations
 
@@ -6,16 +6,26 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from deploy.cli.options import connect, handled, hosts_from, plan_from, plan_options
-from deploy.cli.progress import RolloutProgress
+from deploy.cli.options import (
+    connect,
+    handled,
+    hosts_from,
+    plan_from,
+    plan_options,
+    releases_from,
+    settings_from,
+    timeout_option,
+)
+from deploy.cli.progress import ReleaseProgress
 from deploy.cli.render import print_plan
 
 if TYPE_CHECKING:
-    from deploy.plan import Plan
+    from deploy.chart.settings import Settings
+    from deploy.postrender.plan import Plan
 
 
 def _preflight(plan: Plan, params: dict[str, Any]) -> None:
-    from deploy.preflight import (
+    from deploy.release.preflight import (
         check_images,
         check_signatures,
         registry_lookup,
@@ -40,8 +50,27 @@ def _preflight(plan: Plan, params: dict[str, Any]) -> None:
         click.echo(f"preflight: all {len(ours)} images in {settings.server} are signed", err=True)
 
 
+def _kept_credentials(settings: Settings, stored: dict[str, Any]) -> Settings:
+    """An upgrade without credential flags keeps the release's, as nginx-meshctl upgrade."""
+    import dataclasses
+
+    from mirror.net.credentials import GKE_KEY_USERNAME, Credentials
+
+    registry = stored.get("registry") or {}
+    if settings.credentials is not None:
+        return settings
+    if registry.get("key"):
+        kept = Credentials(GKE_KEY_USERNAME, str(registry["key"]))
+    elif registry.get("username") and registry.get("password"):
+        kept = Credentials(str(registry["username"]), str(registry["password"]))
+    else:
+        return settings
+    return dataclasses.replace(settings, credentials=kept)
+
+
 @click.command()
 @plan_options
+@timeout_option
 @click.option(
     "--verify-key",
     "verify_keys",
@@ -50,48 +79,59 @@ def _preflight(plan: Plan, params: dict[str, Any]) -> None:
     help="Preflight: every image in --registry-server must carry a cosign signature that"
     " verifies under this public key (repeatable: any of them).",
 )
+@click.option(
+    "--reset-values",
+    is_flag=True,
+    help="On upgrade, start from the chart's defaults instead of the release's values.",
+)
+@click.option(
+    "--take-ownership",
+    is_flag=True,
+    help="Adopt objects of the chart that exist outside the release (as helm's flag).",
+)
 @handled
 def apply(**params: Any) -> None:
-    """Create the registry Secret and apply the mesh, every image from --registry-server."""
-    from deploy.apply import Applied, apply_plan
+    """Install NGINX Service Mesh as the Helm release nginx-service-mesh, or upgrade it.
+
+    The chart's output is post-rendered (images from --registry-server, the labelled pull
+    Secret) and stored as the release, so helm list/history/rollback and nginx-meshctl see
+    it. A failed upgrade is rolled back, a failed install uninstalled.
+    """
     from deploy.errors import InputError
-    from deploy.manifests import describe
+    from deploy.release.actions import Progress, apply_release
 
     if params["verify_keys"] and params["skip_preflight"]:
         raise InputError("--verify-key is checked in preflight: drop --skip-preflight")
-    plan = plan_from(params)
-    if not params["skip_preflight"]:
-        _preflight(plan, params)
-    if params["dry_run"]:
-        print_plan(plan)
-        click.echo(
-            f"dry run: {len(plan.objects)} objects and {len(plan.hooks)} hooks,"
-            " nothing sent to the cluster",
-            err=True,
-        )
-        return
-
-    def show(applied: Applied) -> None:
-        click.echo(f"{applied.action:<10} {describe(applied.obj)}")
-
-    with connect(params) as cluster, RolloutProgress() as progress:
-        done = apply_plan(
-            cluster,
-            plan,
-            wait=params["wait"],
-            timeout=params["timeout"],
-            on_applied=show,
-            on_rollout=progress,
-            on_note=lambda note: click.echo(note, err=True),
-            on_hook=click.echo,
-        )
-    counts = {
-        a: sum(1 for d in done if d.action == a)
-        for a in ("created", "configured", "replaced", "unchanged")
-    }
-    summary = ", ".join(f"{n} {a}" for a, n in counts.items() if n)
-    rolled = " and rolled out" if params["wait"] else ""
+    settings = settings_from(params)
+    with connect(params) as cluster, releases_from(params, settings.namespace) as releases:
+        upgrade = bool(releases.history())
+        base = None
+        if upgrade and not params["reset_values"]:
+            base = releases.user_values()
+            settings = _kept_credentials(settings, base)
+        plan = plan_from(params, settings, base=base, config=releases.config, upgrade=upgrade)
+        if not params["skip_preflight"]:
+            _preflight(plan, params)
+        if params["dry_run"]:
+            print_plan(plan)
+            verb = "upgrade" if upgrade else "install"
+            click.echo(
+                f"dry run: {verb} of {len(plan.resources)} objects and {len(plan.hooks)} hooks,"
+                " nothing sent to the cluster",
+                err=True,
+            )
+            return
+        with ReleaseProgress() as progress:
+            applied = apply_release(
+                cluster,
+                releases,
+                plan,
+                timeout=params["timeout"],
+                adopt=params["take_ownership"],
+                progress=Progress(progress.phase, progress.rollout, progress.note),
+            )
+    verb = "upgraded" if applied.upgrade else "installed"
     click.echo(
-        f"NGINX Service Mesh applied{rolled} in {plan.settings.namespace} from"
-        f" {plan.settings.server}: {len(done)} objects ({summary})"
+        f"NGINX Service Mesh {verb}: Helm release {releases.name} revision {applied.revision}"
+        f" in {settings.namespace}, every image from {settings.server}"
     )

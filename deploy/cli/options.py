@@ -19,8 +19,11 @@ from mirror.errors import MirrorError
 from mirror.image.lock import ENVIRONMENTS
 
 if TYPE_CHECKING:
-    from deploy.cluster import Cluster
-    from deploy.plan import Plan
+    from deploy.chart.settings import Settings
+    from deploy.chart.values import ValueFlags
+    from deploy.cluster.client import Cluster
+    from deploy.postrender.plan import Plan
+    from deploy.release.helm import Releases
     from mirror.net.hosts import HostOptions
 
 handled = exits_on_errors(MirrorError)
@@ -103,6 +106,18 @@ plan_options = compose_options(
         help="Chart values read from files, as helm's --set-file (repeatable).",
     ),
     click.option(
+        "--set-json",
+        multiple=True,
+        metavar="KEY=JSON",
+        help="Chart values as JSON, as helm's --set-json (repeatable).",
+    ),
+    click.option(
+        "--set-literal",
+        multiple=True,
+        metavar="KEY=VAL",
+        help="A chart value taken verbatim, as helm's --set-literal (repeatable).",
+    ),
+    click.option(
         "--manifests",
         "manifest_paths",
         multiple=True,
@@ -124,16 +139,6 @@ plan_options = compose_options(
         "--skip-preflight", is_flag=True, help="Do not check that every image is in the registry."
     ),
     click.option(
-        "--wait/--no-wait", default=True, show_default=True, help="Wait for the rollouts."
-    ),
-    click.option(
-        "--timeout",
-        type=Duration(),
-        default="5m",
-        show_default=True,
-        help="How long to wait for CRDs, hooks and rollouts.",
-    ),
-    click.option(
         "--insecure-registry",
         "insecure",
         multiple=True,
@@ -146,6 +151,13 @@ plan_options = compose_options(
         help="Extra CA certificate (PEM) to trust in preflight.",
     ),
     cluster_options,
+)
+timeout_option = click.option(
+    "--timeout",
+    type=Duration(),
+    default="5m",
+    show_default=True,
+    help="How long Helm may take: hooks, rollouts, waiting (as helm's --timeout).",
 )
 
 
@@ -160,39 +172,72 @@ def hosts_from(params: dict[str, Any]) -> HostOptions:
     return HostOptions(insecure=parse_insecure(params["insecure"]), ca_file=ca_file)
 
 
-def plan_from(params: dict[str, Any]) -> Plan:
-    """The plan the :data:`plan_options` describe (validated; no cluster contacted)."""
+def settings_from(params: dict[str, Any]) -> Settings:
+    """The validated settings the :data:`plan_options` describe (no cluster contacted)."""
+    from deploy.chart.settings import Settings
     from deploy.errors import InputError
-    from deploy.helm import ValueFlags
-    from deploy.plan import Settings, plan_deploy
 
     if params["registry_password_stdin"] and "-" in params["manifest_paths"]:
         raise InputError("--registry-password-stdin and --manifests - both want standard input")
-    credentials = credentials_from(params)
-    settings = Settings.parse(
+    return Settings.parse(
         params["registry_server"],
-        credentials,
+        credentials_from(params),
         params["disable_public_images"],
         params["image_tag"],
         params["namespace"],
         params["environment"],
         params["pin_digests"],
+        params.get("enforce_registry"),
     )
-    values = ValueFlags(
-        params["values_files"], params["set_values"], params["set_string"], params["set_file"]
+
+
+def values_from(params: dict[str, Any]) -> ValueFlags:
+    """Helm's value flags as given."""
+    from deploy.chart.values import ValueFlags
+
+    return ValueFlags(
+        params["values_files"],
+        params["set_values"],
+        params["set_string"],
+        params["set_file"],
+        params["set_json"],
+        params["set_literal"],
     )
-    return plan_deploy(
+
+
+def plan_from(params: dict[str, Any], settings: Settings | None = None, **render: Any) -> Plan:
+    """The post-rendered plan the :data:`plan_options` describe; ``render``: see render_chart."""
+    from deploy.postrender.plan import build_plan, load_rendered
+    from deploy.release.preflight import held_digests
+    from mirror.image.lock import load_lock, resolve_lock_path
+
+    settings = settings or settings_from(params)
+    lock = load_lock(resolve_lock_path(params["lock_path"]))
+    hosts = hosts_from(params)
+    rendered = load_rendered(
         settings,
-        params["lock_path"],
+        lock,
         params["manifest_paths"],
         params["chart"],
-        values=values,
-        hosts=hosts_from(params),
+        values_from(params),
+        hosts,
+        **render,
     )
+    held = {}
+    if settings.pin_digests:
+        held = held_digests(lock.entries, settings.server, settings.credentials, hosts)
+    return build_plan(rendered, lock.entries, settings, held)
 
 
 def connect(params: dict[str, Any]) -> Cluster:
     """The cluster the :data:`cluster_options` name."""
-    from deploy.cluster import Cluster
+    from deploy.cluster.client import Cluster
 
     return Cluster.connect(params["kubeconfig"], params["context"])
+
+
+def releases_from(params: dict[str, Any], namespace: str) -> Releases:
+    """The mesh's Helm release in ``namespace`` of the cluster the options name."""
+    from deploy.release.helm import Releases
+
+    return Releases(params["kubeconfig"], params["context"], namespace)

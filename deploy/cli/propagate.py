@@ -12,7 +12,7 @@ from deploy.cli.options import cluster_options, connect, handled
 from deploy.labels import SECRET_NAME
 
 if TYPE_CHECKING:
-    from deploy.propagate import Propagated
+    from deploy.cluster.propagate import Propagated
 
 
 @click.command()
@@ -40,9 +40,9 @@ if TYPE_CHECKING:
 @handled
 def propagate(**params: Any) -> None:
     """Copy the registry Secret where injected workloads need it, and use it there."""
+    from deploy.chart.settings import check_namespace
+    from deploy.cluster.propagate import propagate, watch_and_propagate
     from deploy.errors import InputError
-    from deploy.plan import check_namespace
-    from deploy.propagate import propagate, watch_and_propagate
 
     if not params["namespaces"] and not params["all_injected"]:
         raise InputError("give --namespace NS (repeatable) or --all-injected")

@@ -1,4 +1,4 @@
-"""``deploy remove``: what apply and propagate made deleted, the chart's delete hooks run."""
+"""``deploy remove``: Helm's uninstall, then what nginx-meshctl remove does and meshlift added."""
 
 from __future__ import annotations
 
@@ -6,40 +6,45 @@ from typing import Any
 
 import click
 
-from deploy.cli.options import cluster_options, connect, handled, mesh_namespace_option
-from mirror.cli.options import Duration
+from deploy.cli.options import (
+    cluster_options,
+    connect,
+    handled,
+    mesh_namespace_option,
+    releases_from,
+    timeout_option,
+)
 
 
 @click.command()
 @mesh_namespace_option
-@click.option(
-    "--timeout",
-    type=Duration(),
-    default="5m",
-    show_default=True,
-    help="How long to wait for the chart's delete hooks.",
-)
+@timeout_option
+@click.option("--keep-crds", is_flag=True, help="Keep the mesh's CRDs (and custom resources).")
 @cluster_options
 @handled
 def remove(**params: Any) -> None:
-    """Delete what apply and propagate made; keep what others made.
-
-    Runs the chart's pre-delete hooks first and its post-delete hooks after the deletion.
-    """
-    from deploy.plan import check_namespace
-    from deploy.remove import remove_mesh
+    """Uninstall the release (its hooks as Helm runs them), then the CRDs, every labelled
+    registry Secret, the pull-secret entries, and the namespace if nothing else is in it."""
+    from deploy.chart.settings import check_namespace
+    from deploy.release.actions import remove_release
 
     namespace = check_namespace(params["namespace"])
-    with connect(params) as cluster:
-        removal = remove_mesh(
+    with connect(params) as cluster, releases_from(params, namespace) as releases:
+        had, removal = remove_release(
             cluster,
-            namespace,
-            lambda d: click.echo(f"deleted    {d}"),
+            releases,
             timeout=params["timeout"],
-            on_hook=click.echo,
+            keep_crds=params["keep_crds"],
+            on_deleted=lambda d: click.echo(f"deleted    {d}"),
         )
+    if had:
+        click.echo(f"uninstalled Helm release {releases.name} in {namespace}")
+    else:
+        click.echo(f"no Helm release {releases.name} in {namespace}")
     for cleaned in removal.cleaned:
         click.echo(f"cleaned    {cleaned}")
     for kept in removal.kept:
         click.echo(f"kept       {kept}")
-    click.echo(f"removed {len(removal.deleted)} objects")
+    for workload in removal.injected:
+        click.echo(f"re-roll    {workload}: it still runs the mesh's sidecar")
+    click.echo(f"removed the release and {len(removal.deleted)} more objects")

@@ -1,4 +1,4 @@
-"""``deploy status``: the mesh's objects and rollouts, the Secret's namespaces, foreign images."""
+"""``deploy status``: the release, its rollouts, the Secret's namespaces, foreign images."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from typing import Any
 
 import click
 
-from deploy.cli.options import cluster_options, connect, handled, mesh_namespace_option
+from deploy.cli.options import (
+    cluster_options,
+    connect,
+    handled,
+    mesh_namespace_option,
+    releases_from,
+)
 
 
 @click.command()
@@ -15,25 +21,25 @@ from deploy.cli.options import cluster_options, connect, handled, mesh_namespace
 @cluster_options
 @handled
 def status(**params: Any) -> None:
-    """Show the mesh's objects, where the Secret is, and images not from the registry.
+    """Show the release, its objects, where the Secret is, and images not from the registry.
 
     Exit 1 when the mesh is not deployed, a workload has not rolled out, or an image does
     not come from the registry.
     """
-    from deploy.plan import check_namespace
-    from deploy.status import mesh_status
+    from deploy.chart.settings import check_namespace
+    from deploy.release.status import mesh_status
 
     namespace = check_namespace(params["namespace"])
-    with connect(params) as cluster:
-        state = mesh_status(cluster, namespace)
-    record = state.record
-    if record is None:
-        click.echo(f"no mesh deployed by meshlift in {namespace}")
+    with connect(params) as cluster, releases_from(params, namespace) as releases:
+        state = mesh_status(cluster, releases)
+    release = state.release
+    if release is None:
+        click.echo(f"no Helm release {releases.name} in {namespace}")
     else:
-        public = "disabled" if record.disable_public_images else "enabled"
         click.echo(
-            f"mesh in {namespace} from {record.registry_server} (image tag {record.image_tag},"
-            f" {record.environment}, public images {public})"
+            f"Helm release {releases.name} in {namespace}: revision {release.get('revision')},"
+            f" {state.state}, chart {release.get('chart_name')}-{release.get('chart_version')},"
+            f" images from {state.registry_server}"
         )
     click.echo(f"objects: {len(state.objects)}")
     for obj in state.objects:
@@ -43,7 +49,7 @@ def status(**params: Any) -> None:
         click.echo("images not from the registry:")
         for use in state.foreign_images:
             click.echo(f"  {use.image}  ({use.where}, {use.place})")
-    elif record is not None:
+    elif release is not None:
         click.echo("images not from the registry: none")
     if not state.healthy:
         sys.exit(1)

@@ -11,21 +11,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from deploy.apply import apply_object
-from deploy.cluster import Cluster
+from deploy.cluster.client import Cluster
 from deploy.errors import ClusterError, DeployError
 from deploy.labels import (
     INJECT_ENABLED,
     INJECT_LABEL,
     INJECT_SELECTOR,
     PULL_SECRET_LABEL,
+    SECRET_LABELS,
     SECRET_NAME,
+    SIDECAR_CONTAINER,
 )
-from deploy.rewrite import containers, pod_specs
+from deploy.postrender.rewrite import containers, pod_specs
 
 Obj = dict[str, Any]
 
-SIDECAR_CONTAINER = "nginx-mesh-sidecar"
 DEFAULT_SERVICE_ACCOUNT = "default"
 
 
@@ -71,11 +71,22 @@ def _copy_of(secret: Obj, namespace: str) -> Obj:
         "metadata": {
             "name": meta["name"],
             "namespace": namespace,
-            "labels": meta.get("labels", {}),
+            "labels": {k: v for k, v in (meta.get("labels") or {}).items() if k in SECRET_LABELS},
         },
         "type": secret.get("type"),
         "data": secret.get("data", {}),
     }
+
+
+def _apply_copy(cluster: Cluster, copy: Obj) -> str:
+    """Server-side apply a copy of the Secret (ours, so forced): created, configured, unchanged."""
+    meta = copy["metadata"]
+    before = cluster.get("v1", "Secret", meta["name"], meta["namespace"])
+    after = cluster.apply(copy, force=True)
+    if before is None:
+        return "created"
+    same = before["metadata"].get("resourceVersion") == after["metadata"].get("resourceVersion")
+    return "unchanged" if same else "configured"
 
 
 def _add_pull_secret(account: Obj) -> bool:
@@ -111,8 +122,8 @@ def propagate_to(cluster: Cluster, secret: Obj, namespace: str) -> Propagated:
     try:
         if cluster.get("v1", "Namespace", namespace) is None:
             return Propagated(namespace, error="no such namespace")
-        applied = apply_object(cluster, _copy_of(secret, namespace))
-        return Propagated(namespace, applied.action, _add_to_default_account(cluster, namespace))
+        action = _apply_copy(cluster, _copy_of(secret, namespace))
+        return Propagated(namespace, action, _add_to_default_account(cluster, namespace))
     except ClusterError as exc:
         return Propagated(namespace, error=str(exc))
 

@@ -231,6 +231,11 @@ class Cluster:
 
     # --- reads ----------------------------------------------------------------------------------
 
+    def kube_version(self) -> str:
+        """The API server's version (``gitVersion`` of ``/version``)."""
+        with translate("reading the server version", self.host):
+            return str(self.client.version["kubernetes"]["gitVersion"])
+
     def get(
         self, api_version: str, kind: str, name: str, namespace: str | None = None
     ) -> Obj | None:

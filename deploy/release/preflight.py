@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from deploy.errors import ImagesMissing, ImagesUnsigned
-from mirror.image.reference import Reference, RegistryServer
+from mirror.image.lock import LockEntry
+from mirror.image.reference import Reference, RegistryServer, flatten_destination
 from mirror.net.credentials import Credentials
 from mirror.net.hosts import HostOptions
 
@@ -93,3 +94,28 @@ def registry_signatures(
             return ""
 
         yield unverified
+
+
+def held_digests(
+    entries: Iterable[LockEntry],
+    server: RegistryServer,
+    credentials: Credentials | None,
+    hosts: HostOptions,
+) -> dict[Reference, str]:
+    """R's digest of every narrowed entry (``platforms`` in the lock), keyed by its place in R.
+
+    ``mirror sync`` writes a narrowed entry as an index of its own, whose digest is not the
+    source's that the lock pins; deploy pins what R holds. An entry R lacks is left out
+    (preflight then names it missing).
+    """
+    narrowed = [e for e in entries if e.platforms and e.digest]
+    if not narrowed:
+        return {}
+    held: dict[Reference, str] = {}
+    with _registry(server, credentials, hosts) as transport:
+        for entry in narrowed:
+            where = flatten_destination(entry.source.with_digest(None), server)
+            head = transport.head_manifest(where)
+            if head is not None:
+                held[where] = head.digest
+    return held

@@ -16,37 +16,6 @@ Obj = dict[str, Any]
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 # libyaml's safe loader when PyYAML has it (ten times faster on a chart's CRDs), else PyYAML's.
 SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-# Kinds without a namespace; any other kind (custom resources too) is taken as namespaced.
-CLUSTER_SCOPED_KINDS = frozenset(
-    {
-        "APIService",
-        "CSIDriver",
-        "CSINode",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "CustomResourceDefinition",
-        "IngressClass",
-        "MutatingAdmissionPolicy",
-        "MutatingAdmissionPolicyBinding",
-        "MutatingWebhookConfiguration",
-        "Namespace",
-        "Node",
-        "PersistentVolume",
-        "PriorityClass",
-        "RuntimeClass",
-        "SecurityContextConstraints",
-        "StorageClass",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicyBinding",
-        "ValidatingWebhookConfiguration",
-        "VolumeAttachment",
-    }
-)
-
-
-def is_namespaced(obj: Obj) -> bool:
-    """Whether ``obj`` lives in a namespace (by kind, without asking a cluster)."""
-    return obj.get("kind") not in CLUSTER_SCOPED_KINDS
 
 
 def describe(obj: Obj) -> str:

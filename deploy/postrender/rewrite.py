@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from deploy.manifests import SAFE_LOADER
+from deploy.chart.manifests import SAFE_LOADER
 from mirror.errors import InvalidReference
 from mirror.image.lock import LockEntry
 from mirror.image.reference import Reference, RegistryServer, flatten_destination, parse_reference
@@ -63,14 +63,19 @@ class ImageRules:
         image_tag: str,
         disable_public_images: bool,
         pin_digests: bool = True,
+        held: Mapping[Reference, str] | None = None,
     ) -> ImageRules:
-        """Rules for the entries of a lock: its ``nginx-mesh`` component names the mesh images."""
+        """Rules for the entries of a lock: its ``nginx-mesh`` component names the mesh images.
+
+        An image is pinned by the digest R holds: the lock's, unless ``held`` (R's digest of a
+        narrowed index, keyed by its reference in R) says otherwise.
+        """
         entries = tuple(entries)
-        pins = {
-            flatten_destination(e.source.with_digest(None), server): e.digest
-            for e in entries
-            if e.digest and pin_digests
-        }
+        pins: dict[Reference, str] = {}
+        for e in entries:
+            if e.digest and pin_digests:
+                where = flatten_destination(e.source.with_digest(None), server)
+                pins[where] = (held or {}).get(where, e.digest)
         return cls(
             server=server,
             image_tag=image_tag,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from deploy.chart.render import ChartInput
 from deploy.errors import InputError
-from deploy.helm import ChartInput
 from mirror.errors import DigestMismatch, InvalidReference
 from mirror.image.digest import sha256_digest
 from mirror.image.lock import ChartEntry

@@ -1,0 +1,1 @@
+"""The cluster: the client layer, rollouts, and what meshlift adds beside the Helm release."""
