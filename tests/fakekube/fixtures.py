@@ -15,11 +15,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.fakekube.server import FakeKubeServer
+
+if TYPE_CHECKING:
+    import helm_python as hp
 
 E2E_ENV = "MESHLIFT_E2E_KUBECONFIG"
 E2E_CONTEXT_ENV = "MESHLIFT_E2E_CONTEXT"
@@ -69,6 +72,17 @@ class KubeUnderTest:
             cache = self.workdir / f"discovery-{uuid.uuid4().hex}.json"
             self._client = dynamic.DynamicClient(api, cache_file=str(cache))
         return self._client
+
+    def helm_config(self, namespace: str) -> hp.Config:
+        """A ``helm_python.Config`` on this cluster (kubeconfig and context), for ``namespace``.
+
+        Close it (``with``) when done.
+        """
+        import helm_python
+
+        return helm_python.Config(
+            kubeconfig_path=self.kubeconfig, kube_context=self.context, namespace=namespace
+        )
 
     def _resource(self, api_version: str, kind: str) -> Any:
         return self.client.resources.get(api_version=api_version, kind=kind)

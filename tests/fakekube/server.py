@@ -5,8 +5,11 @@ See README.md beside this file for what it serves and where it differs from a re
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -18,9 +21,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from tests.fakekube import openapi, protobuf
 from tests.fakekube.patch import FieldConflicts, merge_patch, server_side_apply
 from tests.fakekube.selectors import SelectorError, field_selector, label_selector
 from tests.fakekube.store import ApiError, ApiType, Event, Obj, Store
+from tests.fakekube.tls import ca_pem, server_context
 
 VERSION = {
     "major": "1",
@@ -49,19 +54,43 @@ class _Target:
     subresource: str | None
 
 
+class _Listener(ThreadingHTTPServer):
+    """HTTP/1.1 on loopback, over TLS when given a context (the handshake runs per thread)."""
+
+    daemon_threads = True
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.tls = tls
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        if self.tls is None:
+            return sock, address
+        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet: a client that gives up mid-handshake or mid-watch is no server error."""
+
+
 class FakeKubeServer:
-    """The API server: ``start()`` it, point a kubeconfig at ``url``, ``stop()`` it."""
+    """The API server: ``start()`` it, point a kubeconfig at ``url``, ``stop()`` it.
+
+    With a ``token`` it serves HTTPS (a throwaway CA, written into the kubeconfig) and requires
+    ``Authorization: Bearer <token>``, as a real server; client-go sends a kubeconfig's token
+    only over TLS. ``token=None`` serves plain HTTP without authentication.
+    """
 
     def __init__(self, token: str | None = "fake-token") -> None:
         self.token = token
         self.store = Store()
         self.requests: list[Request] = []
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._http.daemon_threads = True
+        self._http = _Listener(_handler(self), server_context() if token else None)
         self._thread = threading.Thread(
             target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
-        self.url = f"http://127.0.0.1:{self._http.server_address[1]}"
+        scheme = "https" if token else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._http.server_address[1]}"
         self._bootstrap()
 
     def _bootstrap(self) -> None:
@@ -80,11 +109,14 @@ class FakeKubeServer:
         self._http.server_close()
 
     def write_kubeconfig(self, path: Path, context: str = "fake") -> Path:
-        """A kubeconfig with context ``context`` for this server (token auth)."""
+        """A kubeconfig with context ``context`` for this server (its CA and token, if any)."""
+        cluster: Obj = {"server": self.url}
+        if self.token:
+            cluster["certificate-authority-data"] = base64.b64encode(ca_pem()).decode()
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "fake", "cluster": cluster}],
             "users": [{"name": "fake", "user": {"token": self.token} if self.token else {}}],
             "contexts": [{"name": context, "context": {"cluster": "fake", "user": "fake"}}],
             "current-context": context,
@@ -132,6 +164,8 @@ class FakeKubeServer:
         if method == "PATCH":
             return self._patch(target, body, content_type, query, manager)
         if method == "DELETE":
+            if body:
+                _decode(body, content_type)  # DeleteOptions: checked, and the defaults apply
             return 200, self._delete(target)
         raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed")
 
@@ -139,6 +173,12 @@ class FakeKubeServer:
         store = self.store
         if parts == ["version"]:
             return VERSION
+        if parts[:2] == ["openapi", "v3"]:
+            return (
+                openapi.root(store)
+                if len(parts) == 2
+                else openapi.document(store, "/".join(parts[2:]))
+            )
         if parts == ["api"]:
             return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
         if parts == ["apis"]:
@@ -335,15 +375,28 @@ class FakeKubeServer:
             named = target.name is None or obj["metadata"]["name"] == target.name
             return in_ns and named and match(obj)
 
+        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
         since = query.get("resourceVersion", "")
-        if since in ("", "0"):
-            rv, items = self.store.list(api_type, target.namespace or None, lambda o: True)
-            for item in items:
-                if visible(item):
-                    send({"type": "ADDED", "object": item})
+        if query.get("sendInitialEvents") in ("true", "1"):
+            # Watch-list (KEP-3157): the state as ADDED events, then a bookmark marking its end.
+            if not bookmarks or query.get("resourceVersionMatch") != "NotOlderThan":
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    "sendInitialEvents is forbidden for watch unless both allowWatchBookmarks"
+                    " and resourceVersionMatch=NotOlderThan are set",
+                )
+            rv = self._initial_events(target, visible, send)
+            send(_bookmark(api_type, rv, initial_events_end=True))
+        elif since in ("", "0"):
+            rv = self._initial_events(target, visible, send)
         else:
             rv = int(since)
-        for event in self.store.events_after(rv, deadline):
+        heartbeat = self.store.bookmark_interval if bookmarks else None
+        for event in self.store.events_after(rv, deadline, heartbeat):
+            if isinstance(event, int):
+                send(_bookmark(api_type, event))
+                continue
             if (event.group, event.plural) != (api_type.group, api_type.plural):
                 continue
             kind = _event_type(event, visible)
@@ -354,6 +407,25 @@ class FakeKubeServer:
                 if kind == "DELETED":
                     shown["metadata"]["resourceVersion"] = str(event.rv)
                 send({"type": kind, "object": shown})
+
+    def _initial_events(
+        self, target: _Target, visible: Callable[[Obj], bool], send: Callable[[Obj], None]
+    ) -> int:
+        """Send the current objects as ADDED events; the resourceVersion they are as of."""
+        rv, items = self.store.list(target.api_type, target.namespace or None, lambda o: True)
+        for item in items:
+            if visible(item):
+                send({"type": "ADDED", "object": item})
+        return rv
+
+
+def _bookmark(api_type: ApiType, rv: int, initial_events_end: bool = False) -> Obj:
+    """A BOOKMARK event: an object of the watched kind with only its resourceVersion."""
+    meta: Obj = {"resourceVersion": str(rv)}
+    if initial_events_end:
+        meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+    bookmark = {"kind": api_type.kind, "apiVersion": api_type.api_version, "metadata": meta}
+    return {"type": "BOOKMARK", "object": bookmark}
 
 
 def _conflict(exc: FieldConflicts, api_version: str) -> ApiError:
@@ -408,6 +480,8 @@ def _matcher(query: dict[str, str]) -> Callable[[Obj], bool]:
 
 
 def _decode(body: bytes, content_type: str) -> Obj:
+    if content_type.split(";")[0].strip() == protobuf.MEDIA_TYPE:
+        return protobuf.decode(body)
     try:
         if "yaml" in content_type:
             obj = yaml.safe_load(body.decode("utf-8"))
@@ -427,6 +501,11 @@ def _handler(server: FakeKubeServer) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: tests read ``server.requests`` instead."""
+
+        def setup(self) -> None:
+            if isinstance(self.request, ssl.SSLSocket):
+                self.request.do_handshake()
+            super().setup()
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

@@ -166,6 +166,7 @@ class Store:
     events: list[Event] = field(default_factory=list)
     rv: int = 1
     discovery_delay: float = 0.0  # seconds an Established CRD's kinds stay out of discovery
+    bookmark_interval: float = 1.0  # seconds of quiet after which a watch gets a bookmark
     compacted: int = 0  # watches from an older resourceVersion get 410 Gone
     compactions: int = 0
     closed: bool = False
@@ -183,15 +184,16 @@ class Store:
     def group_versions(self) -> dict[str, list[str]]:
         """Served versions of each named group (the core group excluded)."""
         groups: dict[str, list[str]] = {}
-        for api_type in self._discoverable():
+        for api_type in self.served_types():
             if api_type.group and api_type.version not in groups.setdefault(api_type.group, []):
                 groups[api_type.group].append(api_type.version)
         return groups
 
     def types_in(self, group: str, version: str) -> list[ApiType]:
-        return [t for t in self._discoverable() if (t.group, t.version) == (group, version)]
+        return [t for t in self.served_types() if (t.group, t.version) == (group, version)]
 
-    def _discoverable(self) -> list[ApiType]:
+    def served_types(self) -> list[ApiType]:
+        """The types discovery lists now."""
         now = time.monotonic()
         return [t for t in self.types.values() if t.discoverable_at <= now]
 
@@ -425,13 +427,14 @@ class Store:
         obj["status"] = _workload_status(kind, obj, ready and not failing)
         if kind == "Deployment" and obj["metadata"]["name"] in self.stalled:
             obj["status"]["conditions"] = [
+                obj["status"]["conditions"][0],
                 {
                     "type": "Progressing",
                     "status": "False",
                     "reason": "ProgressDeadlineExceeded",
                     "message": f'ReplicaSet "{obj["metadata"]["name"]}-5d4f8c" has timed out'
                     " progressing.",
-                }
+                },
             ]
 
     def _pull_failure(self, workload: Obj) -> tuple[Obj, str] | None:
@@ -641,9 +644,13 @@ class Store:
 
     # --- watch ----------------------------------------------------------------------------------
 
-    def events_after(self, rv: int, deadline: float) -> Iterator[Event]:
+    def events_after(
+        self, rv: int, deadline: float, heartbeat: float | None = None
+    ) -> Iterator[Event | int]:
         """Events newer than ``rv`` as they happen, until ``deadline`` or the store closes.
 
+        With a ``heartbeat`` (seconds), a quiet spell that long yields the current resource
+        version instead (for a bookmark): every event up to it has been yielded.
         410 Gone (an ApiError) when ``rv`` is older than the last compaction, or when
         :meth:`compact` happens meanwhile.
         """
@@ -651,15 +658,17 @@ class Store:
         with self.changed:
             compactions = self.compactions
         while True:
+            bookmark: int | None = None
             with self.changed:
+                quiet_until = deadline if heartbeat is None else time.monotonic() + heartbeat
                 pending = [e for e in self.events if e.rv > seen]
                 while (
                     not pending
                     and not self._expired(seen, compactions)
                     and not self.closed
-                    and time.monotonic() < deadline
+                    and time.monotonic() < min(deadline, quiet_until)
                 ):
-                    self.changed.wait(min(deadline - time.monotonic(), 0.5))
+                    self.changed.wait(min(min(deadline, quiet_until) - time.monotonic(), 0.5))
                     pending = [e for e in self.events if e.rv > seen]
                 if self._expired(seen, compactions):
                     raise ApiError(
@@ -668,7 +677,11 @@ class Store:
                         f"too old resource version: {seen} ({self.compacted})",
                     )
                 if not pending:
-                    return
+                    if self.closed or time.monotonic() >= deadline:
+                        return
+                    bookmark = seen = self.rv
+            if bookmark is not None:
+                yield bookmark
             for event in pending:
                 seen = event.rv
                 yield event
@@ -737,4 +750,40 @@ def _workload_status(kind: str, obj: Obj, ready: bool) -> Obj:
     }
     if kind == "StatefulSet":
         status.update(currentReplicas=replicas, currentRevision="r1", updateRevision="r1")
+    if kind == "Deployment":
+        status["conditions"] = _deployment_conditions(obj, ready)
     return status
+
+
+def _deployment_conditions(obj: Obj, ready: bool) -> list[Obj]:
+    """Available and Progressing, in the deployment controller's words."""
+    name = f'ReplicaSet "{obj["metadata"]["name"]}"'
+    if ready:
+        return [
+            {
+                "type": "Available",
+                "status": "True",
+                "reason": "MinimumReplicasAvailable",
+                "message": "Deployment has minimum availability.",
+            },
+            {
+                "type": "Progressing",
+                "status": "True",
+                "reason": "NewReplicaSetAvailable",
+                "message": f"{name} has successfully progressed.",
+            },
+        ]
+    return [
+        {
+            "type": "Available",
+            "status": "False",
+            "reason": "MinimumReplicasUnavailable",
+            "message": "Deployment does not have minimum availability.",
+        },
+        {
+            "type": "Progressing",
+            "status": "True",
+            "reason": "ReplicaSetUpdated",
+            "message": f"{name} is progressing.",
+        },
+    ]
