@@ -15,6 +15,7 @@ from deploy.cli.options import (
     releases_from,
     settings_from,
     timeout_option,
+    wait_option,
 )
 from deploy.cli.progress import ReleaseProgress
 from deploy.cli.render import print_plan
@@ -70,6 +71,7 @@ def _kept_credentials(settings: Settings, stored: dict[str, Any]) -> Settings:
 
 @click.command()
 @plan_options
+@wait_option
 @timeout_option
 @click.option(
     "--verify-key",
@@ -128,6 +130,7 @@ def apply(**params: Any) -> None:
                 plan,
                 timeout=params["timeout"],
                 adopt=params["take_ownership"],
+                wait=params["wait"],
                 progress=Progress(progress.phase, progress.rollout, progress.note),
             )
     verb = "upgraded" if applied.upgrade else "installed"

@@ -152,6 +152,12 @@ plan_options = compose_options(
     ),
     cluster_options,
 )
+wait_option = click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait until every resource is ready (Helm's watcher); hooks are always waited for.",
+)
 timeout_option = click.option(
     "--timeout",
     type=Duration(),

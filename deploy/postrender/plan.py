@@ -26,7 +26,13 @@ from deploy.postrender.rewrite import (
     disallowed_images,
     rewrite_object,
 )
-from deploy.postrender.secret import is_registry_secret, redact_secret, registry_secret
+from deploy.postrender.secret import (
+    embedded_secrets,
+    is_registry_secret,
+    redact_secret,
+    registry_secret,
+    with_embedded,
+)
 from mirror.image.lock import Lock, LockEntry
 from mirror.image.reference import Reference, parse_reference
 from mirror.net.hosts import HostOptions
@@ -84,6 +90,12 @@ def _as_chart_secret(secret: Obj, chart_secret: Obj) -> Obj:
     return {**secret, "metadata": merged}
 
 
+def _without_namespace(obj: Obj) -> Obj:
+    """``obj`` for ``kubectl create`` in whatever namespace the hook runs in."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "namespace"}
+    return {**obj, "metadata": meta}
+
+
 def build_plan(
     rendered: Rendered,
     entries: Iterable[LockEntry],
@@ -110,6 +122,10 @@ def build_plan(
     uses: list[ImageUse] = []
     objects: list[Obj] = []
     for obj in rendered.templates:
+        for key, docs in embedded_secrets(obj).items():
+            if secret is not None:
+                kept = [_as_chart_secret(secret, d) if is_registry_secret(d) else d for d in docs]
+                obj = with_embedded(obj, key, [_without_namespace(d) for d in kept])
         if is_registry_secret(obj):
             if secret is not None:
                 objects.append(_as_chart_secret(secret, obj))

@@ -7,6 +7,8 @@ import copy
 import json
 from typing import Any
 
+import yaml
+
 from deploy.labels import SECRET_LABELS, SECRET_NAME
 from mirror.net.credentials import Credentials
 
@@ -59,8 +61,36 @@ def registry_secret(server: str, credentials: Credentials, namespace: str) -> di
     }
 
 
+def embedded_secrets(obj: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """A ConfigMap's data entries that hold a Secret manifest, parsed (the chart keeps one for
+    a hook to ``kubectl create``); nothing for any other object."""
+    if obj.get("kind") != "ConfigMap":
+        return {}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for key, text in (obj.get("data") or {}).items():
+        if isinstance(text, str) and "kind: Secret" in text:
+            docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+            if any(d.get("kind") == "Secret" for d in docs):
+                found[key] = docs
+    return found
+
+
+def with_embedded(obj: dict[str, Any], key: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A copy of the ConfigMap ``obj`` whose entry ``key`` holds ``docs``."""
+    text = "---\n" + "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
+    return {**obj, "data": {**obj["data"], key: text}}
+
+
 def redact_secret(obj: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``obj`` with every Secret value replaced by ``<redacted>``; others unchanged."""
+    """A copy of ``obj`` with every Secret value replaced by ``<redacted>``; others unchanged.
+
+    Secret manifests kept in a ConfigMap's data are redacted too.
+    """
+    embedded = embedded_secrets(obj)
+    if embedded:
+        for key, docs in embedded.items():
+            obj = with_embedded(obj, key, [redact_secret(d) for d in docs])
+        return obj
     if obj.get("kind") != "Secret" or obj.get("apiVersion") != "v1":
         return obj
     redacted = copy.deepcopy(obj)

@@ -109,6 +109,7 @@ def _run_helm(
     plan: Plan,
     upgrade: bool,
     timeout: float,
+    wait: bool,
     progress: Progress,
 ) -> Release:
     """Install or upgrade under the watch; RolloutFailed naming the workload on failure."""
@@ -129,7 +130,7 @@ def _run_helm(
         progress.phase(f"{'upgrade' if upgrade else 'install'}: Helm is applying the release")
         try:
             with watch:
-                return action(chart, dict(plan.values), timeout)
+                return action(chart, dict(plan.values), timeout, wait)
         except ClusterError as exc:
             raise RolloutFailed(watch.failure or str(exc)) from None
 
@@ -141,6 +142,7 @@ def apply_release(
     *,
     timeout: float,
     adopt: bool = False,
+    wait: bool = True,
     progress: Progress = QUIET,
 ) -> Applied:
     """Install the release, or upgrade it when it exists; see the module docstring."""
@@ -152,9 +154,8 @@ def apply_release(
     if upgrade:
         _apply_crds(cluster, plan, deadline, progress)
     try:
-        release = _run_helm(
-            cluster, releases, plan, upgrade, max(1.0, deadline - time.monotonic()), progress
-        )
+        remaining = max(1.0, deadline - time.monotonic())
+        release = _run_helm(cluster, releases, plan, upgrade, remaining, wait, progress)
     except RolloutFailed:
         if upgrade:
             progress.phase("rollback: the upgrade failed; back to the previous revision")

@@ -38,6 +38,11 @@ def library() -> ModuleType:
     return helm
 
 
+def _strategy(wait: bool) -> str:
+    """Helm 4's wait strategy: every resource (``watcher``), or hooks only."""
+    return "watcher" if wait else "hookOnly"
+
+
 class Cancelled(ClusterError):
     """The action was stopped (by :meth:`Releases.cancel`) before it finished."""
 
@@ -130,8 +135,10 @@ class Releases:
             if self._context is not None:
                 self._context.cancel()
 
-    def install(self, chart: Path, values: dict[str, Any], timeout: float) -> Release:
-        """``helm install``: hooks run, every resource waited for (``--wait=watcher``)."""
+    def install(
+        self, chart: Path, values: dict[str, Any], timeout: float, wait: bool = True
+    ) -> Release:
+        """``helm install``: hooks run; with ``wait``, every resource waited for (watcher)."""
         return self._run(
             "install",
             lambda ctx: self._config.install(
@@ -141,12 +148,14 @@ class Releases:
                 context=ctx,
                 namespace=self.namespace,
                 timeout=max(1, int(timeout)),
-                wait="watcher",
+                wait=_strategy(wait),
                 description="Install complete (meshlift)",
             ),
         )
 
-    def upgrade(self, chart: Path, values: dict[str, Any], timeout: float) -> Release:
+    def upgrade(
+        self, chart: Path, values: dict[str, Any], timeout: float, wait: bool = True
+    ) -> Release:
         """``helm upgrade`` with exactly ``values``: what the chart no longer renders is deleted."""
         return self._run(
             "upgrade",
@@ -157,7 +166,7 @@ class Releases:
                 context=ctx,
                 namespace=self.namespace,
                 timeout=max(1, int(timeout)),
-                wait="watcher",
+                wait=_strategy(wait),
                 reset_values=True,
                 description="Upgrade complete (meshlift)",
             ),
