@@ -19,8 +19,6 @@ SECRET_SELECTOR = f"{USAGE_LABEL}={SECRET_NAME}"
 # Helm's ownership metadata: an object carrying these belongs to the release they name.
 HELM_RELEASE_NAME = "meta.helm.sh/release-name"
 HELM_RELEASE_NAMESPACE = "meta.helm.sh/release-namespace"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY_HELM = "Helm"
 
 # Set on a namespace deploy created: remove deletes only such a namespace.
 CREATED_ANNOTATION = "meshlift/created-by"

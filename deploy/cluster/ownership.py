@@ -1,8 +1,8 @@
-"""Which objects of a release exist without belonging to it, and adopting them when asked.
+"""Which objects of a release exist without belonging to it: refused before anything changes.
 
 Helm refuses to touch an object its release does not own; deploy checks the same before it
 sends anything, so a refusal changes nothing, and names every such object. Adoption
-(``--take-ownership``, as in Helm) gives an object the ownership metadata Helm looks for.
+(``--take-ownership``) is Helm's own: its install and upgrade take such objects over.
 """
 
 from __future__ import annotations
@@ -13,13 +13,7 @@ from typing import Any
 from deploy.chart.manifests import describe
 from deploy.cluster.client import Cluster
 from deploy.errors import ClusterError
-from deploy.labels import (
-    HELM_RELEASE_NAME,
-    HELM_RELEASE_NAMESPACE,
-    MANAGED_BY_HELM,
-    MANAGED_BY_LABEL,
-    owned_by_release,
-)
+from deploy.labels import owned_by_release
 
 Obj = dict[str, Any]
 
@@ -42,33 +36,6 @@ def foreign_objects(
     """The objects of ``objects`` that exist in the cluster but not as ``release``'s."""
     found = (_existing(cluster, obj, namespace) for obj in objects)
     return [o for o in found if o is not None and not owned_by_release(o, release, namespace)]
-
-
-def _adopt(release: str, namespace: str) -> Any:
-    def change(obj: Obj) -> bool:
-        meta = obj["metadata"]
-        meta["annotations"] = {
-            **(meta.get("annotations") or {}),
-            HELM_RELEASE_NAME: release,
-            HELM_RELEASE_NAMESPACE: namespace,
-        }
-        meta["labels"] = {**(meta.get("labels") or {}), MANAGED_BY_LABEL: MANAGED_BY_HELM}
-        return True
-
-    return change
-
-
-def take_ownership(cluster: Cluster, objects: Iterable[Obj], release: str, namespace: str) -> None:
-    """Mark each of ``objects`` (as read from the cluster) as ``release``'s, so Helm adopts it."""
-    for obj in objects:
-        meta = obj["metadata"]
-        cluster.update(
-            obj["apiVersion"],
-            obj["kind"],
-            meta["name"],
-            meta.get("namespace"),
-            _adopt(release, namespace),
-        )
 
 
 def refusal(objects: list[Obj], release: str) -> NotOwned:

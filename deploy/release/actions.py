@@ -20,7 +20,7 @@ from typing import Any
 from deploy.chart.kubeversion import check_kube_version
 from deploy.cluster.cleanup import Removal, clean_up
 from deploy.cluster.client import Cluster
-from deploy.cluster.ownership import foreign_objects, refusal, take_ownership
+from deploy.cluster.ownership import foreign_objects, refusal
 from deploy.cluster.rollout import ROLLOUT_KINDS, RolloutState, crd_established
 from deploy.cluster.watch import RolloutWatch
 from deploy.errors import ClusterError, RolloutFailed
@@ -85,7 +85,7 @@ def _apply_crds(cluster: Cluster, plan: Plan, deadline: float, progress: Progres
 def check_ownership(
     cluster: Cluster, releases: Releases, plan: Plan, adopt: bool, progress: Progress
 ) -> None:
-    """Refuse (nothing changed) or, with ``adopt``, take over objects not the release's."""
+    """Refuse (nothing changed) objects not the release's, unless Helm is to ``adopt`` them."""
     namespace = plan.settings.namespace
     legacy = cluster.get("v1", "ConfigMap", LEGACY_RECORD, namespace)
     if legacy is not None and not adopt:
@@ -99,8 +99,7 @@ def check_ownership(
     if foreign and not adopt:
         raise refusal(foreign, releases.name)
     if foreign:
-        progress.note(f"taking ownership of {len(foreign)} object(s) for the release")
-        take_ownership(cluster, foreign, releases.name, namespace)
+        progress.note(f"the release takes ownership of {len(foreign)} object(s)")
 
 
 def _run_helm(
@@ -110,6 +109,7 @@ def _run_helm(
     upgrade: bool,
     timeout: float,
     wait: bool,
+    adopt: bool,
     progress: Progress,
 ) -> Release:
     """Install or upgrade under the watch; RolloutFailed naming the workload on failure."""
@@ -130,7 +130,7 @@ def _run_helm(
         progress.phase(f"{'upgrade' if upgrade else 'install'}: Helm is applying the release")
         try:
             with watch:
-                return action(chart, dict(plan.values), timeout, wait)
+                return action(chart, dict(plan.values), timeout, wait=wait, adopt=adopt)
         except ClusterError as exc:
             raise RolloutFailed(watch.failure or str(exc)) from None
 
@@ -155,7 +155,7 @@ def apply_release(
         _apply_crds(cluster, plan, deadline, progress)
     try:
         remaining = max(1.0, deadline - time.monotonic())
-        release = _run_helm(cluster, releases, plan, upgrade, remaining, wait, progress)
+        release = _run_helm(cluster, releases, plan, upgrade, remaining, wait, adopt, progress)
     except RolloutFailed:
         if upgrade:
             progress.phase("rollback: the upgrade failed; back to the previous revision")

@@ -7,6 +7,7 @@ Secrets, ``sh.helm.release.v1.*``), so ``helm list``, ``helm history``, ``helm r
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -38,9 +39,16 @@ def library() -> ModuleType:
     return helm
 
 
-def _strategy(wait: bool) -> str:
-    """Helm 4's wait strategy: every resource (``watcher``), or hooks only."""
-    return "watcher" if wait else "hookOnly"
+def _options(timeout: float, wait: bool, adopt: bool, description: str) -> dict[str, Any]:
+    """The options of an install or upgrade, named as Helm's native call names them."""
+    options: dict[str, Any] = {
+        "timeout_seconds": max(1, int(timeout)),
+        "wait": "watcher" if wait else "hookOnly",  # every resource, or hooks only
+        "description": description,
+    }
+    if adopt:
+        options.update(take_ownership=True, force_conflicts=True)
+    return options
 
 
 class Cancelled(ClusterError):
@@ -135,41 +143,50 @@ class Releases:
             if self._context is not None:
                 self._context.cancel()
 
-    def install(
-        self, chart: Path, values: dict[str, Any], timeout: float, wait: bool = True
+    def _release_action(
+        self, native: str, chart: Path, values: dict[str, Any], options: dict[str, Any]
     ) -> Release:
-        """``helm install``: hooks run; with ``wait``, every resource waited for (watcher)."""
-        return self._run(
-            "install",
-            lambda ctx: self._config.install(
+        """Helm's install or upgrade action with ``options``, under a cancellable context.
+
+        helm-python 0.2.2's ``Config.install``/``upgrade`` do not pass Helm's
+        ``take_ownership`` and ``force_conflicts``, which its native call takes: this is that
+        call, with them (the version is pinned in pyproject.toml).
+        """
+        from helm_python import _native
+
+        def start(context: Any) -> Release:
+            payload = _native.call_string(
+                native,
+                self._config._raw(),
+                context._raw(),
+                _native.HANDLE(0),
                 str(chart),
                 self.name,
-                values,
-                context=ctx,
-                namespace=self.namespace,
-                timeout=max(1, int(timeout)),
-                wait=_strategy(wait),
-                description="Install complete (meshlift)",
-            ),
-        )
+                json.dumps(values),
+                json.dumps({"namespace": self.namespace, **options}),
+            )
+            found: Release = json.loads(payload)
+            return found
+
+        return self._run(native.removeprefix("helm_"), start)
+
+    def install(
+        self, chart: Path, values: dict[str, Any], timeout: float, *, wait: bool, adopt: bool
+    ) -> Release:
+        """``helm install``: hooks run; with ``wait``, every resource waited for (watcher).
+
+        ``adopt``: Helm's ``--take-ownership`` (and its server-side apply takes the fields).
+        """
+        options = _options(timeout, wait, adopt, "Install complete (meshlift)")
+        return self._release_action("helm_install", chart, values, options)
 
     def upgrade(
-        self, chart: Path, values: dict[str, Any], timeout: float, wait: bool = True
+        self, chart: Path, values: dict[str, Any], timeout: float, *, wait: bool, adopt: bool
     ) -> Release:
         """``helm upgrade`` with exactly ``values``: what the chart no longer renders is deleted."""
-        return self._run(
-            "upgrade",
-            lambda ctx: self._config.upgrade(
-                str(chart),
-                self.name,
-                values,
-                context=ctx,
-                namespace=self.namespace,
-                timeout=max(1, int(timeout)),
-                wait=_strategy(wait),
-                reset_values=True,
-                description="Upgrade complete (meshlift)",
-            ),
+        options = _options(timeout, wait, adopt, "Upgrade complete (meshlift)")
+        return self._release_action(
+            "helm_upgrade", chart, values, {**options, "reset_values": True}
         )
 
     def rollback(self, revision: int | None, timeout: float) -> None:

@@ -1,0 +1,281 @@
+"""deploy as a Helm release: what Helm itself sees, ownership, hooks, upgrades, rollbacks, remove.
+
+Each scenario runs on the fake API server through both the ``kubernetes`` client (deploy's
+cluster layer) and Helm's client-go (helm-python), and on a real cluster when one is given.
+Helm's own view of the release is read with helm-python, as ``helm list``/``history`` would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.deploycli import MINI_MESH, R, apply_mesh, ok, one_line_error, run_deploy
+from tests.fakekube.fixtures import KubeUnderTest
+
+RELEASE = "nginx-service-mesh"
+Obj = dict[str, Any]
+
+
+@pytest.fixture
+def fake(fake_kube: KubeUnderTest) -> Iterator[KubeUnderTest]:
+    """The fake cluster, with its store at hand."""
+    assert fake_kube.server is not None
+    yield fake_kube
+
+
+def helm_list(kube: KubeUnderTest, namespace: str) -> list[dict[str, Any]]:
+    with kube.helm_config(namespace) as helm:
+        return list(helm.list(all_states=True))
+
+
+def helm_history(kube: KubeUnderTest, namespace: str) -> list[tuple[int, str]]:
+    with kube.helm_config(namespace) as helm:
+        return [(r["revision"], r["status"]) for r in helm.history(RELEASE)]
+
+
+def release_secrets(kube: KubeUnderTest, namespace: str) -> list[str]:
+    found = kube.list("v1", "Secret", namespace, "owner=helm")
+    return sorted(s["metadata"]["name"] for s in found)
+
+
+def remove(kube: KubeUnderTest, namespace: str, *extra: str) -> Any:
+    return ok(run_deploy("remove", "--namespace", namespace, *kube.cli_args(), *extra))
+
+
+def test_apply_makes_a_release_helm_lists_with_the_labelled_secret_in_it(
+    kube: KubeUnderTest,
+) -> None:
+    ns = kube.ns("mesh")
+    result = apply_mesh(kube, ns)
+    assert f"installed: Helm release {RELEASE} revision 1 in {ns}" in result.stdout
+    [listed] = helm_list(kube, ns)
+    assert (listed["name"], listed["status"], listed["revision"]) == (RELEASE, "deployed", 1)
+    assert (listed["chart_name"], listed["chart_version"]) == ("mini-mesh", "2.0.0")
+    with kube.helm_config(ns) as helm:
+        manifest = helm.status(RELEASE)["manifest"]
+        values = helm.get_values(RELEASE)
+    stored = [d for d in yaml.safe_load_all(manifest) if d]
+    [secret] = [d for d in stored if d["kind"] == "Secret"]
+    assert secret["metadata"]["labels"]["usage"] == "nginx-mesh-registry-key"
+    assert values["registry"]["server"] == R and values["registry"]["username"] == "u"
+    live = kube.get("v1", "Secret", "nginx-mesh-registry-key", ns)
+    assert live is not None and live["type"] == "kubernetes.io/dockerconfigjson"
+    assert "pw" not in result.output
+
+
+def test_an_object_another_tool_made_is_refused_before_anything_changes(
+    fake: KubeUnderTest,
+) -> None:
+    fake.create(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "nginx-mesh-controller"},
+            "rules": [],
+        }
+    )
+    assert fake.server is not None
+    writes = len(fake.server.mutations())
+    result = run_deploy(
+        "apply", "--registry-server", R, "--chart", MINI_MESH, "--skip-preflight",
+        *fake.cli_args(),
+    )  # fmt: skip
+    error = one_line_error(result, 1)
+    assert "ClusterRole nginx-mesh-controller" in error and "--take-ownership" in error
+    assert fake.server.mutations()[writes:] == []
+    assert fake.get("v1", "Namespace", "nginx-mesh") is None
+
+    ok(
+        run_deploy(
+            "apply", "--registry-server", R, "--chart", MINI_MESH, "--skip-preflight",
+            "--take-ownership", *fake.cli_args(),
+        )
+    )  # fmt: skip
+    role = fake.get("rbac.authorization.k8s.io/v1", "ClusterRole", "nginx-mesh-controller")
+    assert role is not None
+    assert role["metadata"]["annotations"]["meta.helm.sh/release-name"] == RELEASE
+
+
+def test_remove_never_deletes_an_object_the_release_does_not_own(kube: KubeUnderTest) -> None:
+    ns = kube.ns("mesh")
+    apply_mesh(kube, ns)
+    look_alike = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {
+            "name": f"nginx-mesh-look-alike{kube.suffix}",
+            "labels": {
+                "app.kubernetes.io/part-of": "nginx-service-mesh",
+                "app.kubernetes.io/managed-by": "meshlift",
+            },
+        },
+        "rules": [],
+    }
+    kube.create(look_alike)
+    remove(kube, ns)
+    name = look_alike["metadata"]["name"]
+    assert kube.get("rbac.authorization.k8s.io/v1", "ClusterRole", name) is not None
+    assert kube.get("rbac.authorization.k8s.io/v1", "ClusterRole", "nginx-mesh-controller") is None
+    assert release_secrets(kube, ns) == []
+
+
+def test_a_completed_hook_job_of_an_earlier_run_is_not_this_runs_success(
+    fake: KubeUnderTest,
+) -> None:
+    assert fake.server is not None
+    ns = fake.create_namespace("nginx-mesh")
+    fake.create(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "check-cluster", "namespace": ns},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "c", "image": f"{R}/kubectl"}],
+                    }
+                }
+            },
+        }
+    )
+    fake.server.store.set_job_outcome("check-cluster", "Failed")
+    result = run_deploy(
+        "apply", "--registry-server", R, "--chart", MINI_MESH, "--skip-preflight",
+        "--timeout", "30s", *fake.cli_args(),
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "check-cluster" in result.stderr
+    assert helm_list(fake, ns) == []  # the failed install was uninstalled
+
+
+def test_resource_policy_keep_is_honoured_by_remove(fake: KubeUnderTest, tmp_path: Any) -> None:
+    manifests = tmp_path / "mesh.yaml"
+    manifests.write_text(
+        yaml.safe_dump_all(
+            [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {
+                        "name": "kept",
+                        "annotations": {"helm.sh/resource-policy": "keep"},
+                    },
+                    "data": {"a": "b"},
+                },
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "dropped"},
+                    "data": {"a": "b"},
+                },
+            ]
+        )
+    )
+    ok(
+        run_deploy(
+            "apply", "--registry-server", R, "--manifests", str(manifests), "--skip-preflight",
+            *fake.cli_args(),
+        )
+    )  # fmt: skip
+    removed = remove(fake, "nginx-mesh")
+    assert fake.get("v1", "ConfigMap", "kept", "nginx-mesh") is not None
+    assert fake.get("v1", "ConfigMap", "dropped", "nginx-mesh") is None
+    assert "kept       Namespace nginx-mesh: 1 object(s) made by others remain" in removed.stdout
+
+
+def test_a_failed_upgrade_is_rolled_back_naming_the_workload(fake: KubeUnderTest) -> None:
+    assert fake.server is not None
+    apply_mesh(fake, "nginx-mesh")
+    fake.server.store.pull_errors[f"{R}/nginx-mesh-controller:2.0.1"] = "manifest unknown"
+    started = time.monotonic()
+    result = run_deploy(
+        "apply", "--registry-server", R, "--chart", MINI_MESH, "--skip-preflight",
+        "--image-tag", "2.0.1", "--timeout", "5m", *fake.cli_args(),
+    )  # fmt: skip
+    took = time.monotonic() - started
+    error = one_line_error(result, 1, only=False)
+    assert "Deployment nginx-mesh/nginx-mesh-controller did not roll out" in error
+    assert "ImagePullBackOff" in error
+    assert took < 60, f"{took:.1f} s"
+    assert helm_history(fake, "nginx-mesh") == [(1, "superseded"), (2, "failed"), (3, "deployed")]
+    deployment = fake.get("apps/v1", "Deployment", "nginx-mesh-controller", "nginx-mesh")
+    assert deployment is not None
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"{R}/nginx-mesh-controller:2.0.0"
+
+
+def test_history_and_rollback_to_a_revision(fake: KubeUnderTest) -> None:
+    apply_mesh(fake, "nginx-mesh")
+    apply_mesh(fake, "nginx-mesh", "--set", "accessControlMode=deny")
+    rolled = ok(run_deploy("rollback", "1", *fake.cli_args()))
+    assert "now revision 3" in rolled.stdout
+    shown = ok(run_deploy("history", "--output", "json", *fake.cli_args()))
+    rows = yaml.safe_load(shown.stdout)
+    assert [(r["revision"], r["status"]) for r in rows] == [
+        (1, "superseded"),
+        (2, "superseded"),
+        (3, "deployed"),
+    ]
+    assert rows[2]["description"] == "Rollback to 1" and rows[0]["chart"] == "mini-mesh-2.0.0"
+
+
+def test_an_upgrade_keeps_the_release_values_unless_reset(fake: KubeUnderTest) -> None:
+    apply_mesh(fake, "nginx-mesh", "--set", "accessControlMode=deny")
+    ok(
+        run_deploy(
+            "apply", "--registry-server", R, "--chart", MINI_MESH, "--skip-preflight",
+            *fake.cli_args(),
+        )
+    )  # fmt: skip
+    with fake.helm_config("nginx-mesh") as helm:
+        kept = helm.get_values(RELEASE)
+    assert kept["accessControlMode"] == "deny"
+    assert kept["registry"]["username"] == "u"  # credentials kept, as nginx-meshctl upgrade
+    ok(
+        run_deploy(
+            "apply", "--registry-server", R, "--chart", MINI_MESH, "--skip-preflight",
+            "--reset-values", *fake.cli_args(),
+        )
+    )  # fmt: skip
+    with fake.helm_config("nginx-mesh") as helm:
+        reset = helm.get_values(RELEASE)
+    assert "accessControlMode" not in reset
+
+
+def test_apply_right_after_remove_installs_anew(fake: KubeUnderTest) -> None:
+    assert fake.server is not None
+    fake.server.store.namespace_delay = 1.5
+    apply_mesh(fake, "nginx-mesh")
+    remove(fake, "nginx-mesh")
+    again = apply_mesh(fake, "nginx-mesh")
+    assert "waiting for Namespace nginx-mesh to finish terminating" in again.stderr
+    assert f"installed: Helm release {RELEASE} revision 1" in again.stdout
+    assert helm_history(fake, "nginx-mesh") == [(1, "deployed")]
+
+
+def test_a_mesh_applied_before_releases_is_refused_with_the_command_to_adopt_it(
+    fake: KubeUnderTest,
+) -> None:
+    ns = fake.create_namespace("nginx-mesh")
+    fake.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "meshlift-deploy", "namespace": ns},
+            "data": {},
+        }
+    )
+    result = run_deploy(
+        "apply", "--registry-server", R, "--chart", MINI_MESH, "--skip-preflight",
+        *fake.cli_args(),
+    )  # fmt: skip
+    assert "deploy apply --take-ownership" in one_line_error(result, 1)
+    adopted = apply_mesh(fake, ns, "--take-ownership")
+    assert "installed" in adopted.stdout
+    assert fake.get("v1", "ConfigMap", "meshlift-deploy", ns) is None
