@@ -1,6 +1,7 @@
 """Interop with the official NGINX Service Mesh 2.0.0 chart: carried across the air gap into a
 real registry (mirror save, mirror load), rendered from there, applied to and removed from the
-fake API server.
+fake API server as the Helm release nginx-meshctl makes: install, upgrade, a failed upgrade
+rolled back, rollback, remove.
 
 The chart is ``../shared/charts/nginx-service-mesh-2.0.0.tgz`` beside the repository, or the
 file ``MESHLIFT_NSM_CHART`` names; without it these tests are skipped, saying so.
@@ -8,19 +9,22 @@ file ``MESHLIFT_NSM_CHART`` names; without it these tests are skipped, saying so
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from deploy.hooks import HOOK
-from deploy.manifests import load_paths
-from deploy.rewrite import image_uses, is_under_registry
+from deploy.chart.manifests import load_paths
+from deploy.postrender.rewrite import image_uses, is_under_registry
 from mirror.image.reference import parse_reference, parse_registry_server
 from tests.chartrepo import serve_charts
 from tests.deploy.deploycli import ok, run_deploy
+from tests.fakekube import server as server_module
 from tests.fakekube.fixtures import KubeUnderTest
 from tests.imagefactory import make_image, push
 from tests.mirrorcli import run_mirror
@@ -30,6 +34,8 @@ CHART_ENV = "MESHLIFT_NSM_CHART"
 CHART_NAME = "nginx-service-mesh-2.0.0.tgz"
 DEFAULT_CHART = Path(__file__).parents[2].parent / "shared" / "charts" / CHART_NAME
 Obj = dict[str, Any]
+HOOK = "helm.sh/hook"
+RELEASE, NAMESPACE = "nginx-service-mesh", "nginx-mesh"
 
 
 @pytest.fixture
@@ -96,6 +102,7 @@ def test_render_from_the_registry_puts_every_image_under_it(
     assert sum(o["kind"] == "CustomResourceDefinition" for o in objects) == 9
     assert [o for o in objects if HOOK in (o["metadata"].get("annotations") or {})] == []
     phases = {(o["metadata"]["annotations"][HOOK], o["kind"], o["metadata"]["name"]) for o in hooks}
+    assert "namespace" not in next(o for o in objects if o["kind"] == "MeshConfigClass")["metadata"]
     assert {
         ("pre-delete", "Job", "turn-proxies-transparent"),
         ("post-delete", "Job", "remove-spiffeids"),
@@ -117,73 +124,153 @@ def test_render_from_the_registry_puts_every_image_under_it(
         assert "replaced-by-meshlift" not in shown
 
 
-def added_and_deleted(kube: KubeUnderTest, since: int = 0) -> list[tuple[str, Obj]]:
-    """(ADDED|DELETED, object) in the order the fake cluster saw them, after ``since`` events."""
-    assert kube.server is not None
-    found: list[tuple[str, Obj]] = []
-    for event in kube.server.store.events[since:]:
-        if event.old is None or event.new is None:
-            obj = event.new or event.old
-            assert obj is not None
-            found.append(("ADDED" if event.old is None else "DELETED", obj))
-    return found
+def repackaged(chart: bytes, version: str) -> bytes:
+    """The official chart as another version: Chart.yaml's version changed, nothing else."""
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(chart)) as source,
+        tarfile.open(fileobj=out, mode="w:gz") as target,
+    ):
+        for member in source.getmembers():
+            data = source.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            if member.name.endswith("/Chart.yaml") and data is not None:
+                data = data.replace(b"version: 2.0.0", f"version: {version}".encode())
+                member.size = len(data)
+            target.addfile(member, io.BytesIO(data) if data is not None else None)
+    return out.getvalue()
 
 
-def index(events: list[tuple[str, Obj]], what: str, kind: str, name: str) -> int:
-    for number, (event, obj) in enumerate(events):
-        if (event, obj["kind"], obj["metadata"]["name"]) == (what, kind, name):
-            return number
-    raise AssertionError(f"no {what} {kind} {name}")
+def push_images(registry: Registry, prefix: str, out: Path) -> set[str]:
+    """Push a small image for every image the rendered objects in ``out`` name; their names."""
+    images = {parse_reference(u.image) for o in load_paths([str(out)]) for u in image_uses(o)}
+    for ref in images:
+        repository = ref.repository.removeprefix(f"{prefix}/")
+        push(registry, f"{prefix}/{repository}", ref.tag, make_image(str(ref)))
+    return {str(i) for i in images}
 
 
-def test_apply_then_remove_runs_the_hooks_in_order(
-    anon_registry: Registry, unique_repo: object, official_chart: bytes, fake_kube: KubeUnderTest
+def helm_view(kube: KubeUnderTest) -> tuple[list[dict[str, Any]], list[tuple[int, str, str]]]:
+    """``helm list`` and ``helm history`` as Helm itself reads the release."""
+    with kube.helm_config(NAMESPACE) as helm:
+        listed = list(helm.list(all_states=True))
+        history = [(r["revision"], r["status"], r["chart_version"]) for r in helm.history(RELEASE)]
+    return listed, history
+
+
+def test_the_release_lifecycle_of_the_official_chart(
+    anon_registry: Registry,
+    unique_repo: object,
+    official_chart: bytes,
+    fake_kube: KubeUnderTest,
+    tmp_path: Path,
 ) -> None:
+    assert fake_kube.server is not None
+    store = fake_kube.server.store
     prefix = unique_repo("nsm")  # type: ignore[operator]
     server = mirrored(anon_registry, prefix, official_chart, fake_kube.workdir)
     args = ["--registry-server", server, "--disable-public-images", "--registry-username", "u"]
     env = {"MESHLIFT_REGISTRY_PASSWORD": "s3cr3t-pw"}
-    rendered = ok(run_deploy("render", *args, "-o", str(fake_kube.workdir / "out"), env=env))
-    assert "wrote 56 manifests" in rendered.stderr
-    images = {
-        parse_reference(u.image)
-        for o in load_paths([str(fake_kube.workdir / "out")])
-        for u in image_uses(o)
-    }
-    for ref in images:
-        repository = ref.repository.removeprefix(f"{prefix}/")
-        push(anon_registry, f"{prefix}/{repository}", ref.tag, make_image(str(ref)))
+    out = tmp_path / "out"
+    ok(run_deploy("render", *args, "-o", str(out), env=env))
+    images = push_images(anon_registry, prefix, out)
+    timings: dict[str, float] = {}
 
-    applied = ok(run_deploy("apply", *args, *fake_kube.cli_args(), env=env))
-    assert f"preflight: all {len(images)} images are in {server}" in applied.stderr
-    events = added_and_deleted(fake_kube)
-    crds = [n for n, (e, o) in enumerate(events) if o["kind"] == "CustomResourceDefinition"]
-    custom = [
-        n for n, (e, o) in enumerate(events) if o["kind"] in ("MeshConfig", "MeshConfigClass")
+    def deploy(step: str, *more: str, code: int = 0) -> Any:
+        started = time.monotonic()
+        result = run_deploy(*more, *fake_kube.cli_args(), env=env)
+        timings[step] = time.monotonic() - started
+        assert result.exit_code == code, f"{step}: {result.output}"
+        assert "s3cr3t-pw" not in result.output
+        return result
+
+    installed = deploy("install", "apply", *args)
+    assert f"preflight: all {len(images)} images are in {server}" in installed.stderr
+    listed, history = helm_view(fake_kube)
+    assert [(r["name"], r["status"], r["chart_name"]) for r in listed] == [
+        (RELEASE, "deployed", "nginx-service-mesh")
     ]
-    assert len(crds) == 9 and len(custom) == 2 and max(crds) < min(custom)
-    assert [o for _, o in events if o["kind"] == "Job"] == []  # no hook Job at apply
+    assert history == [(1, "deployed", "2.0.0")]
+    assert fake_kube.get("apps/v1", "StatefulSet", "spire-server", NAMESPACE) is not None
 
-    assert fake_kube.server is not None
-    before = len(fake_kube.server.store.events)
-    removed = ok(run_deploy("remove", *fake_kube.cli_args()))
-    assert "pre-delete hook: Job nginx-mesh/turn-proxies-transparent succeeded" in removed.stdout
-    events = added_and_deleted(fake_kube, before)
-    pre = index(events, "ADDED", "Job", "turn-proxies-transparent")
-    controller = index(events, "DELETED", "Deployment", "nginx-mesh-controller")
-    post = index(events, "ADDED", "Job", "remove-spiffeids")
-    assert pre < index(events, "DELETED", "Job", "turn-proxies-transparent") < controller < post
-    assert post < index(events, "DELETED", "Job", "remove-spiffeids")
-    registry = parse_registry_server(server)
-    jobs = [o for e, o in events if e == "ADDED" and o["kind"] == "Job"]
-    assert {j["metadata"]["name"] for j in jobs} == {
-        "turn-proxies-transparent",
-        "remove-spiffeids",
-        "remove-registry-secrets",
+    deploy("upgrade", "apply", *args, "--set", "mtls.persistentStorage=off")
+    assert fake_kube.get("apps/v1", "StatefulSet", "spire-server", NAMESPACE) is None
+    assert fake_kube.get("apps/v1", "Deployment", "spire-server", NAMESPACE) is not None
+    assert helm_view(fake_kube)[1][-1] == (2, "deployed", "2.0.0")
+
+    newer = tmp_path / "nginx-service-mesh-2.0.1.tgz"
+    newer.write_bytes(repackaged(official_chart, "2.0.1"))
+    out_201 = tmp_path / "out-2.0.1"
+    ok(run_deploy("render", *args, "--chart", str(newer), "--image-tag", "2.0.1", "-o",
+                  str(out_201), env=env))  # fmt: skip
+    push_images(anon_registry, prefix, out_201)
+    deploy("upgrade to 2.0.1", "apply", *args, "--chart", str(newer), "--image-tag", "2.0.1")
+    assert helm_view(fake_kube)[1][-1] == (3, "deployed", "2.0.1")
+    controller = fake_kube.get("apps/v1", "Deployment", "nginx-mesh-controller", NAMESPACE)
+    assert controller is not None
+    [container] = controller["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"{server}/nginx-mesh-controller:2.0.1"
+
+    store.pull_errors[f"{server}/nginx-mesh-metrics:2.0.2"] = "manifest unknown"
+    push_images(anon_registry, prefix, out_201)  # R has them; the cluster cannot pull 2.0.2
+    failed = deploy(
+        "failed upgrade", "apply", *args, "--chart", str(newer), "--image-tag", "2.0.2",
+        "--skip-preflight", code=1,
+    )  # fmt: skip
+    assert "Deployment nginx-mesh/nginx-mesh-metrics did not roll out" in failed.stderr
+    assert timings["failed upgrade"] < 60
+    assert helm_view(fake_kube)[1][-2:] == [(4, "failed", "2.0.1"), (5, "deployed", "2.0.1")]
+
+    deploy("rollback", "rollback", "1")
+    assert helm_view(fake_kube)[1][-1] == (6, "deployed", "2.0.0")
+    assert fake_kube.get("apps/v1", "StatefulSet", "spire-server", NAMESPACE) is not None
+
+    look_alike = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {
+            "name": "nginx-mesh-controller.look-alike.builtin.nsm.nginx",
+            "labels": {"app.kubernetes.io/part-of": "nginx-service-mesh"},
+        },
+        "rules": [],
     }
-    for job in jobs:
-        assert all(is_under_registry(u.image, registry) for u in image_uses(job))
-        assert index(events, "DELETED", "Job", job["metadata"]["name"])  # hook-succeeded
+    fake_kube.create(look_alike)
+    before = len(store.events)
+    removed = deploy("remove", "remove")
+    with fake_kube.helm_config(NAMESPACE) as helm:
+        assert helm.list(all_states=True) == []
+    deleted = {
+        (e.old["kind"], e.old["metadata"]["name"])
+        for e in store.events[before:]
+        if e.old is not None and e.new is None
+    }
+    assert ("ClusterRole", look_alike["metadata"]["name"]) not in deleted
+    assert fake_kube.get("rbac.authorization.k8s.io/v1", "ClusterRole",
+                         look_alike["metadata"]["name"]) is not None  # fmt: skip
+    hooks = [o["metadata"]["name"] for e, o in store.history("Job") if e == "ADDED"]
+    assert hooks[-3] == "turn-proxies-transparent"  # pre-delete, then the post-delete ones
+    assert set(hooks[-2:]) == {"remove-spiffeids", "remove-registry-secrets"}
+    assert fake_kube.get("v1", "Namespace", NAMESPACE) is None
+    assert fake_kube.list("apiextensions.k8s.io/v1", "CustomResourceDefinition") == []
     assert fake_kube.list("v1", "Secret", None, "usage=nginx-mesh-registry-key") == []
-    assert fake_kube.list("batch/v1", "Job", None) == []
-    assert "s3cr3t-pw" not in removed.output + applied.output + rendered.output
+    assert "deleted    Namespace nginx-mesh" in removed.stdout
+    print("wall time on the fake:", {k: round(v, 2) for k, v in timings.items()})
+
+
+def test_the_charts_kube_version_is_enforced_before_anything_is_sent(
+    official_chart: bytes, fake_kube: KubeUnderTest, tmp_path: Path, monkeypatch: Any
+) -> None:
+    assert fake_kube.server is not None
+    monkeypatch.setitem(server_module.VERSION, "gitVersion", "v1.21.14")
+    monkeypatch.setitem(server_module.VERSION, "minor", "21")
+    chart = tmp_path / "nsm.tgz"
+    chart.write_bytes(official_chart)
+    result = run_deploy(
+        "apply", "--registry-server", "reg.example/nsm", "--chart", str(chart),
+        "--skip-preflight", *fake_kube.cli_args(),
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert (
+        "requires kubeVersion: >= 1.22-0 which is incompatible with Kubernetes v1.21.14"
+        in result.stderr
+    )
+    assert fake_kube.server.mutations() == []
