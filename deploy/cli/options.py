@@ -244,6 +244,8 @@ def connect(params: dict[str, Any]) -> Cluster:
 
 def releases_from(params: dict[str, Any], namespace: str) -> Releases:
     """The mesh's Helm release in ``namespace`` of the cluster the options name."""
+    from deploy.cluster.client import kubeconfig_path
     from deploy.release.helm import Releases
 
-    return Releases(params["kubeconfig"], params["context"], namespace)
+    # Helm's client-go reads the environment once, when the library loads: the path is given.
+    return Releases(kubeconfig_path(params["kubeconfig"]), params["context"], namespace)

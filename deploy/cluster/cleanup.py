@@ -1,6 +1,7 @@
 """What ``nginx-meshctl remove`` does after Helm's uninstall, and what meshlift added besides.
 
-In order: the CRDs labelled ``app.kubernetes.io/part-of=nginx-service-mesh``, every Secret
+In order: the CRDs labelled ``app.kubernetes.io/part-of=nginx-service-mesh`` (but not one whose
+custom resources others made: deleting it would delete them), every Secret
 labelled ``usage=nginx-mesh-registry-key`` in any namespace, the pull-secret entries propagate
 added to service accounts, and the mesh namespace, only when deploy created it and nothing
 made by others can remain there: a kind that may not be listed counts as "might remain".
@@ -59,8 +60,24 @@ class Removal:
     injected: list[str] = field(default_factory=list)
 
 
-def _made_by_others(obj: Obj) -> bool:
-    """Whether someone other than the mesh or the cluster itself made ``obj``."""
+def claims_of(objects: list[Obj]) -> frozenset[str]:
+    """Name prefixes of the claims a StatefulSet controller made for ``objects``' StatefulSets:
+    ``TEMPLATE-STS-`` (they outlive the StatefulSet, as on a real cluster)."""
+    return frozenset(
+        f"{template['metadata']['name']}-{sts['metadata']['name']}-"
+        for sts in objects
+        if sts.get("kind") == "StatefulSet"
+        for template in (sts.get("spec") or {}).get("volumeClaimTemplates") or []
+    )
+
+
+def _is_claim(name: str, prefixes: frozenset[str]) -> bool:
+    return any(name.startswith(p) and name.removeprefix(p).isdigit() for p in prefixes)
+
+
+def _made_by_others(obj: Obj, claims: frozenset[str] = frozenset()) -> bool:
+    """Whether someone other than the mesh or the cluster itself made ``obj`` (``claims``:
+    see :func:`claims_of`)."""
     meta = obj.get("metadata") or {}
     kind = obj.get("kind")
     return not (
@@ -70,10 +87,13 @@ def _made_by_others(obj: Obj) -> bool:
         or (kind, meta.get("name")) in _CLUSTER_MADE_OBJECTS
         or (kind == "Secret" and ACCOUNT_SECRET_ANNOTATION in (meta.get("annotations") or {}))
         or (kind == "Secret" and obj.get("type") == "kubernetes.io/service-account-token")
+        or (kind == "PersistentVolumeClaim" and _is_claim(str(meta.get("name")), claims))
     )
 
 
-def objects_left(cluster: Cluster, namespace: str) -> tuple[list[Obj], list[str]]:
+def objects_left(
+    cluster: Cluster, namespace: str, claims: frozenset[str] = frozenset()
+) -> tuple[list[Obj], list[str]]:
     """Objects in ``namespace`` made by others, and the kinds that could not be listed."""
     left: list[Obj] = []
     unknown: list[str] = []
@@ -83,12 +103,27 @@ def objects_left(cluster: Cluster, namespace: str) -> tuple[list[Obj], list[str]
         try:
             found = cluster.list_objects(api_version, kind, namespace)
         except ClusterError as exc:
-            if exc.status in (403, 405):
+            if exc.status == 404:  # the kind went with its CRD: nothing of it is left
+                continue
+            if exc.status in (403, 405):  # not ours to list: something may remain
                 unknown.append(f"{kind} ({api_version})")
                 continue
             raise
-        left.extend(o for o in found if _made_by_others(o))
+        left.extend(o for o in found if _made_by_others(o, claims))
     return left, unknown
+
+
+def custom_resources_left(cluster: Cluster, crd: Obj) -> list[Obj]:
+    """Custom resources of ``crd`` that someone made (deleting the CRD would delete them)."""
+    spec = crd.get("spec") or {}
+    versions = [v["name"] for v in spec.get("versions") or [] if v.get("storage")]
+    kind = (spec.get("names") or {}).get("kind")
+    if not versions or not kind:
+        return []
+    api_version = f"{spec['group']}/{versions[0]}"
+    if not cluster.serves(api_version, kind):
+        return []
+    return [o for o in cluster.list_objects(api_version, kind) if _made_by_others(o)]
 
 
 def _drop_pull_secret(account: Obj) -> bool:
@@ -121,6 +156,7 @@ def clean_up(
     *,
     keep_crds: bool = False,
     on_deleted: Callable[[str], None] = lambda _: None,
+    claims: frozenset[str] = frozenset(),
 ) -> Removal:
     """Remove's steps after Helm's uninstall; see the module docstring."""
     removal = Removal()
@@ -134,8 +170,14 @@ def clean_up(
     crd_version = "apiextensions.k8s.io/v1"
     crds = cluster.list_objects(crd_version, "CustomResourceDefinition", None, PART_OF_SELECTOR)
     for crd in crds:
+        left = [] if keep_crds else custom_resources_left(cluster, crd)
         if keep_crds:
             removal.kept.append(f"{describe(crd)}: --keep-crds")
+        elif left:
+            removal.kept.append(
+                f"{describe(crd)}: {len(left)} custom resource(s) made by others remain,"
+                f" e.g. {describe(left[0])}"
+            )
         else:
             deleted(crd)
     for secret in cluster.list_objects("v1", "Secret", label_selector=SECRET_SELECTOR):
@@ -148,13 +190,17 @@ def clean_up(
         name, where = meta["name"], meta["namespace"]
         if cluster.update("v1", "ServiceAccount", name, where, _drop_pull_secret):
             removal.cleaned.append(f"ServiceAccount {where}/{name}")
-    _remove_namespace(cluster, namespace, removal, deleted)
+    _remove_namespace(cluster, namespace, removal, deleted, claims)
     removal.injected = injected_workloads(cluster)
     return removal
 
 
 def _remove_namespace(
-    cluster: Cluster, namespace: str, removal: Removal, deleted: Callable[[Obj], None]
+    cluster: Cluster,
+    namespace: str,
+    removal: Removal,
+    deleted: Callable[[Obj], None],
+    claims: frozenset[str],
 ) -> None:
     found = cluster.get("v1", "Namespace", namespace)
     if found is None:
@@ -162,17 +208,14 @@ def _remove_namespace(
     if found["metadata"].get("deletionTimestamp"):
         removal.kept.append(f"Namespace {namespace}: being deleted already")
         return
-    if not created_by_us(found):
-        removal.kept.append(f"Namespace {namespace}: deploy apply did not create it")
-        return
-    left, unknown = objects_left(cluster, namespace)
-    if not left and not unknown:
+    created = created_by_us(found)
+    left, unknown = objects_left(cluster, namespace, claims)
+    if created and not left and not unknown:
         deleted({"apiVersion": "v1", "kind": "Namespace", **found})
         return
-    reasons = []
-    if left:
-        reasons.append(f"{len(left)} object(s) made by others remain: ")
-        reasons[-1] += ", ".join(describe(o) for o in left)
+    reason = "deploy apply created it, but" if created else "deploy apply did not create it;"
+    listed = ", ".join(describe(o) for o in left) or "nothing else"
+    kept = f"Namespace {namespace}: {reason} {len(left)} other object(s) remain: {listed}"
     if unknown:
-        reasons.append(f"may not list {', '.join(unknown)}, so objects may remain there")
-    removal.kept.append(f"Namespace {namespace}: {'; '.join(reasons)}")
+        kept += f"; it may not list {', '.join(unknown)}, so more may remain"
+    removal.kept.append(kept)

@@ -79,7 +79,8 @@ def translate(action: str, host: str = "") -> Iterator[None]:
         raise ClusterError(f"{action}: cannot reach the Kubernetes API{where}: {reason}") from None
 
 
-def _kubeconfig_path(explicit: str | None) -> str | None:
+def kubeconfig_path(explicit: str | None) -> str | None:
+    """The kubeconfig to use: ``--kubeconfig``, ``KUBECONFIG``, ``~/.kube/config``, or None."""
     if explicit:
         missing = [p for p in explicit.split(os.pathsep) if p and not Path(p).is_file()]
         if missing:
@@ -98,7 +99,7 @@ def load_api_client(kubeconfig: str | None, context: str | None) -> Any:
 
     client, config = _kube("client"), _kube("config")
 
-    path = _kubeconfig_path(kubeconfig)
+    path = kubeconfig_path(kubeconfig)
     if path is None:
         if context:
             raise ConfigError(f"--context {context} needs a kubeconfig, and none was found")

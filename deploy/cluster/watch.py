@@ -9,6 +9,7 @@ pod of the previous ReplicaSet says nothing about the new one.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -179,7 +180,10 @@ class RolloutWatch:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if exc_type is None:  # one last look, so the display ends on what Helm finished with
+            with contextlib.suppress(ClusterError):
+                self.check()

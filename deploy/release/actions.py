@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from deploy.chart.kubeversion import check_kube_version
-from deploy.cluster.cleanup import Removal, clean_up
+from deploy.chart.manifests import parse_documents
+from deploy.cluster.cleanup import Removal, claims_of, clean_up
 from deploy.cluster.client import Cluster
 from deploy.cluster.ownership import foreign_objects, refusal
 from deploy.cluster.rollout import ROLLOUT_KINDS, RolloutState, crd_established
@@ -160,7 +161,7 @@ def apply_release(
         if upgrade:
             progress.phase("rollback: the upgrade failed; back to the previous revision")
             releases.rollback(None, timeout)
-        else:
+        elif releases.history():
             progress.phase("uninstall: the install failed; removing it")
             releases.uninstall(timeout)
         raise
@@ -182,6 +183,12 @@ def remove_release(
     """Helm's uninstall (hooks and ``resource-policy: keep`` as Helm runs them), then remove's
     extras (:func:`deploy.cluster.cleanup.clean_up`). True when there was a release."""
     had = bool(releases.history())
+    claims: frozenset[str] = frozenset()
     if had:
+        manifest = str(releases.status().get("manifest", ""))
+        claims = claims_of(parse_documents(manifest, "the release manifest"))
         releases.uninstall(timeout)
-    return had, clean_up(cluster, releases.namespace, keep_crds=keep_crds, on_deleted=on_deleted)
+    removal = clean_up(
+        cluster, releases.namespace, keep_crds=keep_crds, on_deleted=on_deleted, claims=claims
+    )
+    return had, removal

@@ -89,8 +89,8 @@ class Releases:
         helm = self.helm
         try:
             return run()
-        except helm.HelmCancelledError:
-            raise Cancelled(f"helm {action} {self.name}: stopped") from None
+        except helm.HelmCancelledError as exc:
+            raise Cancelled(f"helm {action} {self.name}: {one_line(str(exc))}") from None
         except helm.HelmError as exc:
             raise ClusterError(f"helm {action} {self.name}: {one_line(str(exc))}") from None
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 
-from deploy.plan import Settings, plan_deploy
-from deploy.rewrite import containers, pod_specs
-from mirror.image.reference import parse_registry_server
+import tempfile
+
+from deploy.chart.manifests import load_paths
+from deploy.postrender.rewrite import containers, image_uses, pod_specs
+from mirror.image.reference import parse_reference, parse_registry_server
 from tests.deploy.deploycli import MINI_MESH, decoded_config, ok, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
 from tests.imagefactory import make_image, push
@@ -20,9 +22,12 @@ from tests.registries import Registry
 
 def mirror_images(registry: Registry, server: str) -> None:
     """Put every image the kubernetes plan pulls into the registry (what `mirror sync` does)."""
-    plan = plan_deploy(Settings.parse(server, disable_public_images=True), chart=MINI_MESH)
+    with tempfile.TemporaryDirectory() as scratch:
+        args = ["--registry-server", server, "--disable-public-images", "--chart", MINI_MESH]
+        ok(run_deploy("render", *args, "-o", scratch))
+        images = {parse_reference(u.image) for o in load_paths([scratch]) for u in image_uses(o)}
     prefix = parse_registry_server(server).prefix
-    for ref in plan.pull_images():
+    for ref in sorted(images):
         repository = ref.repository.removeprefix(f"{prefix}/")
         push(registry, f"{prefix}/{repository}", ref.tag, make_image(str(ref)))
 

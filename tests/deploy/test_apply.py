@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.rewrite import image_uses, pod_specs
+from deploy.postrender.rewrite import image_uses, pod_specs
 from tests.deploy.deploycli import MINI_MESH, R, decoded_config, ok, one_line_error, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
 
@@ -97,8 +97,7 @@ def test_apply_creates_the_mesh_and_reapplying_changes_nothing(kube: KubeUnderTe
     namespace = kube.ns("nginx-mesh")
     args = [*apply_args(kube, "--disable-public-images", "--no-wait"), "--registry-username", "u"]
     first = ok(run_deploy(*args, "--registry-password-stdin", input="pw\n"))
-    assert f"created    Secret {namespace}/nginx-mesh-registry-key" in first.stdout
-    assert f"created    Deployment {namespace}/nginx-mesh-controller" in first.stdout
+    assert "installed: Helm release nginx-service-mesh revision 1" in first.stdout
     assert "pw" not in first.stdout + first.stderr
     secret = kube.get("v1", "Secret", "nginx-mesh-registry-key", namespace)
     assert secret is not None
@@ -108,65 +107,19 @@ def test_apply_creates_the_mesh_and_reapplying_changes_nothing(kube: KubeUnderTe
     assert [u.image for u in image_uses(deployment)] == [f"{R}/nginx-mesh-controller:2.0.0"]
 
     again = ok(run_deploy(*args, "--registry-password-stdin", input="pw\n"))
-    lines = [
-        line
-        for line in again.stdout.splitlines()
-        if line[:10].strip() in ("created", "configured", "unchanged")
-    ]
-    assert lines and all(line.startswith("unchanged") for line in lines), again.stdout
+    assert "upgraded: Helm release nginx-service-mesh revision 2" in again.stdout
+    same = kube.get("apps/v1", "Deployment", "nginx-mesh-controller", namespace)
+    assert same is not None
+    version = deployment["metadata"]["resourceVersion"]
+    assert same["metadata"]["resourceVersion"] == version  # nothing in it changed
     assert len(kube.list("v1", "Secret", None, "usage=nginx-mesh-registry-key")) == 1
-
-
-UPGRADE_JOB = """\
-apiVersion: batch/v1
-kind: Job
-metadata: {name: nginx-mesh-upgrade}
-spec:
-  template:
-    spec:
-      restartPolicy: Never
-      containers: [{name: upgrade, image: "bitnami/kubectl:latest"}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: nginx-mesh-controller}
-spec:
-  selector: {matchLabels: {app: c}}
-  template:
-    metadata: {labels: {app: c}}
-    spec:
-      containers: [{name: c, image: "docker-registry.nginx.com/nsm/nginx-mesh-controller:2.0.0"}]
-"""
-
-
-def test_a_new_registry_replaces_the_job_whose_template_is_immutable(
-    kube: KubeUnderTest,
-) -> None:
-    namespace = kube.ns("nginx-mesh")
-    manifest = kube.workdir / "upgrade.yaml"
-    manifest.write_text(UPGRADE_JOB)
-    args = manifest_args(kube, "--no-wait", "--manifests", str(manifest), "--disable-public-images")
-    ok(run_deploy(*args))
-    moved = [a if a != R else "other.example" for a in args]
-    result = ok(run_deploy(*moved, "--image-tag", "2.0.1"))
-    assert f"replaced   Job {namespace}/nginx-mesh-upgrade" in result.stdout
-    assert f"configured Deployment {namespace}/nginx-mesh-controller" in result.stdout
-    job = kube.get("batch/v1", "Job", "nginx-mesh-upgrade", namespace)
-    assert job is not None
-    assert [u.image for u in image_uses(job)] == ["other.example/kubectl:latest"]
-    deployment = kube.get("apps/v1", "Deployment", "nginx-mesh-controller", namespace)
-    assert deployment is not None
-    assert [u.image for u in image_uses(deployment)] == [
-        "other.example/nginx-mesh-controller:2.0.1"
-    ]
 
 
 def test_new_password_updates_the_secret_in_place(kube: KubeUnderTest) -> None:
     namespace = kube.ns("nginx-mesh")
     base = [*apply_args(kube, "--no-wait"), "--registry-username", "u", "--registry-password-stdin"]
     ok(run_deploy(*base, input="old\n"))
-    second = ok(run_deploy(*base, input="new\n"))
-    assert f"configured Secret {namespace}/nginx-mesh-registry-key" in second.stdout
+    ok(run_deploy(*base, input="new\n"))
     secret = kube.get("v1", "Secret", "nginx-mesh-registry-key", namespace)
     assert secret is not None and decoded_config(secret)["auths"][R]["password"] == "new"
 
@@ -234,8 +187,8 @@ def test_dry_run_prints_manifests_without_secret_data_and_sends_nothing(
     assert "s3cr3t" not in result.output
     assert base64.b64encode(b"u:s3cr3t").decode() not in result.output
     assert "kind: MutatingWebhookConfiguration" in result.stdout
-    assert "dry run: " in result.stderr
-    assert fake_kube.server is not None and fake_kube.server.requests == []
+    assert "dry run: install of " in result.stderr
+    assert fake_kube.server is not None and fake_kube.server.mutations() == []
 
 
 def test_apply_hand_written_manifests_with_cronjobs(kube: KubeUnderTest) -> None:
@@ -268,7 +221,7 @@ def test_wait_times_out_with_the_workload_named(fake_kube: KubeUnderTest) -> Non
     fake_kube.server.store.set_workloads_ready(False)
     result = run_deploy(*apply_args(fake_kube, "--timeout", "1s"))
     error = one_line_error(result, 1, only=False)
-    assert error == "Error: timed out waiting for Deployment nginx-mesh/nginx-mesh-controller"
+    assert "Deployment/nginx-mesh/nginx-mesh-controller not ready" in error
     assert "rolling out Deployment nginx-mesh/nginx-mesh-controller: 0/1 available" in result.stderr
 
 
@@ -281,6 +234,7 @@ def test_wait_follows_rollouts_until_ready(fake_kube: KubeUnderTest) -> None:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if any("watch=" in r.query.lower() for r in server.requests):
+                time.sleep(2.5)  # long enough for apply's display to show a look or two
                 server.store.set_workloads_ready(True)
                 return
             time.sleep(0.05)
@@ -289,7 +243,7 @@ def test_wait_follows_rollouts_until_ready(fake_kube: KubeUnderTest) -> None:
     controller.start()
     result = ok(run_deploy(*apply_args(fake_kube, "--timeout", "30s")))
     controller.join()
-    assert "applied and rolled out in nginx-mesh" in result.stdout
+    assert "installed: Helm release nginx-service-mesh revision 1" in result.stdout
     assert "rolling out Deployment nginx-mesh/nginx-mesh-controller: 0/1 available" in result.stderr
     assert "rolled out DaemonSet nginx-mesh/spire-agent: 1/1 available" in result.stderr
 
@@ -301,6 +255,7 @@ def test_namespace_created_by_apply_is_marked_a_pre_existing_one_is_not(
     mesh = fake_kube.get("v1", "Namespace", "nginx-mesh")
     assert mesh is not None
     assert mesh["metadata"]["annotations"] == {"meshlift/created-by": "deploy-apply"}
+    ok(run_deploy("remove", *fake_kube.cli_args()))
     fake_kube.create_namespace("mine")
     ok(run_deploy(*apply_args(fake_kube, "--no-wait"), "--namespace", "mine"))
     mine = fake_kube.get("v1", "Namespace", "mine")

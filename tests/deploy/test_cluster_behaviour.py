@@ -12,8 +12,8 @@ from pathlib import Path
 
 from click.testing import Result
 
-from deploy.cluster import Cluster
-from deploy.propagate import Propagated, watch_and_propagate
+from deploy.cluster.client import Cluster
+from deploy.cluster.propagate import Propagated, watch_and_propagate
 from tests.deploy.deploycli import R, ok, one_line_error, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest, when_watched
 
