@@ -1,9 +1,9 @@
 """deploy's verbs over the Helm release: apply (install or upgrade), rollback, remove, history.
 
 apply checks, before anything changes, that no object of the chart belongs to someone else;
-makes the namespace; on an upgrade applies the chart's ``crds/`` first (Helm never upgrades
-them, NSM's upgrade guide asks for it); then runs Helm's install or upgrade while
-:class:`RolloutWatch` shows progress and stops Helm as soon as a rollout cannot finish. A
+makes the namespace; applies the chart's ``crds/`` and waits until their kinds are served
+(Helm never upgrades them, NSM's upgrade guide asks for it); then runs Helm's install or
+upgrade while :class:`RolloutWatch` shows progress and stops Helm as soon as a rollout cannot finish. A
 failed upgrade is rolled back to the previous revision, a failed install uninstalled, as
 ``nginx-meshctl`` cleans up.
 """
@@ -22,7 +22,7 @@ from deploy.chart.manifests import parse_documents
 from deploy.cluster.cleanup import Removal, claims_of, clean_up
 from deploy.cluster.client import Cluster
 from deploy.cluster.ownership import foreign_objects, refusal
-from deploy.cluster.rollout import ROLLOUT_KINDS, RolloutState, crd_established
+from deploy.cluster.rollout import ROLLOUT_KINDS, RolloutState, crd_established, custom_kinds
 from deploy.cluster.watch import RolloutWatch
 from deploy.errors import ClusterError, RolloutFailed
 from deploy.labels import CREATED_ANNOTATION, CREATED_BY, LEGACY_RECORD
@@ -76,11 +76,17 @@ def _ensure_namespace(
 
 
 def _apply_crds(cluster: Cluster, plan: Plan, deadline: float, progress: Progress) -> None:
+    """The chart's ``crds/`` applied and Established, and the kinds the chart uses served."""
+    if not plan.crds:
+        return
     progress.phase(f"CRDs: applying the chart's {len(plan.crds)} CRDs")
     for crd in plan.crds:
         cluster.apply(crd, force=True)
+    used = {(o["apiVersion"], o["kind"]) for o in plan.objects}
     for crd in plan.crds:
         cluster.wait_for(crd, crd_established, deadline)
+        for api_version, kind in custom_kinds(crd) & used:
+            cluster.wait_served(api_version, kind, deadline)
 
 
 def check_ownership(
@@ -152,8 +158,7 @@ def apply_release(
     upgrade = bool(releases.history())
     check_ownership(cluster, releases, plan, adopt, progress)
     _ensure_namespace(cluster, plan.settings.namespace, deadline, progress)
-    if upgrade:
-        _apply_crds(cluster, plan, deadline, progress)
+    _apply_crds(cluster, plan, deadline, progress)
     try:
         remaining = max(1.0, deadline - time.monotonic())
         release = _run_helm(cluster, releases, plan, upgrade, remaining, wait, adopt, progress)
