@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.errors import ManifestError
 from deploy.chart.manifests import dump_documents, load_paths, parse_documents
+from deploy.errors import ManifestError
 
 CONFIG_MAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"
 

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import re
 import shutil
 import subprocess
-from collections.abc import Iterator
-from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -24,13 +19,10 @@ from deploy.postrender.rewrite import image_uses, pod_specs
 from mirror.image.lock import load_lock
 from mirror.net.credentials import Credentials
 from tests.chartrepo import official_chart
-from tests.deploy.deploycli import MINI_MESH
+from tests.deploy.deploycli import MINI_MESH, PLACEHOLDER, strings_in
 
 R = "reg.example:5000"
 KUBECTL = shutil.which("kubectl")
-# The login the old deploy gave the chart in place of the real credentials.
-PLACEHOLDER = "replaced-by-meshlift"
-_BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
 
 
 NO_VALUES = ValueFlags()
@@ -41,23 +33,6 @@ def plan_of(settings: Settings, chart: str = MINI_MESH, values: ValueFlags = NO_
     lock = load_lock(None)
     rendered = load_rendered(settings, lock, chart=chart, values=values)
     return build_plan(rendered, lock.entries, settings)
-
-
-def texts(node: Any) -> Iterator[str]:
-    """Every string in ``node``, and the text of every base64 run inside one (Secret data)."""
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from texts(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from texts(value)
-    elif isinstance(node, str):
-        yield node
-        for run in _BASE64.findall(node):
-            try:
-                yield base64.b64decode(run, validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
-                continue
 
 
 @pytest.mark.parametrize("environment", ["kubernetes", "openshift"])
@@ -165,7 +140,7 @@ def test_redacted_plan_has_no_secret_data() -> None:
     secrets = [o for o in shown if o["kind"] == "Secret"]
     assert len(secrets) == 2  # the release's and the post-delete hook's
     assert all(s["data"] == {".dockerconfigjson": "<redacted>"} for s in secrets)
-    assert not any("s3cr3t" in text for text in texts(shown))
+    assert not any("s3cr3t" in text for text in strings_in(shown))
 
 
 @pytest.mark.parametrize(
@@ -235,6 +210,6 @@ def test_the_official_charts_registry_secret_is_kubectls_labelled_and_no_placeho
     found = [
         o["metadata"]["name"]
         for o in (*plan.crds, *plan.objects)
-        if any(PLACEHOLDER in text for text in texts(o))
+        if any(PLACEHOLDER in text for text in strings_in(o))
     ]
     assert found == []
