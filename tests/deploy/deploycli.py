@@ -93,7 +93,7 @@ def strings_in(node: Any) -> Iterator[str]:
 
 
 def apply_mesh(kube: KubeUnderTest, namespace: str, *extra: str) -> Result:
-    """``deploy apply`` of the mini chart into ``namespace`` with credentials, no preflight/wait."""
+    """``deploy apply`` of the mini chart into ``namespace`` with credentials, no preflight."""
     return ok(
         run_deploy(
             "apply",
@@ -104,7 +104,6 @@ def apply_mesh(kube: KubeUnderTest, namespace: str, *extra: str) -> Result:
             "--namespace",
             namespace,
             "--skip-preflight",
-            "--no-wait",
             "--registry-username",
             "u",
             *kube.cli_args(),
