@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from deploy.chart.manifests import load_paths, parse_documents
 from tests.chartrepo import official_chart
 from tests.deploy.deploycli import (
@@ -85,21 +87,27 @@ def test_render_accepts_apply_options_and_contacts_nothing(tmp_path: Path) -> No
     assert objects
 
 
+HOOKS_HEADER = "# Helm hooks: Helm runs them at their phase; not for kubectl apply.\n"
+
+
+def uncommented(hooks: str) -> list[dict[str, Any]]:
+    """The hooks ``render -o -`` prints commented out after the objects."""
+    lines = (line.removeprefix("#").removeprefix(" ") for line in hooks.splitlines())
+    return parse_documents("\n".join(lines), "hooks")
+
+
 def test_hooks_follow_the_objects_commented_out_with_their_annotations() -> None:
     result = ok(run_deploy("render", "--registry-server", R, "--chart", MINI_MESH, "-o", "-"))
-    objects, header, hooks = result.stdout.partition(
-        "# Helm hooks: Helm runs them at their phase; not for kubectl apply.\n"
-    )
+    objects, header, hooks = result.stdout.partition(HOOKS_HEADER)
     assert header
     names = {o["metadata"]["name"] for o in parse_documents(objects, "render")}
     assert {"nginx-mesh-controller", "meshconfig"} <= names
     assert not names & {"check-cluster", "turn-proxies-transparent", "remove-spiffeids"}
     assert parse_documents(result.stdout, "render") == parse_documents(objects, "render")
     assert all(line.startswith("#") for line in hooks.strip().splitlines())
-    uncommented = "\n".join(line.removeprefix("#").removeprefix(" ") for line in hooks.splitlines())
     found = {
         o["metadata"]["name"]: o["metadata"]["annotations"]["helm.sh/hook"]
-        for o in parse_documents(uncommented, "hooks")
+        for o in uncommented(hooks)
     }
     assert found == {
         "check-cluster": "pre-install",
@@ -156,6 +164,35 @@ def test_openshift_render_of_the_official_chart_has_no_placeholder_login(tmp_pat
     assert holding == []
     (meshconfigclass,) = [o for o in objects if o["kind"] == "MeshConfigClass"]
     assert "namespace" not in meshconfigclass["metadata"]  # cluster-scoped, as its CRD says
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="deploy bug: render redacts Secrets only; the chart's post-delete ConfigMap"
+    " csi-driver-cleanup embeds the registry Secret (secret.yaml), printed with its data",
+)
+def test_render_never_shows_the_registry_password_even_inside_a_config_map() -> None:
+    result = ok(
+        run_deploy(
+            "render",
+            "--registry-server",
+            R,
+            "--chart",
+            str(official_chart()),
+            "--environment",
+            "openshift",
+            "--registry-username",
+            "u",
+            "--registry-password-stdin",
+            "-o",
+            "-",
+            input="s3cr3t-pw\n",
+        )
+    )
+    objects, _, hooks = result.stdout.partition(HOOKS_HEADER)
+    everything = parse_documents(objects, "render") + uncommented(hooks)
+    assert "csi-driver-cleanup" in {o["metadata"]["name"] for o in everything}
+    assert [t for o in everything for t in strings_in(o) if "s3cr3t" in t] == []
 
 
 def test_the_charts_kube_version_is_checked_with_helms_wording() -> None:
