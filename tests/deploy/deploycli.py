@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 import json
 import os
+import re
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,9 @@ from tests.fakekube.fixtures import KubeUnderTest
 R = "reg.example:5000"
 # A small chart shaped like NGINX Service Mesh's (CRDs, meshconfig, workloads, hooks, schema).
 MINI_MESH = str(Path(__file__).parents[1] / "data" / "charts" / "mini-mesh")
+# The login meshlift 0.x gave the chart in place of the real credentials (defect 6 of issue 23).
+PLACEHOLDER = "replaced-by-meshlift"
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
 
 
 def package_chart(directory: str = MINI_MESH) -> bytes:
@@ -69,8 +75,25 @@ def decoded_config(secret: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(base64.b64decode(secret["data"][".dockerconfigjson"])))
 
 
+def strings_in(node: Any) -> Iterator[str]:
+    """Every string in ``node``, and the text of every base64 run inside one (Secret data)."""
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from strings_in(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from strings_in(value)
+    elif isinstance(node, str):
+        yield node
+        for run in _BASE64.findall(node):
+            try:
+                yield base64.b64decode(run, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                continue
+
+
 def apply_mesh(kube: KubeUnderTest, namespace: str, *extra: str) -> Result:
-    """``deploy apply`` of the mini chart into ``namespace`` with credentials, no preflight/wait."""
+    """``deploy apply`` of the mini chart into ``namespace`` with credentials, no preflight."""
     return ok(
         run_deploy(
             "apply",
@@ -81,7 +104,6 @@ def apply_mesh(kube: KubeUnderTest, namespace: str, *extra: str) -> Result:
             "--namespace",
             namespace,
             "--skip-preflight",
-            "--no-wait",
             "--registry-username",
             "u",
             *kube.cli_args(),

@@ -57,7 +57,6 @@ def test_debug_logs_never_show_the_password(fake_kube: KubeUnderTest) -> None:
             "u",
             "--registry-password-stdin",
             "--skip-preflight",
-            "--no-wait",
             *fake_kube.cli_args(),
         ],
         input="s3cr3t-pw\n",

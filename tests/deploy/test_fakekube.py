@@ -25,15 +25,22 @@ def config_map(name: str, namespace: str = "default", **labels: str) -> dict[str
 
 
 def test_discovery_serves_every_kind_the_mesh_uses(fake_kube: KubeUnderTest) -> None:
-    from deploy.plan import Settings, plan_deploy
-    from deploy.record import MESH_KINDS
+    from deploy.chart.settings import Settings
+    from deploy.postrender.plan import build_plan, load_rendered
+    from mirror.image.lock import load_lock
 
-    plan = plan_deploy(Settings.parse(R, environment="openshift"), chart=MINI_MESH)
-    for obj in [*plan.objects, *(h.obj for h in plan.hooks)]:
+    settings, lock = Settings.parse(R, environment="openshift"), load_lock(None)
+    plan = build_plan(load_rendered(settings, lock, chart=MINI_MESH), lock.entries, settings)
+    cluster_scoped = {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CSIDriver",
+        "CustomResourceDefinition",
+        "MutatingWebhookConfiguration",
+    }
+    for obj in [*plan.crds, *plan.objects]:
         resource = fake_kube.client.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-        assert resource.namespaced == ("namespace" in obj["metadata"])
-    for api_version, kind in MESH_KINDS:
-        assert fake_kube.client.resources.get(api_version=api_version, kind=kind)
+        assert resource.namespaced == (obj["kind"] not in cluster_scoped)
 
 
 def test_jobs_complete_unless_told_to_fail_or_keep_running(fake_kube: KubeUnderTest) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from deploy.chart.manifests import dump_documents, load_paths, parse_documents
 from deploy.errors import ManifestError
-from deploy.manifests import dump_documents, load_paths, parse_documents
 
 CONFIG_MAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"
 

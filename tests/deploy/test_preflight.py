@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy.plan import Settings, plan_deploy
-from deploy.preflight import missing_images
+from deploy.chart.settings import Settings
+from deploy.postrender.plan import build_plan, load_rendered
+from deploy.release.preflight import missing_images
+from mirror.image.lock import load_lock
 from mirror.image.reference import parse_reference
 from tests.deploy.deploycli import MINI_MESH, ok, one_line_error, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
@@ -52,7 +54,7 @@ def test_preflight_against_a_real_registry_lists_the_missing_image(
     line = one_line_error(result, 1)
     assert f"preflight: 1 image(s) missing from {server}: {server}/curl:latest." in line
     assert f"`mirror sync --registry-server {server}`" in line
-    assert fake_kube.server is not None and fake_kube.server.requests == []
+    assert fake_kube.server is not None and fake_kube.server.mutations() == []
 
     push(anon_registry, f"{prefix}/curl", "latest", make_image("curl"))
     done = ok(run_deploy(*args, "--manifests", str(manifest), *fake_kube.cli_args()))
@@ -69,6 +71,7 @@ def test_preflight_uses_the_deploy_credentials(
     manifest = tmp_path / "web.yaml"
     manifest.write_text(WORKLOAD)
     args = ["apply", "--registry-server", server, "--disable-public-images", "--dry-run"]
+    args += fake_kube.cli_args()
     assert basic_registry.username and basic_registry.password
     no_config = {"DOCKER_CONFIG": str(tmp_path / "no-docker-config")}
     anonymous = run_deploy(*args, "--manifests", str(manifest), env=no_config)
@@ -87,6 +90,7 @@ def test_preflight_uses_the_deploy_credentials(
     )
     assert f"preflight: all 2 images are in {server}" in result.stderr
     assert basic_registry.password not in result.output
+    assert fake_kube.server is not None and fake_kube.server.mutations() == []
 
 
 def test_preflight_covers_the_images_named_only_in_the_mesh_config(
@@ -95,7 +99,9 @@ def test_preflight_covers_the_images_named_only_in_the_mesh_config(
     prefix = unique_repo("nsm")  # type: ignore[operator]
     server = f"{anon_registry.host}/{prefix}"
     args = ["apply", "--registry-server", server, "--chart", MINI_MESH, "--disable-public-images"]
-    plan = plan_deploy(Settings.parse(server, disable_public_images=True), chart=MINI_MESH)
+    settings = Settings.parse(server, disable_public_images=True)
+    lock = load_lock(None)
+    plan = build_plan(load_rendered(settings, lock, chart=MINI_MESH), lock.entries, settings)
     for ref in plan.pull_images():
         if ref.last_component != "nginx-mesh-sidecar":
             name = ref.repository.removeprefix(f"{prefix}/")
@@ -105,7 +111,7 @@ def test_preflight_covers_the_images_named_only_in_the_mesh_config(
     assert (
         f"preflight: 1 image(s) missing from {server}: {server}/nginx-mesh-sidecar:2.0.0." in line
     )
-    assert fake_kube.server is not None and fake_kube.server.requests == []
+    assert fake_kube.server is not None and fake_kube.server.mutations() == []
 
 
 def test_preflight_verify_key_refuses_an_unsigned_image_in_the_registry(
@@ -140,7 +146,7 @@ def test_preflight_verify_key_refuses_an_unsigned_image_in_the_registry(
     nats = images["nats"][1]
     assert f"preflight: 1 image(s) in {server} without a valid signature:" in line
     assert f"{server}/nats:2.9-alpine: {nats.digest} not verified: no signature found" in line
-    assert fake_kube.server is not None and fake_kube.server.requests == []
+    assert fake_kube.server is not None and fake_kube.server.mutations() == []
 
     push(
         anon_registry,

@@ -8,8 +8,8 @@ import time
 import pytest
 from click.testing import Result
 
-from deploy.cluster import Cluster
-from deploy.propagate import Propagated, watch_and_propagate
+from deploy.cluster.client import Cluster
+from deploy.cluster.propagate import Propagated, watch_and_propagate
 from tests.deploy.deploycli import R, apply_mesh, ok, one_line_error, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
 
@@ -39,7 +39,11 @@ def test_propagate_copies_the_secret_and_uses_it_idempotently(kube: KubeUnderTes
     assert original and copy
     assert copy["data"] == original["data"]
     assert copy["type"] == "kubernetes.io/dockerconfigjson"
-    assert copy["metadata"]["labels"] == original["metadata"]["labels"]
+    assert copy["metadata"]["labels"] == {
+        "usage": "nginx-mesh-registry-key",
+        "app.kubernetes.io/part-of": "nginx-service-mesh",
+    }  # the labels remove finds it by, not Helm's: the copy is not the release's
+    assert original["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
     account = kube.get("v1", "ServiceAccount", "default", apps)
     assert account is not None
     assert account["imagePullSecrets"] == [{"name": "nginx-mesh-registry-key"}]

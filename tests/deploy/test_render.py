@@ -1,11 +1,23 @@
-"""deploy render: the manifests apply would send, to stdout or a directory, no cluster needed."""
+"""deploy render: what the release would hold, to stdout or a directory, no cluster needed."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from deploy.manifests import load_paths, parse_documents
-from tests.deploy.deploycli import MINI_MESH, R, ok, one_line_error, run_deploy
+import pytest
+
+from deploy.chart.manifests import load_paths, parse_documents
+from tests.chartrepo import official_chart
+from tests.deploy.deploycli import (
+    MINI_MESH,
+    PLACEHOLDER,
+    R,
+    ok,
+    one_line_error,
+    run_deploy,
+    strings_in,
+)
 
 
 def render(*args: str, input: str | None = None) -> list[dict[str, object]]:
@@ -33,28 +45,30 @@ def test_render_to_stdout_has_every_image_under_the_registry_and_no_secret_data(
     assert "replaced-by-meshlift" not in text  # the chart's own Secret is replaced by ours
 
 
-def test_render_to_a_directory_one_file_per_object_in_apply_order(tmp_path: Path) -> None:
+def test_render_to_a_directory_one_file_per_object_the_hooks_apart(tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = ["render", "--registry-server", R, "--chart", MINI_MESH]
     result = ok(run_deploy(*args, "--environment", "openshift", "-o", str(out)))
     files = sorted(p.name for p in out.iterdir() if p.is_file())
-    assert files[0] == "01-customresourcedefinition-httproutegroups.specs.smi-spec.io.yaml"
-    assert (
-        files[-1] == f"{len(files)}-mutatingwebhookconfiguration-nginx-mesh-sidecar-injector.yaml"
-    )
-    hooks = sorted((p.name for p in (out / "hooks").iterdir()), key=lambda n: n.split("-")[2])
+    assert files[:2] == [
+        "01-customresourcedefinition-httproutegroups.specs.smi-spec.io.yaml",
+        "02-customresourcedefinition-trafficsplits.split.smi-spec.io.yaml",
+    ]
+    assert f"{len(files)}-daemonset-spiffe-csi-driver.yaml" in files
+    hooks = sorted(p.name for p in (out / "hooks").iterdir())
     assert hooks == [
-        "pre-install-01-job-check-cluster.yaml",
-        "pre-delete-02-job-turn-proxies-transparent.yaml",
-        "post-delete-03-serviceaccount-post-delete.yaml",
-        "post-delete-04-job-remove-spiffeids.yaml",
+        "01-job-turn-proxies-transparent.yaml",
+        "02-serviceaccount-post-delete.yaml",
+        "03-job-remove-spiffeids.yaml",
+        "04-job-check-cluster.yaml",
     ]
     assert f"wrote {len(files)} manifests to {out} and 4 hooks to {out / 'hooks'}" in (
         result.stderr
     )
     kinds = {o["kind"] for o in load_paths([str(p) for p in out.iterdir() if p.is_file()])}
     assert "CSIDriver" in kinds
-    assert not any("check-cluster" in name for name in files)
+    for hook in load_paths([str(out / "hooks")]):
+        assert "helm.sh/hook" in hook["metadata"]["annotations"]
     again = run_deploy(*args, "-o", str(out))
     assert "not an empty directory" in one_line_error(again, 2)
 
@@ -65,34 +79,46 @@ def test_render_accepts_apply_options_and_contacts_nothing(tmp_path: Path) -> No
         str(tmp_path / "absent"),
         "--context",
         "none",
-        "--no-wait",
-        "--timeout",
-        "1m",
+        "--skip-preflight",
+        "--dry-run",
         "-o",
         "-",
     )
     assert objects
 
 
-def test_hooks_are_listed_apart_by_phase_never_among_the_objects() -> None:
+HOOKS_HEADER = "# Helm hooks: Helm runs them at their phase; not for kubectl apply.\n"
+
+
+def uncommented(hooks: str) -> list[dict[str, Any]]:
+    """The hooks ``render -o -`` prints commented out after the objects."""
+    lines = (line.removeprefix("#").removeprefix(" ") for line in hooks.splitlines())
+    return parse_documents("\n".join(lines), "hooks")
+
+
+def test_hooks_follow_the_objects_commented_out_with_their_annotations() -> None:
     result = ok(run_deploy("render", "--registry-server", R, "--chart", MINI_MESH, "-o", "-"))
-    objects, _, hooks = result.stdout.partition("# Helm hooks: not applied")
+    objects, header, hooks = result.stdout.partition(HOOKS_HEADER)
+    assert header
     names = {o["metadata"]["name"] for o in parse_documents(objects, "render")}
     assert {"nginx-mesh-controller", "meshconfig"} <= names
     assert not names & {"check-cluster", "turn-proxies-transparent", "remove-spiffeids"}
     assert parse_documents(result.stdout, "render") == parse_documents(objects, "render")
-    headers = [line for line in hooks.splitlines() if line.startswith("# hook ")]
-    assert headers == [
-        "# hook pre-install (weight 0): Job nginx-mesh/check-cluster",
-        "# hook pre-delete (weight 0): Job nginx-mesh/turn-proxies-transparent",
-        "# hook post-delete (weight -5): ServiceAccount nginx-mesh/post-delete",
-        "# hook post-delete (weight 0): Job nginx-mesh/remove-spiffeids",
-    ]
-    assert "#           image: bitnami/kubectl" in hooks
+    assert all(line.startswith("#") for line in hooks.strip().splitlines())
+    found = {
+        o["metadata"]["name"]: o["metadata"]["annotations"]["helm.sh/hook"]
+        for o in uncommented(hooks)
+    }
+    assert found == {
+        "check-cluster": "pre-install",
+        "turn-proxies-transparent": "pre-delete",
+        "post-delete": "post-delete",
+        "remove-spiffeids": "post-delete",
+    }
 
 
 def test_bad_timeout_is_a_usage_error() -> None:
-    result = run_deploy("render", "--registry-server", R, "--timeout", "soon", "-o", "-")
+    result = run_deploy("apply", "--registry-server", R, "--timeout", "soon")
     assert result.exit_code == 2
     assert "invalid duration 'soon'" in result.stderr
 
@@ -101,3 +127,80 @@ def test_a_tag_with_a_letter_outside_ascii_is_refused_before_anything_is_rendere
     args = ["render", "--registry-server", R, "--chart", MINI_MESH, "-o", "-"]
     result = run_deploy(*args, "--image-tag", "2.0.0é")
     assert one_line_error(result, 2) == "Error: invalid --image-tag '2.0.0é'"
+
+
+def rendered_files(directory: Path) -> list[dict[str, Any]]:
+    """Every object ``deploy render -o DIR`` wrote, the hooks included."""
+    return load_paths([str(directory)])
+
+
+def test_openshift_render_of_the_official_chart_has_no_placeholder_login(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    ok(
+        run_deploy(
+            "render",
+            "--registry-server",
+            R,
+            "--chart",
+            str(official_chart()),
+            "--environment",
+            "openshift",
+            "--registry-username",
+            "u",
+            "--registry-password-stdin",
+            "-o",
+            str(out),
+            input="pw\n",
+        )
+    )
+    objects = rendered_files(out)
+    names = {o["metadata"]["name"] for o in objects}
+    assert "csi-driver-cleanup" in names  # the post-delete ConfigMap holding secret.yaml
+    holding = sorted(
+        f"{o['kind']} {o['metadata']['name']}"
+        for o in objects
+        if any(PLACEHOLDER in text for text in strings_in(o))
+    )
+    assert holding == []
+    (meshconfigclass,) = [o for o in objects if o["kind"] == "MeshConfigClass"]
+    assert "namespace" not in meshconfigclass["metadata"]  # cluster-scoped, as its CRD says
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="deploy bug: render redacts Secrets only; the chart's post-delete ConfigMap"
+    " csi-driver-cleanup embeds the registry Secret (secret.yaml), printed with its data",
+)
+def test_render_never_shows_the_registry_password_even_inside_a_config_map() -> None:
+    result = ok(
+        run_deploy(
+            "render",
+            "--registry-server",
+            R,
+            "--chart",
+            str(official_chart()),
+            "--environment",
+            "openshift",
+            "--registry-username",
+            "u",
+            "--registry-password-stdin",
+            "-o",
+            "-",
+            input="s3cr3t-pw\n",
+        )
+    )
+    objects, _, hooks = result.stdout.partition(HOOKS_HEADER)
+    everything = parse_documents(objects, "render") + uncommented(hooks)
+    assert "csi-driver-cleanup" in {o["metadata"]["name"] for o in everything}
+    assert [t for o in everything for t in strings_in(o) if "s3cr3t" in t] == []
+
+
+def test_the_charts_kube_version_is_checked_with_helms_wording() -> None:
+    args = ["render", "--registry-server", R, "--chart", str(official_chart()), "-o", "-"]
+    old = run_deploy(*args, "--kube-version", "1.20.0")
+    assert one_line_error(old, 2).endswith(
+        "requires kubeVersion: >= 1.22-0 which is incompatible with Kubernetes 1.20.0"
+    )
+    assert old.stdout == ""
+    current = ok(run_deploy(*args, "--kube-version", "1.30.0"))
+    assert any(o["kind"] == "Deployment" for o in parse_documents(current.stdout, "render"))

@@ -8,11 +8,19 @@ from typing import Any
 
 import pytest
 
+from deploy.chart.manifests import load_paths
+from deploy.chart.render import ChartInput, Rendered, render_chart
+from deploy.chart.settings import Settings
+from deploy.chart.values import ValueFlags
 from deploy.errors import PublicImagesLeft
-from deploy.helm import ChartInput, ValueFlags, render_chart
-from deploy.manifests import load_paths
-from deploy.plan import Settings, build_plan
-from deploy.rewrite import ImageRules, add_pull_secret, image_uses, pod_specs, rewrite_object
+from deploy.postrender.plan import build_plan
+from deploy.postrender.rewrite import (
+    ImageRules,
+    add_pull_secret,
+    image_uses,
+    pod_specs,
+    rewrite_object,
+)
 from mirror.image.lock import LockEntry, load_lock
 from mirror.image.reference import parse_reference, parse_registry_server
 from mirror.net.credentials import Credentials
@@ -28,11 +36,16 @@ def rules(disable_public_images: bool, image_tag: str = "2.0.0") -> ImageRules:
     )
 
 
-def chart_defaults(environment: str = "kubernetes") -> list[dict[str, Any]]:
+def chart_defaults(environment: str = "kubernetes") -> Rendered:
     """The mini chart rendered with its own defaults: public images, as upstream publishes it."""
     chart = ChartInput(MINI_MESH, path=MINI_MESH)
     ours = {"environment": environment}
-    return render_chart(chart, ValueFlags(), ours, "nginx-mesh", "nginx-mesh").objects
+    return render_chart(chart, ValueFlags(), ours, "nginx-service-mesh", "nginx-mesh")
+
+
+def hand_written() -> Rendered:
+    """The hand-written manifests as ``--manifests`` gives them to the post-renderer."""
+    return Rendered([], load_paths([HAND_WRITTEN]), "rendered YAML")
 
 
 def by_name(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -95,7 +108,7 @@ def test_only_exact_locked_strings_are_rewritten_elsewhere() -> None:
 def test_public_images_left_are_an_error_listing_each() -> None:
     settings = Settings.parse(R, disable_public_images=True, namespace="apps")
     with pytest.raises(PublicImagesLeft) as error:
-        build_plan(load_paths([HAND_WRITTEN]), load_lock(None).entries, settings)
+        build_plan(hand_written(), load_lock(None).entries, settings)
     message = str(error.value)
     assert "2 image(s) not under reg.example:5000" in message
     assert "busybox:1.36 (Job apps/migrate, container migrate)" in message
@@ -105,13 +118,13 @@ def test_public_images_left_are_an_error_listing_each() -> None:
 
 def test_without_disable_public_images_public_images_are_allowed() -> None:
     settings = Settings.parse(R, namespace="apps")
-    plan = build_plan(load_paths([HAND_WRITTEN]), load_lock(None).entries, settings)
+    plan = build_plan(hand_written(), load_lock(None).entries, settings)
     assert "busybox:1.36" in {u.image for u in plan.images}
 
 
 @pytest.mark.parametrize("environment", ["kubernetes", "openshift"])
 def test_every_chart_image_ends_under_the_registry(environment: str) -> None:
-    objects = chart_defaults(environment)
+    objects = chart_defaults(environment).objects
     for obj in objects:
         new, uses = rewrite_object(obj, rules(True))
         assert all(u.image.startswith(f"{R}/") for u in uses), uses
@@ -185,8 +198,9 @@ def test_images_the_lock_pins_are_applied_by_digest_unless_told_not_to() -> None
 def test_pull_secret_goes_into_every_pod_template_and_service_account_once() -> None:
     settings = Settings.parse(R, Credentials("u", "p"), True, namespace="nginx-mesh")
     plan = build_plan(chart_defaults(), load_lock(None).entries, settings)
-    templates = [s for o in [*plan.objects, *(h.obj for h in plan.hooks)] for s in pod_specs(o)]
+    templates = [s for o in plan.objects for s in pod_specs(o)]
     accounts = [o for o in plan.objects if o["kind"] == "ServiceAccount"]
+    assert any(o["kind"] == "Job" for o in plan.hooks)  # hooks get the pull secret too
     assert templates and accounts
     for target in templates + accounts:
         assert target["imagePullSecrets"] == [{"name": "nginx-mesh-registry-key"}]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deploy.secret import dockerconfigjson, redact_secret, registry_secret
+from deploy.postrender.secret import dockerconfigjson, redact_secret, registry_secret
 from mirror.net.credentials import Credentials
 
 KUBECTL = shutil.which("kubectl")
@@ -32,7 +32,6 @@ def test_secret_has_the_seeds_shape() -> None:
     assert secret["metadata"]["labels"] == {
         "usage": "nginx-mesh-registry-key",
         "app.kubernetes.io/part-of": "nginx-service-mesh",
-        "app.kubernetes.io/managed-by": "meshlift",
     }
     assert json.loads(decoded(secret)) == {
         "auths": {
