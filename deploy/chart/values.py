@@ -117,11 +117,28 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+# Chart values only deploy's own flags set: the registry login among them, which deploy turns
+# into the labelled Secret (a login given as a value would leave the pull secrets dangling).
+OWNED_KEYS = frozenset(
+    {
+        "registry.server",
+        "registry.imageTag",
+        "registry.disablePublicImages",
+        "registry.username",
+        "registry.password",
+        "registry.key",
+        "environment",
+    }
+)
+
+
 def check_ours_kept(user: Mapping[str, Any], ours: Mapping[str, Any]) -> None:
-    """A user value for a key meshlift sets, with another value, is an InputError."""
+    """A user value for a key meshlift sets (:data:`OWNED_KEYS`), unless it is the value
+    meshlift sets anyway, is an InputError."""
     mine = flatten(ours)
     for key, value in flatten(user).items():
-        if key in mine and value != mine[key]:  # neither value shown: one may be a password
+        owned = key in mine or key in OWNED_KEYS
+        if owned and value != mine.get(key):  # neither value shown: one may be a password
             raise InputError(
                 f"the chart values set {key}, which meshlift sets: use deploy's own flags"
                 " (--registry-server, --image-tag, --disable-public-images, --environment,"

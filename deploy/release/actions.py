@@ -3,9 +3,9 @@
 apply checks, before anything changes, that no object of the chart belongs to someone else;
 makes the namespace; applies the chart's ``crds/`` and waits until their kinds are served
 (Helm never upgrades them, NSM's upgrade guide asks for it); then runs Helm's install or
-upgrade while :class:`RolloutWatch` shows progress and stops Helm as soon as a rollout cannot finish. A
-failed upgrade is rolled back to the previous revision, a failed install uninstalled, as
-``nginx-meshctl`` cleans up.
+upgrade while :class:`RolloutWatch` shows progress and stops Helm as soon as a rollout
+cannot finish. A failed upgrade is rolled back to the previous revision, a failed install
+uninstalled, as ``nginx-meshctl`` cleans up.
 """
 
 from __future__ import annotations

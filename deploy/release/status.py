@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from deploy.chart.manifests import describe, parse_documents
 from deploy.cluster.client import Cluster
@@ -13,6 +14,8 @@ from deploy.postrender.rewrite import ImageUse, image_uses, is_under_registry
 from deploy.release.helm import Release, Releases
 from mirror.errors import InvalidReference
 from mirror.image.reference import parse_registry_server
+
+Obj = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,15 @@ class MeshStatus:
         )
 
 
+def _live(cluster: Cluster, obj: Obj, namespace: str) -> Obj | None:
+    """``obj`` as the cluster has it now (images are judged on that), or None if it is gone."""
+    if not cluster.serves(obj["apiVersion"], obj["kind"]):
+        return None
+    resource = cluster.resource(obj["apiVersion"], obj["kind"])
+    where = (obj["metadata"].get("namespace") or namespace) if resource.namespaced else None
+    return cluster.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], where)
+
+
 def mesh_status(cluster: Cluster, releases: Releases) -> MeshStatus:
     """Read the release, then each of its objects as the cluster has it now."""
     namespace = releases.namespace
@@ -63,18 +75,15 @@ def mesh_status(cluster: Cluster, releases: Releases) -> MeshStatus:
     except InvalidReference as exc:
         raise InputError(f"the release in {namespace} names a bad registry: {exc}") from None
     for obj in parse_documents(str(release.get("manifest", "")), "the release manifest"):
-        meta = obj["metadata"]
-        live = obj
+        live = _live(cluster, obj, namespace)
+        if live is None:
+            status.objects.append(ObjectStatus(describe(obj), "missing", False))
+            continue
         if obj["kind"] in ROLLOUT_KINDS:
-            found = cluster.get(obj["apiVersion"], obj["kind"], meta["name"], namespace)
-            if found is None:
-                status.objects.append(ObjectStatus(describe(obj), "missing", False))
-                continue
-            live = found
-            state = rollout_state(found)
-            status.objects.append(ObjectStatus(describe(found), state.detail, state.done))
+            state = rollout_state(live)
+            status.objects.append(ObjectStatus(describe(live), state.detail, state.done))
         else:
-            status.objects.append(ObjectStatus(describe(obj)))
+            status.objects.append(ObjectStatus(describe(live)))
         if server is not None:
             status.foreign_images.extend(
                 u for u in image_uses(live) if not is_under_registry(u.image, server)

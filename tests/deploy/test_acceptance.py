@@ -8,7 +8,6 @@ no Secret with the label is left anywhere, and an unlabelled one made before is 
 from __future__ import annotations
 
 import base64
-
 import tempfile
 
 from deploy.chart.manifests import load_paths

@@ -110,11 +110,6 @@ def test_bad_values_are_exit_2_naming_them(flags: list[str], message: str) -> No
     assert result.stdout == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deploy bug: check_ours_kept only compares keys meshlift set, so without credential"
-    " flags --set registry.password is taken and the chart's Secret is dropped",
-)
 def test_the_registry_login_is_refused_as_a_chart_value() -> None:
     args = ["render", "--registry-server", R, "--chart", MINI_MESH, "-o", "-"]
     result = run_deploy(*args, "--set", "registry.username=u", "--set", "registry.password=hunter2")

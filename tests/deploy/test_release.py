@@ -186,7 +186,10 @@ def test_resource_policy_keep_is_honoured_by_remove(fake: KubeUnderTest, tmp_pat
     removed = remove(fake, "nginx-mesh")
     assert fake.get("v1", "ConfigMap", "kept", "nginx-mesh") is not None
     assert fake.get("v1", "ConfigMap", "dropped", "nginx-mesh") is None
-    assert "kept       Namespace nginx-mesh: 1 object(s) made by others remain" in removed.stdout
+    assert (
+        "kept       Namespace nginx-mesh: deploy apply created it, but 1 other object(s) remain:"
+        in removed.stdout
+    )
 
 
 def test_a_failed_upgrade_is_rolled_back_naming_the_workload(fake: KubeUnderTest) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from deploy.chart.manifests import load_paths, parse_documents
 from tests.chartrepo import official_chart
 from tests.deploy.deploycli import (
@@ -166,11 +164,6 @@ def test_openshift_render_of_the_official_chart_has_no_placeholder_login(tmp_pat
     assert "namespace" not in meshconfigclass["metadata"]  # cluster-scoped, as its CRD says
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deploy bug: render redacts Secrets only; the chart's post-delete ConfigMap"
-    " csi-driver-cleanup embeds the registry Secret (secret.yaml), printed with its data",
-)
 def test_render_never_shows_the_registry_password_even_inside_a_config_map() -> None:
     result = ok(
         run_deploy(

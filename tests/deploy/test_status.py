@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.deploy.deploycli import MINI_MESH, R, ok, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
 
@@ -65,11 +63,6 @@ def test_status_of_a_deployed_mesh(fake_kube: KubeUnderTest) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deploy bug: status reads only workloads from the cluster; a ConfigMap's images come"
-    " from the release manifest, so a live meshconfig naming a public image goes unseen",
-)
 def test_status_sees_a_public_image_in_the_live_mesh_config(fake_kube: KubeUnderTest) -> None:
     deploy_mesh(fake_kube)
     configs = fake_kube.client.resources.get(api_version="v1", kind="ConfigMap")
