@@ -158,7 +158,7 @@ class ImageCopier:
             needed = self._top_if_missing(job, existing, result)
             if needed is None:
                 if existing is not None:
-                    self.attachments.keep(job, existing, result)
+                    self.attachments.keep(job, existing, existing, result)
                 return
             top = needed
         signed = top
@@ -167,10 +167,13 @@ class ImageCopier:
             top = select_platforms(top, job.platforms)
             existing = self.destination.head_manifest(job.destination)
             if existing is not None and existing.digest == top.digest:
+                self.attachments.keep(job, signed, top, result)
                 result.status, result.digest = "present", top.digest
                 return
         elif job.platforms:
             reason = platform_refusal(job, top.digest, config_platform_of(self.source, job, top))
+            if reason is not None:
+                self.attachments.verify(job, top)
             if skip_for_platform(reason, result, self.options.frozen):
                 return
         children = self._children(job, top)

@@ -379,3 +379,39 @@ def test_referrers_the_api_lists_are_copied_and_listed_under_the_tag_schema(
     assert report_of(result)["images"][0]["referrers"] == 1
     assert skopeo_raw(dest, f"nsm/api-referred@{artifact.digest}") == artifact.manifest
     assert skopeo_raw(dest, f"nsm/api-referred:{tag_of(image.digest)}") == listing.manifest
+
+
+ARM64 = 'platforms = ["linux/arm64"]'
+#: Every way a sync can end for an image: (lock entry extra, a sync before, extra flags, status).
+VERIFY_PATHS = {
+    "copied": ("tool", "", False, (), "copied"),
+    "present": ("tool", "", True, (), "present"),
+    "copied, narrowed": ("app", ARM64, False, (), "copied"),
+    "present, narrowed": ("app", ARM64, True, (), "present"),
+    "skipped, other platform": ("tool", ARM64, False, (), "skipped"),
+    "skipped, dry run": ("app", "", False, ("--dry-run",), "skipped"),
+}
+
+
+@pytest.mark.parametrize("path", VERIFY_PATHS)
+def test_verify_key_is_checked_on_every_path_a_sync_can_take(
+    path: str, signed: Signed, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    image, extra, synced_before, flags, status = VERIFY_PATHS[path]
+    source = signed.good[0] if image == "app" else signed.good[3]
+    dest = make_registry("anon")
+    lock = signed.public.write_lock(tmp_path / "images.lock", [source], extra)
+    if synced_before:
+        assert mirror(signed, "sync", lock, dest)[0] == 0
+    before = head(dest, dest_repo(source), "1.0" if image == "app" else "1")
+    wrong = make_keypair(tmp_path, "wrong").public_pem
+    code, report, stderr = mirror(signed, "sync", lock, dest, *flags, "--verify-key", str(wrong))
+    assert code == 1, stderr
+    (result,) = report["images"]  # type: ignore[index]
+    assert result["status"] == "failed", result
+    assert "does not verify under any --verify-key" in result["error"]
+    assert head(dest, dest_repo(source), "1.0" if image == "app" else "1") == before
+    right = signed.key.public_pem
+    code, report, stderr = mirror(signed, "sync", lock, dest, *flags, "--verify-key", str(right))
+    assert code == 0, stderr
+    assert report["images"][0]["status"] == status  # type: ignore[index]
