@@ -250,10 +250,10 @@ class ImageCopier:
             # A mount answers "is it there?" too, so a blob this run placed elsewhere skips HEAD.
             if elsewhere and self.destination.mount_blob(job.destination, desc, elsewhere):
                 self._count(result, blobs_mounted=1)
-                self.events.advanced(job, desc.size)
+                self.events.placed(job, desc.size, "mounted")
             elif self.destination.has_blob(job.destination, desc):
                 self._count(result, blobs_present=1)
-                self.events.advanced(job, desc.size)
+                self.events.placed(job, desc.size, "present")
             else:
                 self._upload(job, desc)
                 self._count(result, blobs_uploaded=1, bytes_uploaded=desc.size)
