@@ -389,6 +389,7 @@ VERIFY_PATHS = {
     "present": ("tool", "", True, (), "present"),
     "copied, narrowed": ("app", ARM64, False, (), "copied"),
     "present, narrowed": ("app", ARM64, True, (), "present"),
+    "copied, its one platform named": ("tool", 'platforms = ["linux/amd64"]', False, (), "copied"),
     "skipped, other platform": ("tool", ARM64, False, (), "skipped"),
     "skipped, dry run": ("app", "", False, ("--dry-run",), "skipped"),
 }
