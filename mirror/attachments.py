@@ -243,31 +243,42 @@ class AttachmentCopier:
     def _keys(self, job: CopyJob) -> tuple[VerifyKey, ...]:
         return (*self.options.verify_keys, *job.verify_keys)
 
-    def prepare(self, job: CopyJob, signed: Manifest, top: Manifest) -> list[Attachment]:
+    def prepare(
+        self, job: CopyJob, signed: Descriptor | Manifest, top: Descriptor | Manifest
+    ) -> list[Attachment]:
         """The attachments of ``signed`` and of ``top``'s platform manifests, after checking
-        ``signed``'s signature when keys are given (SignatureError if it has none valid)."""
+        ``signed``'s signature when keys are given (SignatureError if it has none valid).
+
+        ``top`` differs from ``signed`` for a platform subset: the narrowed index is nowhere at
+        the source, so the source index's attachments stand for its own.
+        """
         keys = self._keys(job)
         if not (self.options.attachments or keys):
             return []
         subjects = self.reader.subjects(job.source, top)
-        if signed is not top:  # a platform subset: the source index's own attachments too
-            subjects.insert(0, signed.digest)
+        subjects[0] = signed.digest
         found = self.reader.find(job.source, job.destination, subjects)
         if keys:
             self.reader.check(job.source, signed.digest, found, keys)
         return found if self.options.attachments else []
 
-    def keep(self, job: CopyJob, present: Descriptor, result: ImageResult) -> None:
-        """For an image already at the destination: check and bring its attachments up to date
-        (HEADs only while nothing changed)."""
+    def keep(
+        self,
+        job: CopyJob,
+        signed: Descriptor | Manifest,
+        top: Descriptor | Manifest,
+        result: ImageResult,
+    ) -> None:
+        """For an image already at the destination (``top``, narrowed from ``signed`` or the
+        same): check and bring its attachments up to date (HEADs only while nothing changed)."""
+        self.place(job, self.prepare(job, signed, top), result)
+
+    def verify(self, job: CopyJob, signed: Manifest) -> None:
+        """Check ``signed``'s signature when keys are given, for an image not copied."""
         keys = self._keys(job)
-        if not (self.options.attachments or keys):
-            return
-        subjects = self.reader.subjects(job.source, present)
-        found = self.reader.find(job.source, job.destination, subjects)
         if keys:
-            self.reader.check(job.source, present.digest, found, keys)
-        self.place(job, found, result)
+            found = self.reader.find(job.source, job.destination, [signed.digest])
+            self.reader.check(job.source, signed.digest, found, keys)
 
     def place(self, job: CopyJob, found: Sequence[Attachment], result: ImageResult) -> None:
         """Copy what is missing or changed at the destination, and count what is in place."""

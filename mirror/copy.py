@@ -158,7 +158,7 @@ class ImageCopier:
             needed = self._top_if_missing(job, existing, result)
             if needed is None:
                 if existing is not None:
-                    self.attachments.keep(job, existing, result)
+                    self.attachments.keep(job, existing, existing, result)
                 return
             top = needed
         signed = top
@@ -167,10 +167,13 @@ class ImageCopier:
             top = select_platforms(top, job.platforms)
             existing = self.destination.head_manifest(job.destination)
             if existing is not None and existing.digest == top.digest:
+                self.attachments.keep(job, signed, top, result)
                 result.status, result.digest = "present", top.digest
                 return
         elif job.platforms:
             reason = platform_refusal(job, top.digest, config_platform_of(self.source, job, top))
+            if reason is not None:
+                self.attachments.verify(job, top)
             if skip_for_platform(reason, result, self.options.frozen):
                 return
         children = self._children(job, top)
@@ -247,10 +250,10 @@ class ImageCopier:
             # A mount answers "is it there?" too, so a blob this run placed elsewhere skips HEAD.
             if elsewhere and self.destination.mount_blob(job.destination, desc, elsewhere):
                 self._count(result, blobs_mounted=1)
-                self.events.advanced(job, desc.size)
+                self.events.placed(job, desc.size, "mounted")
             elif self.destination.has_blob(job.destination, desc):
                 self._count(result, blobs_present=1)
-                self.events.advanced(job, desc.size)
+                self.events.placed(job, desc.size, "present")
             else:
                 self._upload(job, desc)
                 self._count(result, blobs_uploaded=1, bytes_uploaded=desc.size)

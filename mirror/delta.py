@@ -322,7 +322,7 @@ def delta_copier(
 
 
 class DeltaSource:
-    """A delta as a copy source: manifests it relies on come from the destination registry."""
+    """A delta as a copy source: manifests and blobs it relies on come from the destination."""
 
     name = "layout"
 
@@ -347,7 +347,11 @@ class DeltaSource:
     def open_blob(
         self, ref: Reference, desc: Descriptor
     ) -> AbstractContextManager[Iterator[bytes]]:
-        """A blob the delta carries."""
+        """A blob the delta carries, else one it relies on, read from where the base put it
+        (for a registry that answers a mount with an upload session instead)."""
+        where = self.located.get(desc.digest)
+        if where is not None and self.layout.storage.blob_size(desc.digest) is None:
+            return self.registry.open_blob(where, desc)
         return self.layout.open_blob(ref, desc)
 
 

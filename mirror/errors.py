@@ -56,6 +56,10 @@ class NotFound(RegistryError):
     """The registry does not have the manifest or blob asked for."""
 
 
+class RepositoryMissing(RegistryError):
+    """A push to a repository the registry does not create on push (it must exist first)."""
+
+
 class DigestMismatch(MirrorError):
     """Content did not hash to the digest (or size) it was fetched by."""
 

@@ -61,7 +61,10 @@ class CopyEvents(Protocol):
         """The image's blobs add up to ``total`` bytes."""
 
     def advanced(self, job: CopyJob, nbytes: int) -> None:
-        """``nbytes`` more bytes were transferred (or found present)."""
+        """``nbytes`` more bytes were transferred."""
+
+    def placed(self, job: CopyJob, nbytes: int, how: str) -> None:
+        """A blob of ``nbytes`` needed no transfer: ``how`` is ``mounted`` or ``present``."""
 
     def finished(self, job: CopyJob, result: ImageResult) -> None:
         """The image is done, one way or another."""
@@ -97,6 +100,9 @@ class NoEvents:
         """Nothing to show."""
 
     def advanced(self, job: CopyJob, nbytes: int) -> None:
+        """Nothing to show."""
+
+    def placed(self, job: CopyJob, nbytes: int, how: str) -> None:
         """Nothing to show."""
 
     def finished(self, job: CopyJob, result: ImageResult) -> None:

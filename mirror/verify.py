@@ -9,6 +9,7 @@ from mirror.attachments import AttachmentReader
 from mirror.chart import chart_source, plan_chart_jobs, verify_chart
 from mirror.copy import select_platforms
 from mirror.errors import MirrorError, NotFound
+from mirror.image.manifest import Descriptor, platform_matches
 from mirror.net.hosts import HostOptions
 from mirror.report import ImageResult, Report
 from mirror.run import (
@@ -21,6 +22,33 @@ from mirror.run import (
     registries_of,
     run_parallel,
 )
+from mirror.transports.base import ImageSource
+
+
+def held_manifest(registry: ImageSource, job: CopyJob) -> Descriptor | None:
+    """What the private registry holds under ``job``'s tag (None: nothing), the digest to pin.
+
+    For an entry with ``platforms`` that is the narrowed index sync pushed, whose digest is
+    nowhere at the source (the source index's is the one signed); it must list only those
+    platforms, else MirrorError.
+    """
+    if not job.platforms:
+        return registry.head_manifest(job.destination)
+    try:
+        here = registry.get_manifest(job.destination, None)
+    except NotFound:
+        return None
+    stray = [
+        str(c.platform)
+        for c in here.children
+        if not any(platform_matches(p, c.platform) for p in job.platforms)
+    ]
+    if stray:
+        raise MirrorError(
+            f"{job.destination}: holds {here.digest}, with platform(s) {', '.join(stray)}"
+            " the lock does not name"
+        )
+    return Descriptor(here.media_type, here.digest, len(here.raw))
 
 
 def verify(
@@ -54,6 +82,7 @@ def verify(
                     if head is None:
                         raise NotFound(f"{job.source}: not found at the source")
                     expected = head.digest
+                result.source_digest = expected
                 subjects: list[str] = []
                 if job.platforms:
                     top = registry.get_manifest(job.source, expected)
@@ -61,8 +90,8 @@ def verify(
                         narrowed = select_platforms(top, job.platforms)
                         expected = narrowed.digest
                         subjects = [top.digest, *(c.digest for c in narrowed.children)]
-                have = registry.head_manifest(job.destination)
-                result.source_digest, result.digest = expected, have.digest if have else None
+                have = held_manifest(registry, job)
+                result.digest = have.digest if have else None
                 if have is None:
                     raise NotFound(f"{job.destination}: missing")
                 if have.digest != expected:

@@ -21,6 +21,7 @@ from tests.imagefactory import (
     make_index,
     push,
     registry_client,
+    sha256,
 )
 from tests.mirrorcli import PublicImages, report_of, run_mirror
 from tests.registries import Registry, RegistryFactory
@@ -379,3 +380,86 @@ def test_referrers_the_api_lists_are_copied_and_listed_under_the_tag_schema(
     assert report_of(result)["images"][0]["referrers"] == 1
     assert skopeo_raw(dest, f"nsm/api-referred@{artifact.digest}") == artifact.manifest
     assert skopeo_raw(dest, f"nsm/api-referred:{tag_of(image.digest)}") == listing.manifest
+
+
+ARM64 = 'platforms = ["linux/arm64"]'
+#: Every way a sync can end for an image: (lock entry extra, a sync before, extra flags, status).
+VERIFY_PATHS = {
+    "copied": ("tool", "", False, (), "copied"),
+    "present": ("tool", "", True, (), "present"),
+    "copied, narrowed": ("app", ARM64, False, (), "copied"),
+    "present, narrowed": ("app", ARM64, True, (), "present"),
+    "copied, its one platform named": ("tool", 'platforms = ["linux/amd64"]', False, (), "copied"),
+    "skipped, other platform": ("tool", ARM64, False, (), "skipped"),
+    "skipped, dry run": ("app", "", False, ("--dry-run",), "skipped"),
+}
+
+
+@pytest.mark.parametrize("path", VERIFY_PATHS)
+def test_verify_key_is_checked_on_every_path_a_sync_can_take(
+    path: str, signed: Signed, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    image, extra, synced_before, flags, status = VERIFY_PATHS[path]
+    source = signed.good[0] if image == "app" else signed.good[3]
+    dest = make_registry("anon")
+    lock = signed.public.write_lock(tmp_path / "images.lock", [source], extra)
+    if synced_before:
+        assert mirror(signed, "sync", lock, dest)[0] == 0
+    before = head(dest, dest_repo(source), "1.0" if image == "app" else "1")
+    wrong = make_keypair(tmp_path, "wrong").public_pem
+    code, report, stderr = mirror(signed, "sync", lock, dest, *flags, "--verify-key", str(wrong))
+    assert code == 1, stderr
+    (result,) = report["images"]  # type: ignore[index]
+    assert result["status"] == "failed", result
+    assert "does not verify under any --verify-key" in result["error"]
+    assert head(dest, dest_repo(source), "1.0" if image == "app" else "1") == before
+    right = signed.key.public_pem
+    code, report, stderr = mirror(signed, "sync", lock, dest, *flags, "--verify-key", str(right))
+    assert code == 0, stderr
+    assert report["images"][0]["status"] == status  # type: ignore[index]
+
+
+def test_a_narrowed_entry_verifies_against_the_digest_the_registry_holds(
+    signed: Signed, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    source = signed.good[0]
+    app = signed.public.artifacts[source]
+    assert isinstance(app, Index)
+    dest = make_registry("basic")
+    pinned = f'digest = "{app.digest}"\n{ARM64}'
+    lock = signed.public.write_lock(tmp_path / "images.lock", [source], pinned)
+    code, report, _ = mirror(signed, "verify", lock, dest)
+    assert code == 1
+    assert report["images"][0]["error"] == f"{dest.host}/nsm/app:1.0: missing"  # type: ignore[index]
+    key = ("--verify-key", str(signed.key.public_pem))
+    code, report, stderr = mirror(signed, "sync", lock, dest, *key)
+    assert code == 0, stderr
+    held = sha256(skopeo_raw(dest, "nsm/app:1.0"))
+    assert held != app.digest
+    assert report["images"][0]["digest"] == held  # type: ignore[index]
+    for subject in (app.digest, app.images[1].digest):  # what was signed: the source's digests
+        assert head(dest, "nsm/app", tag_of(subject, "sig")) == 200
+    code, report, stderr = mirror(signed, "verify", lock, dest)
+    assert code == 0, stderr
+    (checked,) = report["images"]  # type: ignore[index]
+    assert (checked["digest"], checked["source_digest"]) == (held, app.digest)
+    code, report, stderr = mirror(signed, "sync", lock, dest, *key)
+    assert code == 0, stderr
+    assert report["images"][0]["status"] == "present"  # type: ignore[index]
+
+
+def test_verify_of_a_narrowed_entry_refuses_an_index_with_other_platforms(
+    signed: Signed, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    source = signed.good[0]
+    dest = make_registry("anon")
+    whole = signed.public.write_lock(tmp_path / "whole.lock", [source])
+    assert mirror(signed, "sync", whole, dest, "--no-attachments")[0] == 0
+    narrowed = signed.public.write_lock(tmp_path / "images.lock", [source], ARM64)
+    code, report, _ = mirror(signed, "verify", narrowed, dest, "--no-attachments")
+    assert code == 1
+    app = signed.public.artifacts[source]
+    assert report["images"][0]["error"] == (  # type: ignore[index]
+        f"{dest.host}/nsm/app:1.0: holds {app.digest}, with platform(s) linux/amd64 the lock"
+        " does not name"
+    )

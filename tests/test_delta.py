@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import tarfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mirror.image.lock import load_lock
+from tests.faultproxy import ProxyFactory
 from tests.imagefactory import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -29,7 +30,7 @@ from tests.imagefactory import (
 from tests.mirrorcli import PublicImages, run_mirror
 from tests.registries import Registry, RegistryFactory
 from tests.skopeo import run_skopeo, skopeo_copy, skopeo_raw
-from tests.test_airgap import dest_name, load, one_error_line, sizes_of, statuses
+from tests.test_airgap import assert_loaded, dest_name, load, one_error_line, sizes_of, statuses
 
 NSM = "docker-registry.nginx.com/nsm/"
 V1_SOURCES = [str(e.source) for e in load_lock(None).entries]  # the 14 images NSM needs
@@ -218,6 +219,33 @@ def test_an_image_the_base_holds_under_another_name_is_mounted_and_tagged(
     assert dest.count("PUT", "/blobs/uploads/", since=mark) == 0
     mounts = dest.count("POST", "/nginx-mesh-init-fips/blobs/uploads/", since=mark)
     assert mounts == 4  # the two base layers, its own layer and its config
+
+
+def test_a_delta_loads_where_every_mount_opens_an_upload_instead(
+    releases: Releases, make_registry: RegistryFactory, proxies: ProxyFactory, tmp_path: Path
+) -> None:
+    # a registry scoping storage per repository answers a mount with 202 (an upload session):
+    # what the delta relies on is then read from where the base put it and uploaded
+    renamed = NSM + "nginx-mesh-init-fips:2.0.0"
+    releases.public.add(renamed, releases.public.artifacts[NSM + "nginx-mesh-init:2.0.0"])
+    sources = [*releases.sources["v2"], renamed]
+    releases.locks["v2+renamed"] = releases.public.write_lock(tmp_path / "b.lock", sources)
+    b = save(releases, "v2+renamed", "b-renamed.tar", "--since", str(releases.archives["v1"]))
+    dest = make_registry("basic")
+    proxy = proxies(dest.url)
+    refused = proxy.rule("drop-query", "POST", r"\?mount=", times=None)
+    through = replace(dest, host=proxy.host, url=proxy.url)
+    for archive, copied in ((releases.archives["v1"], 14), (b, 3)):
+        mark, mounts = dest.mark(), refused.injected
+        code, report, result = load(archive, through)
+        assert code == 0, result.stderr
+        assert sorted(statuses(report).values()).count("copied") == copied, report
+    fips = proxy.seen("POST", r"/nginx-mesh-init-fips/blobs/uploads/\?mount=")
+    assert refused.injected > mounts and len(fips) == 4  # two base layers, a layer, a config
+    assert dest.count("GET", "/blobs/sha256:", since=mark) == 4  # each read once, and uploaded
+    assert dest.count("PUT", "/nginx-mesh-init-fips/blobs/uploads/", since=mark) == 4
+    for source in sources:
+        assert_loaded(dest, releases.public.artifacts[source], dest_name(source))
 
 
 def test_delta_without_its_base_loads_nothing(

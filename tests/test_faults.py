@@ -565,3 +565,28 @@ def test_many_jobs_with_slow_upload_starts_never_run_the_connection_pool_dry(
                 assert_mirrored(client, prefix, source, artifact)
         # a dry pool waits out a 60 s read timeout; a healthy run takes seconds
         assert elapsed < 40, f"run took {elapsed:.0f}s"
+
+
+def test_a_registry_that_does_not_create_repositories_gets_one_line_per_image(
+    setup: Setup,
+) -> None:
+    # Amazon ECR answers a push to a repository nobody created with 404 NAME_UNKNOWN
+    unknown = json.dumps(
+        {"errors": [{"code": "NAME_UNKNOWN", "message": "The repository does not exist"}]}
+    ).encode()
+    headers = {"Content-Type": "application/json"}
+    ecr = setup.dest.rule(
+        "replace", "POST", "/blobs/uploads/", status=404, headers=headers, body=unknown, times=None
+    )
+    code, report, stderr = setup.sync()
+    assert code == 1, stderr
+    errors = {i["source"]: i["error"] for i in report["images"]}
+    names = {source: source.rsplit("/", 1)[-1].split(":")[0] for source in setup.public.artifacts}
+    where = f"{setup.dest.host}/{setup.prefix}"
+    assert errors == {
+        source: f"repository {where}/{name} does not exist: create it first"
+        for source, name in names.items()
+    }
+    assert report["summary"]["retries"] == 0
+    # no retry loop: a refused upload per blob started at once, none after (BLOB_WORKERS = 4)
+    assert ecr.injected <= 4 * len(setup.public.artifacts)

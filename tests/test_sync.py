@@ -20,6 +20,7 @@ def public(anon_registry: Registry) -> PublicImages:
 
 
 SIDECAR = "docker-registry.nginx.com/nsm/nginx-mesh-sidecar:2.0.0"
+MOVING = "warning: {} has no digest and `latest` moves: `mirror lock` pins it"
 
 
 def tag_exists(dest: Registry, name: str) -> bool:
@@ -166,7 +167,12 @@ def test_verify_after_sync_and_after_a_tag_is_deleted(
     args = ["verify", "--lock", str(lock), "--registry-server", f"{dest.host}/nsm"]
     ok = run_mirror(*args, *public.endpoint_args())
     assert ok.returncode == 0, ok.stderr
+    assert ok.stderr.splitlines() == [MOVING.format("docker.io/curlimages/curl:latest")]
     digest = public.artifacts["docker.io/curlimages/curl:latest"].digest
+    pinned = public.write_lock(tmp_path / "pinned.lock", ["docker.io/curlimages/curl:latest"])
+    pinned.write_text(pinned.read_text() + f'digest = "{digest}"\n')
+    quiet = run_mirror("verify", "--lock", str(pinned), *args[3:], *public.endpoint_args())
+    assert (quiet.returncode, quiet.stderr) == (0, "")
     with registry_client(dest) as client:
         assert client.delete(f"/v2/nsm/curl/manifests/{digest}").status_code == 202
     broken = run_mirror(*args, *public.endpoint_args())

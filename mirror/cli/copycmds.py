@@ -41,6 +41,9 @@ from mirror.cli.runcontrol import finish, run_scheduled, schedule_options, signa
 if TYPE_CHECKING:
     from mirror.report import Report
 
+#: What ``verify`` says of an entry tagged ``latest`` without a digest.
+MOVING = "warning: {} has no digest and `latest` moves: `mirror lock` pins it"
+
 
 @click.command("list")
 @lock_options
@@ -178,12 +181,15 @@ _options_from_environment(sync)
 @no_attachments_option
 def verify(**params: Any) -> None:
     """Check every locked image and chart is in --registry-server with the right digest."""
+    from mirror.image.lock import moving_unpinned
     from mirror.net.retry import Cancellation
     from mirror.run import CopyOptions, Selection
     from mirror.verify import verify as run_verify
 
     destination = destination_from(params)
     entries, charts = lock_entries(params["lock_path"], params["environment"])
+    for entry in moving_unpinned(entries):
+        click.echo(MOVING.format(entry.source), err=True)
     selection = Selection(entries, charts, platforms_from(params["platforms"]))
     hosts = hosts_from(params)
     options = CopyOptions(cancel=Cancellation())

@@ -84,9 +84,11 @@ def _copy_once(
     quiet = quiet or (output == "json" and not sys.stderr.isatty())
     progress = choose_progress(quiet, count)
     try:
-        return runner(progress, CopyOptions(cancel=cancel))
+        report = runner(progress, CopyOptions(cancel=cancel))
     finally:
         progress.close()
+    progress.list_failures(report.results)
+    return report
 
 
 def run_copy(runner: Runner, quiet: bool, count: int, output: str, report_path: str | None) -> None:

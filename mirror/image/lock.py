@@ -48,6 +48,11 @@ class LockEntry:
         return self.source.with_digest(self.digest) if self.digest else self.source
 
 
+def moving_unpinned(entries: Sequence[LockEntry]) -> list[LockEntry]:
+    """Entries tagged ``latest`` without a digest: what they mirror changes when the tag moves."""
+    return [e for e in entries if e.source.tag == "latest" and e.digest is None]
+
+
 @dataclass(frozen=True)
 class ChartEntry:
     """One locked Helm chart: from a classic chart repository or an OCI registry.

@@ -10,7 +10,14 @@ from collections.abc import Iterable, Iterator
 
 import httpx
 
-from mirror.errors import DigestMismatch, InputError, NotARegistry, NotFound, RegistryError
+from mirror.errors import (
+    DigestMismatch,
+    InputError,
+    NotARegistry,
+    NotFound,
+    RegistryError,
+    RepositoryMissing,
+)
 from mirror.image import mediatypes
 from mirror.image.digest import sha256_digest, verify_bytes
 from mirror.image.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
@@ -67,6 +74,7 @@ class RegistryTransport:
         self._sessions: dict[tuple[str, str], httpx.URL] = {}  # uploads mounts opened instead
         self._chunked: set[str] = set()  # hosts that refused a blob in one PUT (413)
         self._no_referrers_api: set[str] = set()  # hosts that answered 404 to it
+        self._missing: set[str] = set()  # repositories a push found missing (ECR: 404)
 
     def __enter__(self) -> RegistryTransport:
         return self
@@ -314,11 +322,19 @@ class RegistryTransport:
         return response.url.join(response.headers.get("location", "")), held
 
     def _start_upload(self, ref: Reference) -> httpx.URL:
-        """A new upload session's URL."""
+        """A new upload session's URL; RepositoryMissing where the registry answers 404, as
+        one that does not create repositories on push does (Amazon ECR: NAME_UNKNOWN)."""
         repo = self._repo(ref)
-        start = self.client.request(
-            "POST", ref, f"/v2/{repo}/blobs/uploads/", [_push(repo)], ok=(202,)
-        )
+        missing = f"repository {ref.registry}/{repo} does not exist: create it first"
+        if f"{ref.registry}/{repo}" in self._missing:
+            raise RepositoryMissing(missing)
+        try:
+            start = self.client.request(
+                "POST", ref, f"/v2/{repo}/blobs/uploads/", [_push(repo)], ok=(202,)
+            )
+        except NotFound:
+            self._missing.add(f"{ref.registry}/{repo}")
+            raise RepositoryMissing(missing) from None
         release(start)
         location = start.headers.get("location")
         if not location:
