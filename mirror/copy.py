@@ -249,7 +249,7 @@ class ImageCopier:
                 self._count(result, blobs_mounted=1)
                 self.events.advanced(job, desc.size)
             elif self.destination.has_blob(job.destination, desc):
-                self._count(result, blobs_present=1)
+                self._count(result, blobs_present=1, bytes_present=desc.size)
                 self.events.advanced(job, desc.size)
             else:
                 self._upload(job, desc)

@@ -1,4 +1,4 @@
-"""The air-gap commands: ``save``, ``load``, ``inspect`` and ``inventory``."""
+"""The air-gap commands: ``save``, ``split``, ``load``, ``inspect`` and ``inventory``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from mirror.cli.options import (
     credentials_from,
     destination_options,
     docker_host_option,
+    force_option,
     frozen_option,
     input_option,
     jobs_option,
@@ -27,6 +28,7 @@ from mirror.cli.options import (
     report_option,
     report_options,
     source_options,
+    split_size_option,
 )
 from mirror.cli.params import (
     copy_settings,
@@ -35,7 +37,13 @@ from mirror.cli.params import (
     lock_entries,
     platforms_from,
 )
-from mirror.cli.render import DAEMON_HOLDS_IMAGES, print_contents, saved_archive_line, skip_charts
+from mirror.cli.render import (
+    DAEMON_HOLDS_IMAGES,
+    parts_line,
+    print_contents,
+    saved_archive_line,
+    skip_charts,
+)
 from mirror.cli.runcontrol import run_copy, signals
 
 if TYPE_CHECKING:
@@ -68,6 +76,8 @@ if TYPE_CHECKING:
     metavar="HAVE.json",
     help="Write a delta: only what the inventory HAVE.json (mirror inventory) lacks.",
 )
+@split_size_option(required=False)
+@force_option
 @docker_host_option
 @attachment_options
 def save(**params: Any) -> None:
@@ -77,7 +87,7 @@ def save(**params: Any) -> None:
     from mirror.delta import holdings_of
     from mirror.run import Selection
 
-    target = save_target(params["output_path"])
+    target = save_target(params["output_path"], params["split_size"], params["force"])
     target = replace(target, holdings=holdings_of(params["since"], params["have"], target.path))
     entries, charts = lock_entries(params["lock_path"], params["environment"])
     hosts = hosts_from(params)
@@ -115,6 +125,26 @@ def save(**params: Any) -> None:
     run_copy(runner, params["quiet"], count, "text", params["report_path"])
     if not params["quiet"]:
         click.echo(saved_archive_line(target.path))
+
+
+def show_parts(layout: Any, progress: Any) -> None:
+    """Have ``progress`` show the part being read when ``layout`` is a split archive."""
+    from mirror.transports.layout import TarStorage
+
+    if isinstance(layout.storage, TarStorage) and layout.storage.split is not None:
+        layout.storage.split.listener = progress.part
+
+
+@click.command("split")
+@input_option
+@split_size_option(required=True)
+@force_option
+def split_command(input_path: str, split_size: int, force: bool) -> None:
+    """Cut an existing tar archive into parts beside it, as save --split-size writes them."""
+    from mirror.airgap import split_archive
+
+    listing = split_archive(input_path, split_size, force)
+    click.echo(parts_line(listing))
 
 
 @click.command()
@@ -172,6 +202,7 @@ def load(**params: Any) -> None:
 
         def to_docker(progress: Any, options: Any) -> Report:
             options.jobs = params["jobs"]
+            show_parts(daemon_plan.layout, progress)
             return load_into_daemon(
                 daemon_plan, progress, options, docker_host=params["docker_host"]
             )
@@ -188,6 +219,7 @@ def load(**params: Any) -> None:
 
     def runner(progress: Any, options: Any) -> Report:
         settings(options)
+        show_parts(plan.layout, progress)
         return run_load(plan, destination, hosts, progress, options)
 
     run_copy(runner, params["quiet"], len(plan.jobs), params["output"], params["report_path"])
