@@ -293,6 +293,14 @@ def plan_load(
     return LoadPlan(layout, (*jobs, *chart_jobs), refused, frozenset(chart_jobs))
 
 
+def archived_lock(path: str) -> Lock:
+    """The ``images.lock`` an archive carries (ArchiveError if it has none)."""
+    layout = open_layout(path)
+    if layout.lock_text is None:
+        raise ArchiveError(f"{path}: holds no images.lock; give --lock")
+    return parse_lock(layout.lock_text, f"{path}:{LOCK_FILE}")
+
+
 def _chart_mismatch(
     layout: LayoutReader, found: LayoutEntry, chart: ChartEntry, lock: str = "its images.lock"
 ) -> str | None:

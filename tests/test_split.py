@@ -4,6 +4,7 @@ every part first, and loads that resume (issue 26)."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import pytest
 from mirror.cli.options import parse_size
 from mirror.cli.render import size_text
 from mirror.errors import InputError
+from mirror.transports.parts import copy_into_parts, open_parts
 from tests.faultproxy import ProxyFactory
 from tests.imagefactory import OCI_LAYER, Blob, Image, make_image, registry_client, sha256
 from tests.mirrorcli import REPO_ROOT, PublicImages, publish_default_set, run_mirror
@@ -122,6 +124,19 @@ def test_a_junk_size_is_one_line_and_exit_2(junk: str, tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_parts_read_back_as_one_file_across_their_boundaries(tmp_path: Path) -> None:
+    data = os.urandom(10_000)
+    listing = copy_into_parts(io.BytesIO(data), tmp_path / "a.tar", 999)
+    assert [p.size for p in listing.parts] == [999] * 10 + [10]
+    reader = open_parts(tmp_path / "a.tar.parts.json").open()
+    assert reader.read(2500) == data[:2500]  # three parts in one read
+    for offset, length in ((998, 3), (0, 10_000), (9_990, 100), (1998, 999)):
+        reader.seek(offset)
+        assert reader.read(length) == data[offset : offset + length]
+    reader.seek(-5, io.SEEK_END)
+    assert reader.read() == data[-5:] and reader.read(1) == b""
+
+
 def test_sizes_read_as_people_read_them() -> None:
     assert [size_text(n) for n in (0, 1023, 1536, 1288490188, 5 * 2**40)] == [
         "0 bytes", "1023 bytes", "1.5 KiB", "1.2 GiB", "5.0 TiB",
@@ -161,6 +176,13 @@ def test_split_save_concatenates_to_the_unsplit_save_and_loads(
     for source, artifact in public.artifacts.items():
         assert sha256(skopeo_raw(dest, dest_name(source))) == artifact.digest
     assert " uploaded, " in result.stdout and " bytes uploaded" not in result.stdout
+    have = tmp_path / "have.json"
+    listed = run_mirror(
+        "inventory", "--registry-server", f"{dest.host}/nsm", "--input", str(seven.parent),
+        "--output", str(have),
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert f"4 of 4 images at {dest.host}/nsm" in listed.stdout
 
 
 @pytest.mark.parametrize("form", ["part", "list", "directory"])
@@ -193,6 +215,8 @@ def test_mirror_split_equals_a_split_save(seven: Path, unsplit: Path, tmp_path: 
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(ours, theirs, strict=True))
     again = run_mirror("split", "--input", str(archive), "--split-size", str(split * 2))
     assert again.returncode == 2 and "nsm.tar.005, nsm.tar.006, nsm.tar.007" in again.stderr
+    many = run_mirror("split", "--input", str(archive), "--split-size", "100", "--force")
+    assert many.returncode == 2 and "parts; at most 999, give a larger size" in many.stderr
 
 
 def damage(kind: str, part: Path) -> None:
@@ -243,6 +267,7 @@ def test_stale_parts_are_refused_and_removed_with_force(
     stale = archive.with_name("nsm.tar.009")
     stale.write_bytes(b"an earlier run's part")
     lock = public.write_lock(tmp_path / "images.lock")
+    mark = public.registry.mark()
     refused = save(public, lock, archive, "--split-size", str(split))
     assert refused.returncode == 2, refused.stderr
     assert refused.stderr.strip().splitlines()[-1] == (
@@ -253,6 +278,8 @@ def test_stale_parts_are_refused_and_removed_with_force(
     forced = save(public, lock, archive, "--split-size", str(split), "--force")
     assert forced.returncode == 0, forced.stderr
     assert not stale.exists() and len(parts_of(archive)) == 7
+    gets = [r for r in public.registry.requests(mark) if r.method == "GET" and "/blobs/" in r.path]
+    assert gets == []  # every blob was taken from the parts saved over
     assert [p.read_bytes() for p in parts_of(archive)] == [p.read_bytes() for p in parts_of(seven)]
 
     unsplit = save(public, lock, archive)  # an unsplit save leaves no parts beside it either

@@ -246,6 +246,13 @@ def inspect_command(input_path: str, output: str) -> None:
     "HAVE.json", "Where to write the inventory (for save --have on the connected side)."
 )
 @jobs_option
+@click.option(
+    "--input",
+    "input_path",
+    metavar="FILE.tar|DIR",
+    help="Take the images from this archive's images.lock instead of --lock (a split archive"
+    " as NAME.tar.001, its parts.json or their directory).",
+)
 def inventory(**params: Any) -> None:
     """List what --registry-server holds of the locked images (manifests, and blobs by HEAD)."""
     from mirror.delta import take_inventory, write_inventory
@@ -253,7 +260,18 @@ def inventory(**params: Any) -> None:
     from mirror.net.retry import Cancellation
 
     destination = destination_from(params)
-    images, charts = lock_entries(params["lock_path"], params["environment"])
+    if params["input_path"]:
+        from mirror.airgap import archived_lock
+
+        if params["lock_path"]:
+            raise click.UsageError("give --lock or --input, not both")
+        lock = archived_lock(params["input_path"])
+        images, charts = (
+            lock.select(params["environment"]),
+            lock.select_charts(params["environment"]),
+        )
+    else:
+        images, charts = lock_entries(params["lock_path"], params["environment"])
     # A chart is at its destination as an OCI artifact: listed by its tag like an image.
     entries = (*images, *(LockEntry(chart.source) for chart in charts))
     cancel = Cancellation(f"{params['output_path']} was not written")

@@ -27,6 +27,7 @@ PARTS_SUFFIX = ".parts.json"
 PARTS_VERSION = 1
 MAX_PARTS_FILE = 4 * 1024 * 1024
 HASH_WORKERS = 2
+MAX_PARTS = 999
 _PART_NUMBER = re.compile(r"^\d{3,}$")
 
 #: Told the part a reader moved into: its number (from 1), the count and its file name.
@@ -376,8 +377,15 @@ class PartWriter(io.RawIOBase):
 
 
 def part_count(size: int, split_size: int) -> int:
-    """How many parts an archive of ``size`` bytes takes (at least one)."""
-    return max(1, -(-size // split_size))
+    """How many parts an archive of ``size`` bytes takes (at least one; InputError beyond
+    MAX_PARTS, where ``NAME.tar.0*`` would no longer list them in order)."""
+    count = max(1, -(-size // split_size))
+    if count > MAX_PARTS:
+        raise InputError(
+            f"--split-size {split_size}: {size} bytes would make {count} parts; at most"
+            f" {MAX_PARTS}, give a larger size"
+        )
+    return count
 
 
 def copy_into_parts(source: IO[bytes], archive: Path, split_size: int) -> PartsList:
