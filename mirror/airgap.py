@@ -128,8 +128,9 @@ def save(
     """
     planned = plan_jobs(selection.entries, None, selection.platforms)
     if target.is_tar and not target.layout_dir.exists():
-        previous = parts_file(target.path) if target.split_size else target.path
-        if previous.is_file():  # the blobs it holds are not fetched again
+        earlier = [target.path, parts_file(target.path)]
+        previous = next((path for path in earlier if path.is_file()), None)
+        if previous is not None:  # the blobs it holds are not fetched again
             seed_blobs(previous, target.layout_dir)
     with open_registries(hosts, None, options.policy, options.cancel, options.jobs) as registry:
         charts = chart_source(registry, selection.charts)

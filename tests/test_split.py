@@ -124,6 +124,12 @@ def test_a_junk_size_is_one_line_and_exit_2(junk: str, tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_directory_is_not_split(tmp_path: Path) -> None:
+    result = run_mirror("save", "--output", f"{tmp_path}/layout/", "--split-size", "1M")
+    assert result.returncode == 2 and "--split-size splits a tar, not a directory" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
 def test_parts_read_back_as_one_file_across_their_boundaries(tmp_path: Path) -> None:
     data = os.urandom(10_000)
     listing = copy_into_parts(io.BytesIO(data), tmp_path / "a.tar", 999)
@@ -135,6 +141,18 @@ def test_parts_read_back_as_one_file_across_their_boundaries(tmp_path: Path) -> 
         assert reader.read(length) == data[offset : offset + length]
     reader.seek(-5, io.SEEK_END)
     assert reader.read() == data[-5:] and reader.read(1) == b""
+
+
+def test_the_live_display_shows_the_part_being_read() -> None:
+    from rich.console import Console
+
+    from mirror.cli.progress import LiveProgress
+
+    screen = io.StringIO()
+    live = LiveProgress(Console(file=screen, force_terminal=True, width=120), 1)
+    live.part(3, 7, "nsm.tar.003")
+    live.close()
+    assert "part 3/7" in screen.getvalue()
 
 
 def test_sizes_read_as_people_read_them() -> None:
@@ -185,12 +203,13 @@ def test_split_save_concatenates_to_the_unsplit_save_and_loads(
     assert f"4 of 4 images at {dest.host}/nsm" in listed.stdout
 
 
-@pytest.mark.parametrize("form", ["part", "list", "directory"])
+@pytest.mark.parametrize("form", ["part", "list", "directory", "tar name"])
 def test_inspect_reads_a_split_archive_in_each_form(seven: Path, form: str) -> None:
     given = {
         "part": seven.with_name("nsm.tar.001"),
         "list": seven.with_name("nsm.tar.parts.json"),
         "directory": seven.parent,
+        "tar name": seven,  # not there: its parts are
     }[form]
     result = run_mirror("inspect", "--input", str(given), "--output", "json")
     assert result.returncode == 0, result.stderr

@@ -133,10 +133,13 @@ class SplitArchive:
 
 
 def split_input(path: Path) -> Path | None:
-    """The parts list ``path`` stands for: itself, the one beside a part ``NAME.tar.001``, or
-    the one a directory without ``oci-layout`` holds; None if ``path`` is not a split archive."""
+    """The parts list ``path`` stands for: itself, the one beside a part ``NAME.tar.001``, the
+    one a directory without ``oci-layout`` holds, or ``NAME.tar.parts.json`` for a ``NAME.tar``
+    that is not there; None if ``path`` is not a split archive."""
     if path.name.endswith(PARTS_SUFFIX):
         return path
+    if not path.exists() and parts_file(path).is_file():
+        return parts_file(path)
     stem, _, number = path.name.rpartition(".")
     if path.is_file() and _PART_NUMBER.match(number) and stem:
         listed = path.with_name(stem + PARTS_SUFFIX)
