@@ -396,6 +396,36 @@ def test_a_load_killed_halfway_resumes_with_only_the_rest(
         assert sha256(skopeo_raw(dest, dest_name(source))) == artifact.digest
 
 
+def test_a_load_that_lost_its_connection_resumes_with_only_the_rest(
+    public: PublicImages, seven: Path, make_registry: RegistryFactory, proxies: ProxyFactory
+) -> None:
+    dest = make_registry("anon")
+    proxy = proxies(dest.url)
+    sidecar = public.artifacts["docker-registry.nginx.com/nsm/nginx-mesh-sidecar:2.0.0"]
+    assert isinstance(sidecar, Image)
+    lost = sidecar.layers[-1].digest
+    proxy.rule("stall", "PUT", f"digest={lost.replace(':', '(:|%3A)')}", times=None, seconds=0.05)
+    fast = {"MESHLIFT_RETRY_ATTEMPTS": "2", "MESHLIFT_RETRY_INITIAL_WAIT": "0.01"}
+    first = run_mirror(
+        "load", "--input", str(seven.with_name("nsm.tar.001")),
+        "--registry-server", f"{proxy.host}/nsm", env=fast,
+    )  # fmt: skip
+    assert first.returncode == 1, first.stderr
+    assert "1 failed" in first.stdout and "Traceback" not in first.stderr
+    with registry_client(dest) as client:
+        assert client.head("/v2/nsm/nginx-mesh-sidecar/manifests/2.0.0").status_code == 404
+    placed = set(blob_puts(dest))
+    assert lost not in placed
+
+    proxy.clear()
+    mark = dest.mark()
+    result = load(seven.with_name("nsm.tar.001"), dest)
+    assert result.returncode == 0, result.stderr
+    assert blob_puts(dest, mark) == [lost]
+    assert "3 present" in result.stdout and " already there in " in result.stdout
+    assert sha256(skopeo_raw(dest, "nsm/nginx-mesh-sidecar:2.0.0")) == sidecar.digest
+
+
 def _blob_digests(artifact: Any) -> set[str]:
     images = getattr(artifact, "images", None) or (artifact,)
     return {b.digest for image in images for b in image.blobs}
