@@ -48,6 +48,7 @@ from mirror.cli.runcontrol import run_copy, signals
 
 if TYPE_CHECKING:
     from mirror.report import Report
+    from mirror.transports.layout import LayoutReader
 
 
 @click.command()
@@ -127,7 +128,7 @@ def save(**params: Any) -> None:
         click.echo(saved_archive_line(target.path))
 
 
-def show_parts(layout: Any, progress: Any) -> None:
+def show_parts(layout: LayoutReader, progress: Any) -> None:
     """Have ``progress`` show the part being read when ``layout`` is a split archive."""
     from mirror.transports.layout import TarStorage
 

@@ -18,8 +18,17 @@ cli = command_group(
     "Mirror NGINX Service Mesh images into a private registry, or across an air gap."
 )
 
-_COMMANDS = (list_command, sync, verify, lock_command, save, split_command, load, inspect_command)
-for _command in (*_COMMANDS, inventory):
+for _command in (
+    list_command,
+    sync,
+    verify,
+    lock_command,
+    save,
+    split_command,
+    load,
+    inspect_command,
+    inventory,
+):
     cli.add_command(_command)
 
 

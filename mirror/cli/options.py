@@ -69,20 +69,21 @@ _SIZE_UNITS = {
 }
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str, what: str = "size") -> int:
     """``4G``, ``4GiB``, ``700M``, ``1.5GB``, ``4096``: bytes, decimal or binary as written
-    (InputError on anything else, or on less than one byte)."""
+    (InputError naming ``what`` on anything else, or on less than one byte)."""
     import re
+    from decimal import Decimal
 
     from mirror.errors import InputError
 
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
     unit = _SIZE_UNITS.get(match.group(2).upper()) if match else None
     if match is None or unit is None:
-        raise InputError(f"size {text!r}: give a number of bytes with a unit (700M, 4G, 4GiB)")
-    size = int(float(match.group(1)) * unit)
+        raise InputError(f"{what} {text!r}: give a number of bytes with a unit (700M, 4G, 4GiB)")
+    size = int(Decimal(match.group(1)) * unit)
     if size < 1:
-        raise InputError(f"size {text!r}: must be at least one byte")
+        raise InputError(f"{what} {text!r}: must be at least one byte")
     return size
 
 
@@ -93,7 +94,9 @@ class ByteSize(click.ParamType[int]):
     name = "size"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        return value if isinstance(value, int) else parse_size(str(value))
+        if isinstance(value, int):
+            return value
+        return parse_size(str(value), param.opts[0] if param else "size")
 
 
 def split_size_option(required: bool) -> Callable[[Any], Any]:
