@@ -188,10 +188,8 @@ def saved_archive_line(path: Path) -> str:
     its base saved."""
     from mirror.delta import archive_size, read_delta
     from mirror.transports.layout import TarStorage, open_layout
-    from mirror.transports.parts import parts_file
 
-    listed = parts_file(path)
-    layout = open_layout(listed if not path.exists() and listed.is_file() else path)
+    layout = open_layout(path)  # a split save's parts, if it wrote parts
     split = layout.storage.split if isinstance(layout.storage, TarStorage) else None
     line = parts_line(split.listing) if split else f"{path}: {size_text(archive_size(path))}"
     delta = read_delta(layout)

@@ -680,7 +680,6 @@ class PackedLayout:
     same bytes): only the layout files and the blobs the index reaches. Its size is known
     before a byte is written."""
 
-    root: Path
     members: tuple[tuple[tarfile.TarInfo, Path | None], ...]
 
     @property
@@ -720,7 +719,7 @@ def packed_layout(root: Path) -> PackedLayout:
         (_tar_info(blob_path(digest), blobs[digest]), root / blob_path(digest))
         for digest in sorted(blobs)
     ]
-    return PackedLayout(root, tuple(members))
+    return PackedLayout(tuple(members))
 
 
 def pack_layout(packed: PackedLayout, output: Path, split_size: int | None = None) -> None:
