@@ -725,15 +725,15 @@ def packed_layout(root: Path) -> PackedLayout:
 def pack_layout(packed: PackedLayout, output: Path, split_size: int | None = None) -> None:
     """Write the tar at ``output``, or cut into parts of ``split_size`` beside it with their
     parts list. It is written under temporary names, renamed into place once complete."""
-    if split_size is None:
-        with _atomic_file(output) as handle:
-            packed.write(handle)
-    else:
+    if split_size is not None:
         parts = PartWriter(output, split_size)
         try:
             packed.write(parts)  # type: ignore[arg-type]
-            parts.commit()
+            parts.commit()  # synced, with their directory
         except BaseException:
             parts.discard()
             raise
+        return
+    with _atomic_file(output) as handle:
+        packed.write(handle)
     _fsync_dir(output.parent)

@@ -161,7 +161,8 @@ def open_parts(listed: Path) -> SplitArchive:
     Every damaged part is named (DamagedParts, exit 1) before anything reads the archive.
     """
     try:
-        raw = listed.read_bytes()[: MAX_PARTS_FILE + 1]
+        with listed.open("rb") as handle:
+            raw = handle.read(MAX_PARTS_FILE + 1)
     except OSError as exc:
         raise ArchiveError(f"{listed}: cannot read: {exc.strerror or exc}") from None
     if len(raw) > MAX_PARTS_FILE:
@@ -365,8 +366,16 @@ class PartWriter(io.RawIOBase):
             os.replace(temporary, self.archive.with_name(part.name))
         listed = parts_file(self.archive)
         temporary = listed.with_name(f".{listed.name}.{self._token}.part")
-        temporary.write_bytes(listing.to_json())
+        with temporary.open("xb") as handle:
+            handle.write(listing.to_json())
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(temporary, listed)
+        directory = os.open(listed.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
         return listing
 
     def discard(self) -> None:
