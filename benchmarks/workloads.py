@@ -45,7 +45,7 @@ from tests.skopeo import isolated_skopeo_command, registry_flags
 
 MiB = 1024 * 1024
 TAG = "1.0"
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9")
 # skopeo copies no cosign signatures, attestations, SBOMs or referrers of an image, so meshlift
 # is timed without them too (each image costs it a HEAD per attachment tag and digest otherwise).
 SAME_WORK_AS_SKOPEO = ("--no-attachments",)
@@ -327,6 +327,42 @@ def w8(bench: Bench, rounds: int, images: Images) -> Workload:
     return work
 
 
+def w9(bench: Bench, rounds: int, size: int) -> Workload:
+    """``mirror load`` of one large image from 100 MB parts against the same unsplit tar."""
+    image = make_image("w9", [random_blob("w9", size)])
+    images = {"bench/w9/big": push(bench.source, "bench/w9/big", TAG, image)}
+    del image
+    archive = bench.path("w9") / "big.tar"
+    archive.parent.mkdir()
+    timed(
+        [bench.mirror("save", "--lock", str(bench.lock(images)), "--output", str(archive),
+                      "--endpoint", f"bench.example=http://{bench.source.host}", "--quiet",
+                      *SAME_WORK_AS_SKOPEO)]
+    )  # fmt: skip
+    parts = bench.path("w9-parts")
+    parts.mkdir()
+    shutil.copyfile(archive, parts / archive.name)
+    timed([bench.mirror("split", "--input", str(parts / archive.name), "--split-size", "100M")])
+    (parts / archive.name).unlink()
+    count = len(list(parts.glob("big.tar.[0-9]*")))
+    work = Workload(
+        f"W9 load {size // MiB} MiB from {count} parts",
+        [ratio_to("unsplit tar", 1.1), peak_rss("meshlift", 64)],
+    )
+    tools: dict[str, Copier] = {
+        "meshlift": lambda _, dest: bench.mirror_into(dest, "load", "--input", str(parts)),
+        "unsplit tar": lambda _, dest: bench.mirror_into(dest, "load", "--input", str(archive)),
+    }
+    compare(bench, rounds, images, tools, work)
+    work.notes.append(
+        "meshlift: mirror load of the parts (every part's sha256 checked first); unsplit tar:"
+        " mirror load of the tar they were split from"
+    )
+    shutil.rmtree(parts)
+    shutil.rmtree(archive.parent)
+    return work
+
+
 def machine(load_before: float, took: float) -> str:
     """Cores, CPU model, 1-minute load average before and after, and the run's duration."""
     cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -363,7 +399,7 @@ def main() -> None:
         bench = Bench(Path(tmp))
         try:
             images: Images = {}
-            if only - {"W3", "W5", "W6"}:
+            if only - {"W3", "W5", "W6", "W9"}:
                 with progress("seeding W1's images"):
                     images = seed_w1(bench, args.images)
             steps: list[tuple[str, Callable[[], list[Workload]]]] = [
@@ -374,6 +410,7 @@ def main() -> None:
                 ("W6", lambda: [w6(bench, args.rounds)]),
                 ("W7", lambda: [w7(bench, args.rounds, images)]),
                 ("W8", lambda: [w8(bench, args.rounds, images)]),
+                ("W9", lambda: [w9(bench, args.rounds, args.large_mib * MiB)]),
             ]
             results: list[Workload] = []
             for names, step in steps:

@@ -9,6 +9,7 @@ OCI artifact ``helm push`` makes. The archive carries the lock it was made from
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from collections.abc import Sequence
@@ -17,9 +18,9 @@ from pathlib import Path
 
 from mirror.attachments import attachment_of
 from mirror.chart import ChartCopier, chart_source, copy_with_charts, plan_chart_jobs
-from mirror.copy import ImageCopier
+from mirror.copy import BlobLedger, ImageCopier
 from mirror.delta import DeltaContents, Holdings, delta_copier, read_delta, writer_for
-from mirror.errors import ArchiveError, MirrorError
+from mirror.errors import ArchiveError, InputError, MirrorError
 from mirror.image import mediatypes
 from mirror.image.helmchart import chart_layer
 from mirror.image.lock import LOCK_FILE, ChartEntry, Lock, LockEntry, parse_lock, render_lock
@@ -36,16 +37,28 @@ from mirror.run import (
     open_registries,
     plan_jobs,
     run_copies,
+    run_parallel,
 )
 from mirror.transports.base import ImageSource
 from mirror.transports.chart import ChartSource
 from mirror.transports.layout import (
     LayoutEntry,
     LayoutReader,
+    TarStorage,
     open_layout,
     pack_layout,
+    packed_layout,
     seed_blobs,
 )
+from mirror.transports.parts import (
+    PartsList,
+    clear_stale,
+    copy_into_parts,
+    part_count,
+    parts_file,
+    split_input,
+)
+from mirror.transports.registry import RegistryTransport
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,8 @@ class SaveTarget:
     path: Path
     is_tar: bool
     holdings: Holdings | None = None  # what the base holds: a delta is written against it
+    split_size: int | None = None  # cut the tar into parts of this many bytes
+    force: bool = False  # remove parts of an earlier run rather than refuse
 
     @property
     def layout_dir(self) -> Path:
@@ -62,14 +77,38 @@ class SaveTarget:
         return self.path.with_name(f".{self.path.name}.partial") if self.is_tar else self.path
 
 
-def save_target(output: str) -> SaveTarget:
-    """``DIR/`` or an existing directory is a layout directory; anything else a tar file."""
+def save_target(output: str, split_size: int | None = None, force: bool = False) -> SaveTarget:
+    """``DIR/`` or an existing directory is a layout directory; anything else a tar file,
+    cut into parts of ``split_size`` if given."""
     path = Path(output)
     if output.endswith("/") or path.is_dir():
+        if split_size is not None:
+            raise InputError(f"--output {output}: --split-size splits a tar, not a directory")
         return SaveTarget(path, is_tar=False)
     if not path.parent.is_dir():
         raise ArchiveError(f"--output {output}: directory {path.parent} does not exist")
-    return SaveTarget(path, is_tar=True)
+    return SaveTarget(path, is_tar=True, split_size=split_size, force=force)
+
+
+def write_tar(root: Path, target: SaveTarget) -> None:
+    """Pack the layout at ``root`` into the target's tar or parts, first refusing (or, with
+    ``force``, removing) parts of an earlier run that this one would not overwrite."""
+    packed = packed_layout(root)
+    split = target.split_size
+    clear_stale(target.path, part_count(packed.size, split) if split else 0, target.force)
+    pack_layout(packed, target.path, split)
+
+
+def split_archive(path: str, split_size: int, force: bool) -> PartsList:
+    """Cut the existing tar at ``path`` into parts beside it, as ``save --split-size`` would
+    have written them (its members are checked first, as ``load`` does)."""
+    archive = Path(path)
+    if not archive.is_file() or split_input(archive) is not None:
+        raise InputError(f"--input {path}: give an unsplit tar archive")
+    TarStorage.scan(archive)
+    clear_stale(archive, part_count(archive.stat().st_size, split_size), force)
+    with archive.open("rb") as source:
+        return copy_into_parts(source, archive, split_size)
 
 
 def save(
@@ -88,8 +127,11 @@ def save(
     from the blobs it holds.
     """
     planned = plan_jobs(selection.entries, None, selection.platforms)
-    if target.is_tar and target.path.is_file() and not target.layout_dir.exists():
-        seed_blobs(target.path, target.layout_dir)  # the blobs it holds are not fetched again
+    if target.is_tar and not target.layout_dir.exists():
+        earlier = [target.path, parts_file(target.path)]
+        previous = next((path for path in earlier if path.is_file()), None)
+        if previous is not None:  # the blobs it holds are not fetched again
+            seed_blobs(previous, target.layout_dir)
     with open_registries(hosts, None, options.policy, options.cancel, options.jobs) as registry:
         charts = chart_source(registry, selection.charts)
         return write_layout(registry, selection.entries, planned, target, events, options, charts)
@@ -131,7 +173,7 @@ def write_layout(
     layout.commit(render_lock(saved, saved_charts))
     report = Report(command, results, time.monotonic() - started)
     if target.is_tar and not report.failed:
-        pack_layout(target.layout_dir, target.path)
+        write_tar(target.layout_dir, target)
         shutil.rmtree(target.layout_dir)
     return report
 
@@ -252,6 +294,14 @@ def plan_load(
     return LoadPlan(layout, (*jobs, *chart_jobs), refused, frozenset(chart_jobs))
 
 
+def archived_lock(path: str) -> Lock:
+    """The ``images.lock`` an archive carries (ArchiveError if it has none)."""
+    layout = open_layout(path)
+    if layout.lock_text is None:
+        raise ArchiveError(f"{path}: holds no images.lock; give --lock")
+    return parse_lock(layout.lock_text, f"{path}:{LOCK_FILE}")
+
+
 def _chart_mismatch(
     layout: LayoutReader, found: LayoutEntry, chart: ChartEntry, lock: str = "its images.lock"
 ) -> str | None:
@@ -282,10 +332,47 @@ def load(
         copier = delta_copier(plan.layout, todo, registry, events, options) or ImageCopier(
             plan.layout, registry, events, options
         )
+        note_loaded(plan.layout, todo, registry, copier.ledger, options)
         done.update(zip(todo, run_copies(todo, copier, jobs, options.cancel), strict=True))
     for job in plan.charts & done.keys():
         done[job].kind = "chart"
     return Report("load", [done[job] for job in plan.jobs], time.monotonic() - started)
+
+
+def note_loaded(
+    layout: LayoutReader,
+    jobs: Sequence[CopyJob],
+    registry: RegistryTransport,
+    ledger: BlobLedger,
+    options: CopyOptions,
+) -> None:
+    """Record in ``ledger`` the blobs of images an earlier (interrupted) load already tagged,
+    so the images still to load mount them from there rather than upload them again."""
+
+    def note(job: CopyJob) -> None:
+        if job.platforms or job.locked_digest is None:
+            return  # a narrowed index is not the archive's: nothing to compare it with
+        with contextlib.suppress(MirrorError):  # the copy itself reports what fails here
+            head = registry.head_manifest(job.destination)
+            if head is not None and head.digest == job.locked_digest:
+                for digest in _image_blobs(layout, job.locked_digest, str(job.source)):
+                    ledger.release(digest, job.destination)
+
+    run_parallel(note, jobs, options.jobs, options.cancel, "image")
+
+
+def _image_blobs(layout: LayoutReader, digest: str, where: str) -> set[str]:
+    """The configs and layers of the manifest ``digest`` and those below it that the layout
+    holds."""
+    found: set[str] = set()
+    pending = [digest]
+    while pending:
+        manifest = layout.manifest(pending.pop(), where)
+        found.update(b.digest for b in manifest.blobs)
+        pending += [
+            c.digest for c in manifest.children if layout.storage.blob_size(c.digest) is not None
+        ]
+    return found
 
 
 @dataclass

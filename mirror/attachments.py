@@ -37,7 +37,14 @@ MAX_PAYLOAD_BYTES = 1024 * 1024
 #: Attachment tags of one image looked up at once.
 LOOKUPS = 4
 _ATTACHMENT_TAG = re.compile(r"sha256-([0-9a-f]{64})(?:\.(sig|att|sbom))?")
-_COUNTERS = ("bytes_uploaded", "blobs_uploaded", "blobs_mounted", "blobs_present", "retries")
+_COUNTERS = (
+    "bytes_uploaded",
+    "blobs_uploaded",
+    "blobs_mounted",
+    "blobs_present",
+    "bytes_present",
+    "retries",
+)
 
 
 def digest_tag(digest: str) -> str:

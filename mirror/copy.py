@@ -252,7 +252,7 @@ class ImageCopier:
                 self._count(result, blobs_mounted=1)
                 self.events.placed(job, desc.size, "mounted")
             elif self.destination.has_blob(job.destination, desc):
-                self._count(result, blobs_present=1)
+                self._count(result, blobs_present=1, bytes_present=desc.size)
                 self.events.placed(job, desc.size, "present")
             else:
                 self._upload(job, desc)

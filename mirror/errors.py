@@ -76,6 +76,10 @@ class HostileContent(MirrorError):
     """A manifest or index beyond sane limits, refused before it is loaded."""
 
 
+class DamagedParts(MirrorError):
+    """Parts of a split archive missing, short or altered: named before anything is read."""
+
+
 class Interrupted(MirrorError):
     """The run was stopped by a signal; ``aftermath`` says what that left as it was."""
 

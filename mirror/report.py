@@ -28,6 +28,7 @@ class ImageResult:
     blobs_uploaded: int = 0
     blobs_mounted: int = 0
     blobs_present: int = 0
+    bytes_present: int = 0  # of the blobs found already at the destination
     retries: int = 0
     signatures: int = 0
     attestations: int = 0
@@ -66,6 +67,8 @@ class Report:
             "bytes_uploaded": sum(r.bytes_uploaded for r in self.results),
             "blobs_uploaded": sum(r.blobs_uploaded for r in self.results),
             "blobs_mounted": sum(r.blobs_mounted for r in self.results),
+            "blobs_present": sum(r.blobs_present for r in self.results),
+            "bytes_present": sum(r.bytes_present for r in self.results),
             "retries": sum(r.retries for r in self.results),
             "duration_seconds": round(self.duration_seconds, 3),
         }

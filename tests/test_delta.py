@@ -179,7 +179,7 @@ def test_delta_holds_only_what_its_base_lacks(releases: Releases) -> None:
     assert f"nsm-a.tar ({identity(a)}) saved" in releases.outputs["nsm-b.tar"]
     assert f"({len(relied)} objects it holds)" in releases.outputs["nsm-b.tar"]
     assert f"{b}: " in releases.outputs["nsm-b.tar"]
-    assert f"saved {saved_by_a / 1000:.1f} kB (" in releases.outputs["nsm-b.tar"]
+    assert f"saved {saved_by_a / 1024:.1f} KiB (" in releases.outputs["nsm-b.tar"]
     assert 3 * b.stat().st_size < a.stat().st_size
     assert f"{a}: " in releases.outputs["nsm-a.tar"]  # a full save prints its size too
 

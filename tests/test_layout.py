@@ -22,6 +22,7 @@ from mirror.transports.layout import (
     entry_reference,
     open_layout,
     pack_layout,
+    packed_layout,
 )
 from tests.imagefactory import make_image, make_index, write_oci_layout
 
@@ -62,9 +63,10 @@ def member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"x", link: s
 
 def test_pack_is_reproducible_and_read_in_place(layout_dir: Path, tmp_path: Path) -> None:
     first, second = tmp_path / "a.tar", tmp_path / "b.tar"
-    pack_layout(layout_dir, first)
-    pack_layout(layout_dir, second)
+    pack_layout(packed_layout(layout_dir), first)
+    pack_layout(packed_layout(layout_dir), second)
     assert first.read_bytes() == second.read_bytes()
+    assert first.stat().st_size == packed_layout(layout_dir).size  # known before writing
     with tarfile.open(first) as tar:
         names = tar.getnames()
     assert names[:5] == ["oci-layout", "index.json", "blobs", "blobs/sha256", names[4]]
@@ -86,7 +88,7 @@ def test_pack_is_reproducible_and_read_in_place(layout_dir: Path, tmp_path: Path
 def test_tar_blob_streams_in_fixed_chunks(tmp_path: Path) -> None:
     image = make_image("big", [3 * CHUNK + 123])
     layout = write_oci_layout(tmp_path / "big", {"example.com/big:1": image})
-    pack_layout(layout, tmp_path / "big.tar")
+    pack_layout(packed_layout(layout), tmp_path / "big.tar")
     reader = open_layout(tmp_path / "big.tar")
     layer = image.layers[0]
     ref = parse_reference("example.com/big:1")
@@ -131,7 +133,7 @@ def test_docker_save_tar_is_not_a_layout(tmp_path: Path) -> None:
 @pytest.mark.parametrize("keep", [0.3, 0.6, "mid-header", "mid-data", "last-member", "no-trailer"])
 def test_truncated_tar_is_refused(layout_dir: Path, tmp_path: Path, keep: float | str) -> None:
     full = tmp_path / "full.tar"
-    pack_layout(layout_dir, full)
+    pack_layout(packed_layout(layout_dir), full)
     data = full.read_bytes()
     with tarfile.open(full) as tar:
         last = tar.getmembers()[-1]
@@ -149,7 +151,7 @@ def test_truncated_tar_is_refused(layout_dir: Path, tmp_path: Path, keep: float 
 
 def test_compressed_and_non_tar_files_are_named(layout_dir: Path, tmp_path: Path) -> None:
     archive = tmp_path / "a.tar"
-    pack_layout(layout_dir, archive)
+    pack_layout(packed_layout(layout_dir), archive)
     gz = tmp_path / "a.tar.gz"
     gz.write_bytes(gzip.compress(archive.read_bytes()))
     with pytest.raises(ArchiveError, match="gzip-compressed; give the plain tar"):

@@ -1,4 +1,4 @@
-"""The air-gap commands: ``save``, ``load``, ``inspect`` and ``inventory``."""
+"""The air-gap commands: ``save``, ``split``, ``load``, ``inspect`` and ``inventory``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from mirror.cli.options import (
     credentials_from,
     destination_options,
     docker_host_option,
+    force_option,
     frozen_option,
     input_option,
     jobs_option,
@@ -27,6 +28,7 @@ from mirror.cli.options import (
     report_option,
     report_options,
     source_options,
+    split_size_option,
 )
 from mirror.cli.params import (
     copy_settings,
@@ -35,11 +37,18 @@ from mirror.cli.params import (
     lock_entries,
     platforms_from,
 )
-from mirror.cli.render import DAEMON_HOLDS_IMAGES, print_contents, saved_archive_line, skip_charts
+from mirror.cli.render import (
+    DAEMON_HOLDS_IMAGES,
+    parts_line,
+    print_contents,
+    saved_archive_line,
+    skip_charts,
+)
 from mirror.cli.runcontrol import run_copy, signals
 
 if TYPE_CHECKING:
     from mirror.report import Report
+    from mirror.transports.layout import LayoutReader
 
 
 @click.command()
@@ -68,6 +77,8 @@ if TYPE_CHECKING:
     metavar="HAVE.json",
     help="Write a delta: only what the inventory HAVE.json (mirror inventory) lacks.",
 )
+@split_size_option(required=False)
+@force_option
 @docker_host_option
 @attachment_options
 def save(**params: Any) -> None:
@@ -77,7 +88,7 @@ def save(**params: Any) -> None:
     from mirror.delta import holdings_of
     from mirror.run import Selection
 
-    target = save_target(params["output_path"])
+    target = save_target(params["output_path"], params["split_size"], params["force"])
     target = replace(target, holdings=holdings_of(params["since"], params["have"], target.path))
     entries, charts = lock_entries(params["lock_path"], params["environment"])
     hosts = hosts_from(params)
@@ -115,6 +126,26 @@ def save(**params: Any) -> None:
     run_copy(runner, params["quiet"], count, "text", params["report_path"])
     if not params["quiet"]:
         click.echo(saved_archive_line(target.path))
+
+
+def show_parts(layout: LayoutReader, progress: Any) -> None:
+    """Have ``progress`` show the part being read when ``layout`` is a split archive."""
+    from mirror.transports.layout import TarStorage
+
+    if isinstance(layout.storage, TarStorage) and layout.storage.split is not None:
+        layout.storage.split.listener = progress.part
+
+
+@click.command("split")
+@input_option
+@split_size_option(required=True)
+@force_option
+def split_command(input_path: str, split_size: int, force: bool) -> None:
+    """Cut an existing tar archive into parts beside it, as save --split-size writes them."""
+    from mirror.airgap import split_archive
+
+    listing = split_archive(input_path, split_size, force)
+    click.echo(parts_line(listing))
 
 
 @click.command()
@@ -172,6 +203,7 @@ def load(**params: Any) -> None:
 
         def to_docker(progress: Any, options: Any) -> Report:
             options.jobs = params["jobs"]
+            show_parts(daemon_plan.layout, progress)
             return load_into_daemon(
                 daemon_plan, progress, options, docker_host=params["docker_host"]
             )
@@ -188,6 +220,7 @@ def load(**params: Any) -> None:
 
     def runner(progress: Any, options: Any) -> Report:
         settings(options)
+        show_parts(plan.layout, progress)
         return run_load(plan, destination, hosts, progress, options)
 
     run_copy(runner, params["quiet"], len(plan.jobs), params["output"], params["report_path"])
@@ -214,6 +247,13 @@ def inspect_command(input_path: str, output: str) -> None:
     "HAVE.json", "Where to write the inventory (for save --have on the connected side)."
 )
 @jobs_option
+@click.option(
+    "--input",
+    "input_path",
+    metavar="FILE.tar|DIR",
+    help="Take the images from this archive's images.lock instead of --lock (a split archive"
+    " as NAME.tar.001, its parts.json or their directory).",
+)
 def inventory(**params: Any) -> None:
     """List what --registry-server holds of the locked images (manifests, and blobs by HEAD)."""
     from mirror.delta import take_inventory, write_inventory
@@ -221,7 +261,18 @@ def inventory(**params: Any) -> None:
     from mirror.net.retry import Cancellation
 
     destination = destination_from(params)
-    images, charts = lock_entries(params["lock_path"], params["environment"])
+    if params["input_path"]:
+        from mirror.airgap import archived_lock
+
+        if params["lock_path"]:
+            raise click.UsageError("give --lock or --input, not both")
+        lock = archived_lock(params["input_path"])
+        images, charts = (
+            lock.select(params["environment"]),
+            lock.select_charts(params["environment"]),
+        )
+    else:
+        images, charts = lock_entries(params["lock_path"], params["environment"])
     # A chart is at its destination as an OCI artifact: listed by its tag like an image.
     entries = (*images, *(LockEntry(chart.source) for chart in charts))
     cancel = Cancellation(f"{params['output_path']} was not written")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from mirror.cli.airgapcmds import inspect_command, inventory, load, save
+from mirror.cli.airgapcmds import inspect_command, inventory, load, save, split_command
 from mirror.cli.console import command_group, run_console
 from mirror.cli.copycmds import list_command, lock_command, sync, verify
 from mirror.errors import MirrorError
@@ -18,7 +18,17 @@ cli = command_group(
     "Mirror NGINX Service Mesh images into a private registry, or across an air gap."
 )
 
-for _command in (list_command, sync, verify, lock_command, save, load, inspect_command, inventory):
+for _command in (
+    list_command,
+    sync,
+    verify,
+    lock_command,
+    save,
+    split_command,
+    load,
+    inspect_command,
+    inventory,
+):
     cli.add_command(_command)
 
 

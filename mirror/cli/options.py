@@ -51,6 +51,71 @@ class Duration(click.ParamType[float]):
             self.fail(str(exc), param, ctx)
 
 
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1000,
+    "KB": 1000,
+    "M": 1000**2,
+    "MB": 1000**2,
+    "G": 1000**3,
+    "GB": 1000**3,
+    "T": 1000**4,
+    "TB": 1000**4,
+    "KIB": 1024,
+    "MIB": 1024**2,
+    "GIB": 1024**3,
+    "TIB": 1024**4,
+}
+
+
+def parse_size(text: str, what: str = "size") -> int:
+    """``4G``, ``4GiB``, ``700M``, ``1.5GB``, ``4096``: bytes, decimal or binary as written
+    (InputError naming ``what`` on anything else, or on less than one byte)."""
+    import re
+    from decimal import Decimal
+
+    from mirror.errors import InputError
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = _SIZE_UNITS.get(match.group(2).upper()) if match else None
+    if match is None or unit is None:
+        raise InputError(f"{what} {text!r}: give a number of bytes with a unit (700M, 4G, 4GiB)")
+    size = int(Decimal(match.group(1)) * unit)
+    if size < 1:
+        raise InputError(f"{what} {text!r}: must be at least one byte")
+    return size
+
+
+class ByteSize(click.ParamType[int]):
+    """A size such as ``4G``, ``4GiB`` or ``700M`` (see :func:`parse_size`); a bad value is
+    InputError (one line, exit 2)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        return parse_size(str(value), param.opts[0] if param else "size")
+
+
+def split_size_option(required: bool) -> Callable[[Any], Any]:
+    """``--split-size SIZE``: cut the tar into parts of at most SIZE."""
+    return click.option(
+        "--split-size",
+        type=ByteSize(),
+        required=required,
+        metavar="SIZE",
+        help="Cut the tar into NAME.tar.001, .002 … of at most SIZE (700M, 4G, 4GiB),"
+        " listed with their sha256 in NAME.tar.parts.json.",
+    )
+
+
+force_option = click.option(
+    "--force", is_flag=True, help="Remove parts of an earlier run left beside the new ones."
+)
+
+
 def lock_file_option(
     help: str = "Lock file (default: ./images.lock, else the embedded NSM 2.0.0 lock).",
     default: str | None = None,
@@ -184,7 +249,8 @@ input_option = click.option(
     "input_path",
     required=True,
     metavar="FILE.tar|DIR",
-    help="The archive or OCI layout directory (mirror save's, or skopeo's oci:).",
+    help="The archive or OCI layout directory (mirror save's, or skopeo's oci:); a split"
+    " archive as NAME.tar.001, NAME.tar.parts.json or their directory.",
 )
 report_option = click.option(
     "--report", "report_path", metavar="FILE.json", help="Also write the JSON report here."

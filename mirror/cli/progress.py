@@ -43,6 +43,7 @@ class LineProgress:
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self._lock = threading.Lock()
+        self._parts: set[int] = set()
 
     def _line(self, text: str) -> None:
         with self._lock:
@@ -66,6 +67,12 @@ class LineProgress:
         """Log the outcome (always, when it failed)."""
         if not self.quiet or result.status == "failed":
             self._line(f"{job.source} -> {job.destination}: {_outcome(result)}")
+
+    def part(self, number: int, count: int, name: str) -> None:
+        """Log the first read of each part of a split archive, unless quiet."""
+        if not self.quiet and number not in self._parts:
+            self._parts.add(number)
+            self._line(f"reading {name} (part {number}/{count})")
 
     def close(self) -> None:
         """Nothing to tear down."""
@@ -160,6 +167,10 @@ class LiveProgress:
             self._progress.update(task, state="failed", total=total)
         else:
             self._progress.update(task, state=result.status, completed=total, total=total)
+
+    def part(self, number: int, count: int, name: str) -> None:
+        """Show on the total row the part of a split archive being read."""
+        self._progress.update(self._total, state=f"part {number}/{count}")
 
     def close(self) -> None:
         """Stop the live display, leaving the final rows on screen."""

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mirror.delta import DeltaContents
     from mirror.image.lock import ChartEntry
     from mirror.report import Report
+    from mirror.transports.parts import PartsList
 
 #: Why --engine docker, --from-docker and --to-docker leave charts out.
 DAEMON_HOLDS_IMAGES = "a Docker daemon holds images only"
@@ -61,11 +62,14 @@ def publish(
         click.echo(report.to_json())
     elif not quiet:
         s = report.summary()
+        there = s["blobs_present"]
+        already = f", {there} blobs ({size_text(s['bytes_present'])}) already there" * (there > 0)
         click.echo(
             f"{report.command}: {s['images']} images{and_charts(s['charts'])}:"
             f" {s['copied']} copied, {s['present']} present,"
-            f" {s['failed']} failed, {s['skipped']} skipped; {s['bytes_uploaded']} bytes uploaded,"
-            f" {s['blobs_mounted']} blobs mounted in {s['duration_seconds']:.1f}s"
+            f" {s['failed']} failed, {s['skipped']} skipped; {size_text(s['bytes_uploaded'])}"
+            f" uploaded, {s['blobs_mounted']} blobs mounted{already}"
+            f" in {s['duration_seconds']:.1f}s"
         )
     return report.failed
 
@@ -112,8 +116,6 @@ def print_contents(contents: ArchiveContents, output: str) -> None:
         document = {**asdict(contents), "delta": delta, "complete": contents.complete}
         click.echo(json.dumps(document, indent=2))
         return
-    from rich.filesize import decimal
-
     lock = (
         f"images.lock of {contents.lock_entries} entries"
         if contents.lock_entries is not None
@@ -123,12 +125,12 @@ def print_contents(contents: ArchiveContents, output: str) -> None:
     counted = f"{len(contents.images) - charts} images{and_charts(charts)}"
     click.echo(
         f"{contents.path}: OCI image layout ({contents.format}), {counted},"
-        f" {decimal(contents.size)}; {lock}"
+        f" {size_text(contents.size)}; {lock}"
     )
     if contents.delta is not None:
         click.echo(delta_line(contents.delta))
     for image in contents.images:
-        _print_image(image, decimal(image.size))
+        _print_image(image, size_text(image.size))
     for name in contents.not_in_archive:
         click.echo(f"not in the archive: {name}")
 
@@ -152,10 +154,14 @@ def _print_image(image: ArchivedImage, size: str) -> None:
 
 
 def size_text(nbytes: int) -> str:
-    """``nbytes`` as people read sizes (``41.5 MB``)."""
-    from rich.filesize import decimal
-
-    return str(decimal(nbytes))
+    """``nbytes`` as people read sizes (``1.2 GiB``, ``512 bytes``): the one size formatter of
+    every summary line."""
+    if nbytes < 1024:
+        return f"{nbytes} bytes"
+    value, units = nbytes / 1024, ["KiB", "MiB", "GiB", "TiB"]
+    while value >= 1024 and len(units) > 1:
+        value, units = value / 1024, units[1:]
+    return f"{value:.1f} {units[0]}"
 
 
 def delta_line(delta: DeltaContents) -> str:
@@ -167,13 +173,26 @@ def delta_line(delta: DeltaContents) -> str:
     )
 
 
-def saved_archive_line(path: Path) -> str:
-    """What ``save`` wrote: the archive's size on disk, and for a delta what its base saved."""
-    from mirror.delta import archive_size, read_delta
-    from mirror.transports.layout import open_layout
+def parts_line(listing: PartsList) -> str:
+    """What a split wrote: the parts, their count and the whole archive's size."""
+    last = listing.parts[-1].name
+    return (
+        f"{listing.archive}: {size_text(listing.size)} in {len(listing.parts)} parts"
+        f" ({listing.parts[0].name} … {last}, at most {size_text(listing.split_size)} each),"
+        f" listed in {listing.archive}.parts.json"
+    )
 
-    line = f"{path}: {size_text(archive_size(path))}"
-    delta = read_delta(open_layout(path))
+
+def saved_archive_line(path: Path) -> str:
+    """What ``save`` wrote: the archive's size on disk (or its parts), and for a delta what
+    its base saved."""
+    from mirror.delta import archive_size, read_delta
+    from mirror.transports.layout import TarStorage, open_layout
+
+    layout = open_layout(path)  # a split save's parts, if it wrote parts
+    split = layout.storage.split if isinstance(layout.storage, TarStorage) else None
+    line = parts_line(split.listing) if split else f"{path}: {size_text(archive_size(path))}"
+    delta = read_delta(layout)
     if delta is None:
         return line
     bases = " and ".join(map(str, delta.bases))

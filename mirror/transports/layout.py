@@ -16,7 +16,7 @@ import secrets
 import stat
 import tarfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -35,6 +35,7 @@ from mirror.image.lock import LOCK_FILE
 from mirror.image.manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
 from mirror.image.reference import Reference, parse_reference
 from mirror.transports.base import CHUNK, read_chunks
+from mirror.transports.parts import PartWriter, SplitArchive, open_parts, split_input
 
 LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"
@@ -146,26 +147,46 @@ class TarMember:
 
 
 class TarStorage:
-    """A tar of a layout, read in place: member data is streamed by offset, never extracted."""
+    """A tar of a layout, read in place: member data is streamed by offset, never extracted.
 
-    kind = "tar"
+    The tar is one file, or the checked parts of a split archive read as one (``split``).
+    """
 
-    def __init__(self, path: Path, members: dict[str, TarMember]) -> None:
-        self.path = path
-        self.location = str(path)
+    def __init__(
+        self,
+        location: str,
+        opener: Callable[[], IO[bytes]],
+        members: dict[str, TarMember],
+        split: SplitArchive | None = None,
+    ) -> None:
+        self.location = location
+        self.opener = opener
         self.members = members
+        self.split = split
+        self.kind = f"tar in {len(split.listing.parts)} parts" if split else "tar"
 
     @classmethod
     def scan(cls, path: Path) -> TarStorage:
         """Check every member header (reading no member data) and index the members."""
+        return cls._scan(str(path), lambda: path.open("rb"))
+
+    @classmethod
+    def scan_parts(cls, split: SplitArchive) -> TarStorage:
+        """As :meth:`scan`, over the checked parts of a split archive."""
+        return cls._scan(split.location, split.open, split)
+
+    @classmethod
+    def _scan(
+        cls, location: str, opener: Callable[[], IO[bytes]], split: SplitArchive | None = None
+    ) -> TarStorage:
         try:
-            with path.open("rb") as handle:
-                members = _scan_members(path, handle)
+            with opener() as handle:
+                members = _scan_members(location, handle)
         except tarfile.TarError as exc:
-            raise ArchiveError(f"{path}: not a readable tar archive ({exc})") from None
+            raise ArchiveError(f"{location}: not a readable tar archive ({exc})") from None
         except OSError as exc:
-            raise ArchiveError(f"{path}: cannot read: {exc.strerror or exc}") from None
-        return cls(path, members)
+            raise ArchiveError(f"{location}: cannot read: {exc.strerror or exc}") from None
+        return cls(location, opener, members, split)
 
     def read_file(self, name: str, limit: int) -> bytes | None:
         """Read a small member."""
@@ -173,7 +194,7 @@ class TarStorage:
         if member is None:
             return None
         if member.size > limit:
-            raise HostileContent(f"{self.path}: {name} larger than {limit} bytes")
+            raise HostileContent(f"{self.location}: {name} larger than {limit} bytes")
         with self.stream(name) as chunks:
             return b"".join(chunks)
 
@@ -187,8 +208,8 @@ class TarStorage:
         """Stream a member's bytes from its offset in the archive."""
         member = self.members.get(name)
         if member is None:
-            raise ArchiveError(f"{self.path}: {name} missing")
-        with self.path.open("rb") as handle:
+            raise ArchiveError(f"{self.location}: {name} missing")
+        with self.opener() as handle:
             handle.seek(member.offset)
             yield read_chunks(handle, member.size)
 
@@ -205,7 +226,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
         return processed
 
 
-def _scan_members(path: Path, handle: IO[bytes]) -> dict[str, TarMember]:
+def _scan_members(path: str, handle: IO[bytes]) -> dict[str, TarMember]:
     head = handle.read(tarfile.BLOCKSIZE)
     for magic, kind in _COMPRESSED.items():
         if head.startswith(magic):
@@ -249,7 +270,7 @@ def _scan_members(path: Path, handle: IO[bytes]) -> dict[str, TarMember]:
     return members
 
 
-def _member_name(path: Path, info: tarfile.TarInfo) -> str | None:
+def _member_name(path: str, info: tarfile.TarInfo) -> str | None:
     """The normalised name of a regular member, None for a layout directory; unsafe: error."""
     raw = info.name
     parts = raw.split("/")
@@ -430,10 +451,16 @@ def layout_name(path: Path) -> str:
 
 
 def open_layout(path: str | Path) -> LayoutReader:
-    """Open a layout directory or a tar of one for reading (ArchiveError if it is neither)."""
+    """Open a layout directory, a tar of one, or a split tar (a part, its parts list or their
+    directory; every part checked first) for reading (ArchiveError if it is none of these)."""
     target = Path(path)
+    listed = split_input(target)
+    if listed is not None:
+        split = open_parts(listed)
+        storage: LayoutStorage = TarStorage.scan_parts(split)
+        return LayoutReader(storage, split.listing.archive.removesuffix(".tar"))
     if target.is_dir():
-        storage: LayoutStorage = DirectoryStorage(target)
+        storage = DirectoryStorage(target)
     elif target.is_file():
         storage = TarStorage.scan(target)
     elif target.exists():
@@ -647,29 +674,66 @@ def _tar_info(name: str, size: int = 0, directory: bool = False) -> tarfile.TarI
     return info
 
 
-def pack_layout(root: Path, output: Path) -> int:
-    """Pack the layout at ``root`` into a plain tar at ``output``; return the tar's size.
+@dataclass(frozen=True)
+class PackedLayout:
+    """The members of a layout's tar in order, with fixed metadata (the same layout gives the
+    same bytes): only the layout files and the blobs the index reaches. Its size is known
+    before a byte is written."""
 
-    Only the layout files and the blobs the index reaches go in, in a fixed order with fixed
-    metadata (the same layout gives the same bytes). The tar is written under a temporary name
-    and renamed into place once complete and synced.
-    """
+    members: tuple[tuple[tarfile.TarInfo, Path | None], ...]
+
+    @property
+    def size(self) -> int:
+        """The exact size of the tar: headers, padded data, end blocks and record padding."""
+        total = 0
+        for info, _ in self.members:
+            total += len(info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape"))
+            total += -(-info.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+        total += _TRAILER
+        return -(-total // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
+
+    def write(self, handle: IO[bytes]) -> None:
+        """Write the tar into ``handle``."""
+        with tarfile.TarFile(
+            fileobj=handle, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK
+        ) as tar:
+            for info, source in self.members:
+                if source is None:
+                    tar.addfile(info)
+                    continue
+                with open(source, "rb") as src:
+                    tar.addfile(info, src)
+
+
+def packed_layout(root: Path) -> PackedLayout:
+    """What packing the layout at ``root`` puts into its tar."""
     reader = LayoutReader(DirectoryStorage(root), root.name)
     blobs = referenced_blobs(reader)
-    with (
-        _atomic_file(output) as handle,
-        tarfile.TarFile(
-            fileobj=handle, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK
-        ) as tar,
-    ):
-        for name in _LAYOUT_FILES:
-            if (root / name).is_file():
-                with open(root / name, "rb") as src:
-                    tar.addfile(_tar_info(name, os.fstat(src.fileno()).st_size), src)
-        for name in _LAYOUT_DIRS[1:]:
-            tar.addfile(_tar_info(name, directory=True))
-        for digest in sorted(blobs):
-            with open(root / blob_path(digest), "rb") as src:
-                tar.addfile(_tar_info(blob_path(digest), blobs[digest]), src)
+    members: list[tuple[tarfile.TarInfo, Path | None]] = [
+        (_tar_info(name, (root / name).stat().st_size), root / name)
+        for name in _LAYOUT_FILES
+        if (root / name).is_file()
+    ]
+    members += [(_tar_info(name, directory=True), None) for name in _LAYOUT_DIRS[1:]]
+    members += [
+        (_tar_info(blob_path(digest), blobs[digest]), root / blob_path(digest))
+        for digest in sorted(blobs)
+    ]
+    return PackedLayout(tuple(members))
+
+
+def pack_layout(packed: PackedLayout, output: Path, split_size: int | None = None) -> None:
+    """Write the tar at ``output``, or cut into parts of ``split_size`` beside it with their
+    parts list. It is written under temporary names, renamed into place once complete."""
+    if split_size is not None:
+        parts = PartWriter(output, split_size)
+        try:
+            packed.write(parts)  # type: ignore[arg-type]
+            parts.commit()  # synced, with their directory
+        except BaseException:
+            parts.discard()
+            raise
+        return
+    with _atomic_file(output) as handle:
+        packed.write(handle)
     _fsync_dir(output.parent)
-    return output.stat().st_size
