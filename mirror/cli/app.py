@@ -7,6 +7,7 @@ import sys
 from mirror.cli.airgapcmds import inspect_command, inventory, load, save
 from mirror.cli.console import command_group, run_console
 from mirror.cli.copycmds import list_command, lock_command, sync, verify
+from mirror.cli.nodecmds import node_config_command
 from mirror.errors import MirrorError
 
 # httpx imports its own command-line client (and rich's syntax highlighting with it) unless
@@ -18,7 +19,17 @@ cli = command_group(
     "Mirror NGINX Service Mesh images into a private registry, or across an air gap."
 )
 
-for _command in (list_command, sync, verify, lock_command, save, load, inspect_command, inventory):
+for _command in (
+    list_command,
+    sync,
+    verify,
+    lock_command,
+    save,
+    load,
+    inspect_command,
+    inventory,
+    node_config_command,
+):
     cli.add_command(_command)
 
 
