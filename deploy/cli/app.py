@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from deploy.cli.apply import apply
+from deploy.cli.audit import audit
 from deploy.cli.propagate import propagate
 from deploy.cli.remove import remove
 from deploy.cli.render import render
@@ -11,7 +12,7 @@ from mirror.cli.console import command_group, run_console
 
 cli = command_group("Deploy NGINX Service Mesh from your private registry, and remove it again.")
 
-for _command in (apply, render, propagate, remove, status):
+for _command in (apply, render, propagate, remove, status, audit):
     cli.add_command(_command)
 
 

@@ -134,6 +134,9 @@ insecure_registry_option = click.option(
     metavar="HOST[:PORT]",
     help="Allow plain HTTP or unverified TLS for HOST (repeatable).",
 )
+ca_file_option = click.option(
+    "--ca-file", type=click.Path(dir_okay=False), help="Extra CA certificate (PEM) to trust."
+)
 source_options = compose_options(
     click.option(
         "--endpoint",
@@ -143,9 +146,7 @@ source_options = compose_options(
         help="Fetch images of HOST from URL instead (repeatable).",
     ),
     insecure_registry_option,
-    click.option(
-        "--ca-file", type=click.Path(dir_okay=False), help="Extra CA certificate (PEM) to trust."
-    ),
+    ca_file_option,
     click.option(
         "--auth-file",
         type=click.Path(dir_okay=False),
