@@ -11,10 +11,12 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 from cel_expr_python import cel
 
 from deploy.policy import POLICY_NAME, admission_policy
 from mirror.image.reference import parse_registry_server
+from tests.deploy.deploycli import ok, one_line_error, run_deploy
 
 Obj = dict[str, Any]
 R = "127.0.0.1:5000"
@@ -160,3 +162,15 @@ def test_mode_sets_the_binding_actions_and_both_objects_are_valid_for_1_30(
     (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
     assert rule["operations"] == ["CREATE", "UPDATE"]
     assert rule["resources"] == ["pods", "pods/ephemeralcontainers"]
+
+
+def test_admission_policy_prints_both_objects_as_sent() -> None:
+    result = ok(run_deploy("admission-policy", "--registry-server", PREFIXED, "--mode", "deny"))
+    printed = list(yaml.safe_load_all(result.stdout))
+    assert printed == admission_policy(parse_registry_server(PREFIXED), MESH, "deny")
+    assert admit(printed[0], *pod(MESH, {}, [f"{PREFIXED}x/nats:1"])) is not None
+
+
+def test_admission_policy_refuses_a_bad_registry_in_one_line() -> None:
+    line = one_line_error(run_deploy("admission-policy", "--registry-server", "R/Upper"), 2)
+    assert "invalid registry server 'R/Upper': must be lower case" in line
