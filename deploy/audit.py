@@ -155,7 +155,7 @@ def check_container(
             )
         )
     if not container.image_id:
-        return [*findings, Finding(container, NOT_PULLED, "no imageID: not pulled (yet)")]
+        return [*findings, Finding(container, NOT_PULLED, "no imageID in the Pod's status yet")]
     ran = ran_digest(container.image_id)
     if ran is None:
         return findings

@@ -81,7 +81,10 @@ def node_config(
     """
     mirrors = repository_mirrors(entries, server)
     if fmt == "containerd":
-        example = f"{mirrors[0].source} to {mirrors[0].mirror}" if mirrors else "a/b to R/b"
+        shown = next((m for m in mirrors if m.registry == "docker.io"), None) or next(
+            iter(mirrors), None
+        )
+        example = f"{shown.source} to {shown.mirror}" if shown else "a/b to R/b"
         raise InputError(CONTAINERD_REFUSAL.format(example=example))
     if fmt == "crio":
         return registries_conf(mirrors, insecure)

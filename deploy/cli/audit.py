@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,13 @@ from mirror.cli.options import (
 
 if TYPE_CHECKING:
     from deploy.audit import Audit
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def _short(match: re.Match[str]) -> str:
+    """A digest cut to 12 hex digits for the table (JSON keeps it whole)."""
+    return match.group(0)[:19] + "…"
 
 
 @click.command()
@@ -108,6 +116,6 @@ def print_audit(result: Audit, output: str) -> None:
             c.workload,
             f"{c.kind} {c.name}",
             c.image,
-            f"{finding.problem}: {finding.detail}",
+            f"{finding.problem}: {_DIGEST.sub(_short, finding.detail)}",
         )
     console.print(table)
