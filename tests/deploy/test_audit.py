@@ -253,3 +253,25 @@ def test_the_lock_pin_is_checked_too() -> None:
     assert [f.detail for f in findings] == [
         f"ran sha256:{'b' * 64}, the lock pins sha256:{'a' * 64}"
     ]
+
+
+def test_init_and_ephemeral_containers_are_audited(
+    anon_registry: Registry, unique_repo: Any, fake_kube: KubeUnderTest
+) -> None:
+    server = f"{anon_registry.host}/{unique_repo('mesh')}"
+    fake_kube.create_namespace("nginx-mesh")
+    obj = pod("nginx-mesh", "debugged", {}, init={"wait": ("busybox:1", "")})
+    obj["spec"]["ephemeralContainers"] = [{"name": "debug", "image": "nicolaka/netshoot"}]
+    obj["status"]["ephemeralContainerStatuses"] = [
+        {"name": "debug", "imageID": f"docker.io/nicolaka/netshoot@{OTHER_DIGEST}"}
+    ]
+    fake_kube.create(obj)
+    result = run_deploy(
+        "audit", "--registry-server", server, "--output", "json", *fake_kube.cli_args()
+    )
+    assert result.exit_code == 1, result.stderr
+    found = [(f["container"], f["problem"]) for f in json.loads(result.stdout)["findings"]]
+    assert found == [
+        ("init container wait", "not from the registry"),
+        ("ephemeral container debug", "not from the registry"),
+    ]
