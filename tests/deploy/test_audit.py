@@ -275,3 +275,28 @@ def test_init_and_ephemeral_containers_are_audited(
         ("init container wait", "not from the registry"),
         ("ephemeral container debug", "not from the registry"),
     ]
+
+
+def test_audit_reads_the_registry_with_deploys_credentials(
+    basic_registry: Registry, unique_repo: Any, fake_kube: KubeUnderTest, tmp_path: Any
+) -> None:
+    prefix = unique_repo("mesh")
+    server = f"{basic_registry.host}/{prefix}"
+    digest = push(basic_registry, f"{prefix}/web", "1", make_image("authed-web"))
+    fake_kube.create_namespace("nginx-mesh")
+    image = f"{server}/web:1"
+    fake_kube.create(pod("nginx-mesh", "web", {"web": (image, f"{server}/web@{digest}")}))
+    assert basic_registry.username and basic_registry.password
+    args = ["audit", "--registry-server", server, "--registry-username", basic_registry.username]
+    no_config = {"DOCKER_CONFIG": str(tmp_path / "no-docker-config")}
+    wrong = run_deploy(
+        *args, "--registry-password-stdin", *fake_kube.cli_args(), input="nope\n", env=no_config
+    )
+    line = one_line_error(wrong, 1)
+    assert "nope" not in wrong.stdout + wrong.stderr
+    assert basic_registry.host in line
+    right = run_deploy(
+        *args, "--registry-password-stdin", *fake_kube.cli_args(),
+        input=basic_registry.password + "\n", env=no_config,
+    )  # fmt: skip
+    assert "no findings" in ok(right).stdout
