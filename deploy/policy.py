@@ -22,12 +22,22 @@ def registry_prefix(server: RegistryServer) -> str:
     return f"{server}/"
 
 
+def _images_of(pod: str) -> str:
+    """CEL: every container, init container and ephemeral container image of ``pod``."""
+    return " + ".join(
+        f"(has({pod}.spec.{field}) ? {pod}.spec.{field}.map(c, c.image) : [])"
+        for field in ("containers", "initContainers", "ephemeralContainers")
+    )
+
+
 def policy_variables(server: RegistryServer, namespace: str) -> list[dict[str, str]]:
     """The policy's CEL variables, in order (each may use the ones before it).
 
     ``in_scope``: the mesh's namespace, or one labelled for injection as the chart's injector
     webhook selects it (``kube-system`` never). ``outside``: the Pod's images not under the
-    registry.
+    registry, less those it already had before an update: an update (a label, an owner) of a
+    Pod that runs a public image is not refused, a new image (an ephemeral container, a
+    changed image) is.
     """
     prefix = json.dumps(registry_prefix(server))
     labels = "namespaceObject.metadata.labels"
@@ -37,14 +47,14 @@ def policy_variables(server: RegistryServer, namespace: str) -> list[dict[str, s
         f" && {json.dumps(INJECT_LABEL)} in {labels}"
         f" && {labels}[{json.dumps(INJECT_LABEL)}] == {json.dumps(INJECT_ENABLED)})"
     )
-    images = " + ".join(
-        f"(has(object.spec.{field}) ? object.spec.{field}.map(c, c.image) : [])"
-        for field in ("containers", "initContainers", "ephemeralContainers")
+    outside = (
+        "variables.in_scope ? variables.images.filter(i,"
+        f" !i.startsWith({prefix}) && !(i in variables.old_images)) : []"
     )
-    outside = f"variables.in_scope ? variables.images.filter(i, !i.startsWith({prefix})) : []"
     return [
         {"name": "in_scope", "expression": in_scope},
-        {"name": "images", "expression": images},
+        {"name": "images", "expression": _images_of("object")},
+        {"name": "old_images", "expression": f"oldObject == null ? [] : {_images_of('oldObject')}"},
         {"name": "outside", "expression": outside},
     ]
 

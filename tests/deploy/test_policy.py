@@ -24,7 +24,9 @@ PREFIXED = "reg.example:5000/mesh"
 MESH = "nginx-mesh"
 INJECTED = {"injector.nsm.nginx.com/auto-inject": "enabled"}
 _ENV = cel.NewEnv(
-    variables={name: cel.Type.DYN for name in ("object", "namespaceObject", "variables")}
+    variables={
+        name: cel.Type.DYN for name in ("object", "oldObject", "namespaceObject", "variables")
+    }
 )
 
 
@@ -53,11 +55,12 @@ def pod(
     )
 
 
-def admit(policy: Obj, obj: Obj, namespace: Obj) -> str | None:
-    """What the API server does with ``obj``: None to admit, else the policy's message."""
+def admit(policy: Obj, obj: Obj, namespace: Obj, old: Obj | None = None) -> str | None:
+    """What the API server does with ``obj`` (an update of ``old``, else a create): None to
+    admit, else the policy's message."""
     spec = policy["spec"]
     variables: dict[str, Any] = {}
-    data = {"object": obj, "namespaceObject": namespace, "variables": variables}
+    data = {"object": obj, "oldObject": old, "namespaceObject": namespace, "variables": variables}
     for variable in spec["variables"]:
         value = _ENV.compile(variable["expression"]).eval(data=data).plain_value()
         variables[variable["name"]] = value
@@ -129,6 +132,19 @@ def test_the_policy_admits(case: str) -> None:
 def test_the_policy_refuses_with_a_message_naming_the_image(case: str) -> None:
     (obj, namespace), message = REFUSED[case]
     assert admit(policy_for(R), obj, namespace) == message
+
+
+def test_an_update_is_refused_only_for_an_image_the_pod_did_not_have() -> None:
+    policy = policy_for(R)
+    running, namespace = pod("shop", INJECTED, ["nats:2.9-alpine"])
+    relabelled = {**running, "metadata": {**running["metadata"], "labels": {"a": "b"}}}
+    assert admit(policy, relabelled, namespace, old=running) is None
+    debugged, _ = pod("shop", INJECTED, ["nats:2.9-alpine"], [], ["busybox"])
+    assert admit(policy, debugged, namespace, old=running) == f"image busybox is not under {R}/"
+    moved, _ = pod("shop", INJECTED, ["nats:2.10-alpine"])
+    assert admit(policy, moved, namespace, old=running) == (
+        f"image nats:2.10-alpine is not under {R}/"
+    )
 
 
 @pytest.mark.parametrize(
