@@ -7,6 +7,7 @@ import sys
 from mirror.cli.airgapcmds import inspect_command, inventory, load, save, split_command
 from mirror.cli.console import command_group, run_console
 from mirror.cli.copycmds import list_command, lock_command, sync, verify
+from mirror.cli.nodecmds import node_config_command
 from mirror.errors import MirrorError
 
 # httpx imports its own command-line client (and rich's syntax highlighting with it) unless
@@ -28,6 +29,7 @@ for _command in (
     load,
     inspect_command,
     inventory,
+    node_config_command,
 ):
     cli.add_command(_command)
 

@@ -192,6 +192,16 @@ lock_options = compose_options(
         help="Lock entries for this environment.",
     ),
 )
+insecure_registry_option = click.option(
+    "--insecure-registry",
+    "insecure",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="Allow plain HTTP or unverified TLS for HOST (repeatable).",
+)
+ca_file_option = click.option(
+    "--ca-file", type=click.Path(dir_okay=False), help="Extra CA certificate (PEM) to trust."
+)
 source_options = compose_options(
     click.option(
         "--endpoint",
@@ -200,16 +210,8 @@ source_options = compose_options(
         metavar="HOST=URL",
         help="Fetch images of HOST from URL instead (repeatable).",
     ),
-    click.option(
-        "--insecure-registry",
-        "insecure",
-        multiple=True,
-        metavar="HOST[:PORT]",
-        help="Allow plain HTTP or unverified TLS for HOST (repeatable).",
-    ),
-    click.option(
-        "--ca-file", type=click.Path(dir_okay=False), help="Extra CA certificate (PEM) to trust."
-    ),
+    insecure_registry_option,
+    ca_file_option,
     click.option(
         "--auth-file",
         type=click.Path(dir_okay=False),
@@ -239,9 +241,9 @@ output_option = click.option(
 )
 
 
-def output_path_option(metavar: str, help: str) -> Callable[[Any], Any]:
+def output_path_option(metavar: str, help: str, required: bool = True) -> Callable[[Any], Any]:
     """``--output PATH``: the file (or directory) a command writes, ``help`` says what."""
-    return click.option("--output", "output_path", required=True, metavar=metavar, help=help)
+    return click.option("--output", "output_path", required=required, metavar=metavar, help=help)
 
 
 input_option = click.option(
