@@ -131,6 +131,13 @@ plan_options = compose_options(
         help="Use images by the digests the lock pins (R/name:tag@sha256:...).",
     ),
     click.option(
+        "--enforce-registry",
+        type=click.Choice(["warn", "deny"]),
+        help="Add to the release an admission policy (Kubernetes 1.30+) that warns about, or"
+        " refuses, any Pod of the mesh's or an injected namespace with an image not under"
+        " --registry-server/.",
+    ),
+    click.option(
         "--dry-run",
         is_flag=True,
         help="Print what would be applied (Secret data redacted); send nothing to the cluster.",
@@ -193,7 +200,7 @@ def settings_from(params: dict[str, Any]) -> Settings:
         params["namespace"],
         params["environment"],
         params["pin_digests"],
-        params.get("enforce_registry"),
+        params["enforce_registry"],
     )
 
 

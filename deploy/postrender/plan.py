@@ -7,6 +7,7 @@ annotations: Helm runs them.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from deploy.chart.source import chart_from_flag, chart_from_lock
 from deploy.chart.values import ValueFlags
 from deploy.errors import InputError, PublicImagesLeft
 from deploy.labels import SECRET_NAME
+from deploy.postrender.policy import Mode, admission_policy, is_policy
 from deploy.postrender.rewrite import (
     ImageRules,
     ImageUse,
@@ -65,6 +67,11 @@ class Plan:
     def resources(self) -> list[Obj]:
         """The objects the release owns (its hooks left out)."""
         return [o for o in self.objects if not is_hook(o)]
+
+    def without_policy(self) -> Plan:
+        """This plan without the admission policy (for a cluster that cannot serve it)."""
+        kept = tuple(o for o in self.objects if not is_policy(o))
+        return dataclasses.replace(self, objects=kept)
 
     @property
     def hooks(self) -> list[Obj]:
@@ -135,6 +142,9 @@ def build_plan(
         objects.append(add_pull_secret(new, SECRET_NAME) if secret is not None else new)
     if secret is not None and not any(is_registry_secret(o) and not is_hook(o) for o in objects):
         objects.append(secret)
+    if settings.enforce_registry is not None:
+        mode: Mode = "deny" if settings.enforce_registry == "deny" else "warn"
+        objects.extend(admission_policy(settings.server, settings.namespace, mode))
     left = disallowed_images(uses, rules)
     if left:
         listed = "; ".join(f"{u.image} ({u.where}, {u.place})" for u in left)

@@ -107,3 +107,12 @@ def admission_policy(server: RegistryServer, namespace: str, mode: Mode) -> list
         "spec": {"policyName": POLICY_NAME, "validationActions": VALIDATION_ACTIONS[mode]},
     }
     return [policy, binding]
+
+
+def is_policy(obj: Obj) -> bool:
+    """Whether ``obj`` is the admission policy or its binding."""
+    return bool(
+        obj.get("apiVersion") == API_VERSION
+        and (obj.get("metadata") or {}).get("name") == POLICY_NAME
+        and str(obj.get("kind", "")).startswith("ValidatingAdmissionPolicy")
+    )

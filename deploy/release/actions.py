@@ -27,6 +27,7 @@ from deploy.cluster.watch import RolloutWatch
 from deploy.errors import ClusterError, RolloutFailed
 from deploy.labels import CREATED_ANNOTATION, CREATED_BY, LEGACY_RECORD
 from deploy.postrender.plan import Plan
+from deploy.postrender.policy import API_VERSION as POLICY_API
 from deploy.postrender.releasechart import write_release_chart
 from deploy.release.helm import Release, Releases
 
@@ -87,6 +88,21 @@ def _apply_crds(cluster: Cluster, plan: Plan, deadline: float, progress: Progres
         cluster.wait_for(crd, crd_established, deadline)
         for api_version, kind in custom_kinds(crd) & used:
             cluster.wait_served(api_version, kind, deadline)
+
+
+def policy_for(cluster: Cluster, plan: Plan, progress: Progress) -> Plan:
+    """``plan`` as this cluster can take its admission policy: without the policy API (before
+    Kubernetes 1.30) ``warn`` goes on without it and ``deny`` is refused, nothing sent."""
+    mode = plan.settings.enforce_registry
+    if mode is None or cluster.serves(POLICY_API, "ValidatingAdmissionPolicy"):
+        return plan
+    missing = (
+        f"the cluster does not serve ValidatingAdmissionPolicy ({POLICY_API}, Kubernetes 1.30+)"
+    )
+    if mode == "deny":
+        raise ClusterError(f"--enforce-registry deny: {missing}; nothing was changed")
+    progress.note(f"--enforce-registry warn: {missing}; going on without the policy")
+    return plan.without_policy()
 
 
 def check_ownership(
@@ -156,6 +172,7 @@ def apply_release(
     deadline = time.monotonic() + timeout
     check_kube_version(plan.files.metadata if plan.files else {}, cluster.kube_version())
     upgrade = bool(releases.history())
+    plan = policy_for(cluster, plan, progress)
     check_ownership(cluster, releases, plan, adopt, progress)
     _ensure_namespace(cluster, plan.settings.namespace, deadline, progress)
     _apply_crds(cluster, plan, deadline, progress)

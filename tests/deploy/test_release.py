@@ -282,3 +282,42 @@ def test_a_mesh_applied_before_releases_is_refused_with_the_command_to_adopt_it(
     adopted = apply_mesh(fake, ns, "--take-ownership")
     assert "installed" in adopted.stdout
     assert fake.get("v1", "ConfigMap", "meshlift-deploy", ns) is None
+
+
+POLICY_API = "admissionregistration.k8s.io/v1"
+
+
+def test_enforce_registry_puts_the_admission_policy_in_the_release(fake: KubeUnderTest) -> None:
+    apply_mesh(fake, "nginx-mesh", "--enforce-registry", "deny")
+    policy = fake.get(POLICY_API, "ValidatingAdmissionPolicy", "nginx-mesh-registry-only")
+    binding = fake.get(POLICY_API, "ValidatingAdmissionPolicyBinding", "nginx-mesh-registry-only")
+    assert policy is not None and binding is not None
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert policy["metadata"]["annotations"]["meta.helm.sh/release-name"] == RELEASE
+    apply_mesh(fake, "nginx-mesh")  # revision 2: no policy asked for, so it goes
+    assert fake.get(POLICY_API, "ValidatingAdmissionPolicy", "nginx-mesh-registry-only") is None
+    ok(run_deploy("rollback", "1", *fake.cli_args()))  # and a rollback restores it
+    assert fake.get(POLICY_API, "ValidatingAdmissionPolicy", "nginx-mesh-registry-only")
+    remove(fake, "nginx-mesh")
+    assert fake.get(POLICY_API, "ValidatingAdmissionPolicy", "nginx-mesh-registry-only") is None
+    assert (
+        fake.get(POLICY_API, "ValidatingAdmissionPolicyBinding", "nginx-mesh-registry-only") is None
+    )
+
+
+def test_a_cluster_without_the_policy_api_warns_and_goes_on_or_refuses_deny(
+    fake: KubeUnderTest,
+) -> None:
+    assert fake.server is not None
+    store = fake.server.store
+    for plural in ("validatingadmissionpolicies", "validatingadmissionpolicybindings"):
+        del store.types[("admissionregistration.k8s.io", "v1", plural)]
+    refused = run_deploy(
+        "apply", "--registry-server", R, "--chart", MINI_MESH, "--skip-preflight",
+        "--enforce-registry", "deny", *fake.cli_args(),
+    )  # fmt: skip
+    assert "does not serve ValidatingAdmissionPolicy" in one_line_error(refused, 1)
+    assert fake.server.mutations() == []
+    warned = apply_mesh(fake, "nginx-mesh", "--enforce-registry", "warn")
+    assert "going on without the policy" in warned.stderr
+    assert helm_history(fake, "nginx-mesh") == [(1, "deployed")]

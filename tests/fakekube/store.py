@@ -120,6 +120,18 @@ BUILTIN_TYPES = (
         "ValidatingWebhookConfiguration",
         False,
     ),
+    _t(
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicies",
+        "ValidatingAdmissionPolicy",
+        False,
+    ),
+    _t(
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicybindings",
+        "ValidatingAdmissionPolicyBinding",
+        False,
+    ),
     _t("storage.k8s.io", "csidrivers", "CSIDriver", False),
     _t("apiregistration.k8s.io", "apiservices", "APIService", False),
     _t("policy", "poddisruptionbudgets", "PodDisruptionBudget", True, "pdb"),
