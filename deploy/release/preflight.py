@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from deploy.errors import ImagesMissing, ImagesUnsigned
 from mirror.image.lock import LockEntry
-from mirror.image.reference import Reference, RegistryServer, flatten_destination
+from mirror.image.reference import Reference, RegistryServer
 from mirror.net.credentials import Credentials
 from mirror.net.hosts import HostOptions
 
@@ -105,17 +105,19 @@ def held_digests(
     """R's digest of every narrowed entry (``platforms`` in the lock), keyed by its place in R.
 
     ``mirror sync`` writes a narrowed entry as an index of its own, whose digest is not the
-    source's that the lock pins; deploy pins what R holds. An entry R lacks is left out
-    (preflight then names it missing).
+    source's that the lock pins; deploy pins what R holds (mirror's ``held_manifest``, as
+    ``mirror verify`` reads it). An entry R lacks is left out: preflight names it missing.
     """
+    from mirror.run import plan_jobs
+    from mirror.verify import held_manifest
+
     narrowed = [e for e in entries if e.platforms and e.digest]
     if not narrowed:
         return {}
     held: dict[Reference, str] = {}
     with _registry(server, credentials, hosts) as transport:
-        for entry in narrowed:
-            where = flatten_destination(entry.source.with_digest(None), server)
-            head = transport.head_manifest(where)
-            if head is not None:
-                held[where] = head.digest
+        for job in plan_jobs(narrowed, server):
+            found = held_manifest(transport, job)
+            if found is not None:
+                held[job.destination.with_digest(None)] = found.digest
     return held

@@ -1,0 +1,56 @@
+"""A lock entry narrowed to some platforms: deploy pins the digest R holds, not the source's.
+
+``mirror sync`` writes such an entry as an index of its own (its digest is nowhere at the
+source); the user's flow is a pinned lock, ``mirror sync``, then ``deploy`` with the same lock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deploy.chart.manifests import load_paths
+from deploy.postrender.rewrite import image_uses
+from tests.deploy.deploycli import MINI_MESH, ok, run_deploy
+from tests.imagefactory import make_image, make_index, push
+from tests.mirrorcli import run_mirror
+from tests.registries import Registry
+
+SOURCE = "docker-registry.nginx.com/nsm/nginx-mesh-controller:2.0.0"
+
+
+def test_deploy_pins_the_narrowed_index_r_holds(
+    anon_registry: Registry, unique_repo: object, tmp_path: Path
+) -> None:
+    prefix = unique_repo("narrow")  # type: ignore[operator]
+    index = make_index(
+        [
+            make_image("controller-amd64", platform=("linux", "amd64")),
+            make_image("controller-arm64", platform=("linux", "arm64")),
+        ]
+    )
+    push(anon_registry, f"{prefix}/src/nsm/nginx-mesh-controller", "2.0.0", index)
+    lock = tmp_path / "images.lock"
+    lock.write_text(
+        f'version = 1\n\n[[images]]\nsource = "{SOURCE}"\ncomponent = "nginx-mesh"\n'
+        f'digest = "{index.digest}"\nplatforms = ["linux/amd64"]\n'
+    )
+    server = f"{anon_registry.host}/{prefix}/r"
+    endpoint = f"docker-registry.nginx.com={anon_registry.url}/{prefix}/src"
+    synced = run_mirror(
+        "sync", "--lock", str(lock), "--registry-server", server, "--endpoint", endpoint,
+        "--no-attachments",
+    )  # fmt: skip
+    assert synced.returncode == 0, synced.stderr
+    held = run_mirror("verify", "--lock", str(lock), "--registry-server", server, "--output",
+                      "json", "--no-attachments", "--endpoint", endpoint)  # fmt: skip
+    assert held.returncode == 0, held.stderr
+
+    out = tmp_path / "out"
+    common = ["--registry-server", server, "--chart", MINI_MESH, "--lock", str(lock)]
+    ok(run_deploy("render", *common, "-o", str(out)))
+    images = {u.image for o in load_paths([str(out)]) for u in image_uses(o)}
+    [pinned] = [i for i in images if "/nginx-mesh-controller:" in i]
+    name, _, digest = pinned.partition("@")
+    assert name == f"{server}/nginx-mesh-controller:2.0.0"
+    assert digest and digest != index.digest  # R's own index, not the source's
+    assert digest in held.stdout  # the digest mirror verify reads at R
