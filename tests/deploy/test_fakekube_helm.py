@@ -63,3 +63,60 @@ def test_kubectl_lists_the_release_secret_helm_wrote(
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert found.stdout.split() == [f"secret/sh.helm.release.v1.{RELEASE}.v1"]
+
+
+def names(fake_kube: KubeUnderTest, api_version: str, kind: str) -> list[str]:
+    return sorted(o["metadata"]["name"] for o in fake_kube.list(api_version, kind, NAMESPACE))
+
+
+def test_helm_upgrade_rollback_and_uninstall_with_its_hooks(
+    fake_kube: KubeUnderTest, helm: Any, chart: Path
+) -> None:
+    assert fake_kube.server is not None
+    install(helm, chart)
+    assert names(fake_kube, "apps/v1", "StatefulSet") == ["spire-server"]
+
+    upgraded = helm.upgrade(
+        chart,
+        RELEASE,
+        {**VALUES, "mtls": {"persistentStorage": "off"}},
+        wait="watcher",
+        timeout=60,
+    )
+    assert upgraded["revision"] == 2
+    assert names(fake_kube, "apps/v1", "StatefulSet") == []
+    assert "spire-server" in names(fake_kube, "apps/v1", "Deployment")
+
+    helm.rollback(RELEASE, version=1)
+    assert names(fake_kube, "apps/v1", "StatefulSet") == ["spire-server"]
+    assert "spire-server" not in names(fake_kube, "apps/v1", "Deployment")
+    history = [(h["revision"], h["status"]) for h in helm.history(RELEASE)]
+    assert history == [(1, "superseded"), (2, "superseded"), (3, "deployed")]
+
+    helm.uninstall(RELEASE, wait="watcher", timeout=60)
+    jobs = [
+        (event, obj["metadata"]["name"]) for event, obj in fake_kube.server.store.history("Job")
+    ]
+    assert jobs == [
+        ("ADDED", "turn-proxies-transparent"),  # pre-delete
+        ("DELETED", "turn-proxies-transparent"),
+        ("ADDED", "remove-spiffeids"),  # post-delete
+        ("DELETED", "remove-spiffeids"),
+    ]
+    assert helm.list() == []
+    assert names(fake_kube, "apps/v1", "Deployment") == []
+    assert fake_kube.list("v1", "Secret", NAMESPACE, "owner=helm") == []
+
+
+def test_an_image_that_cannot_be_pulled_fails_helms_wait(
+    fake_kube: KubeUnderTest, helm: Any, chart: Path
+) -> None:
+    import helm_python as hp
+
+    assert fake_kube.server is not None
+    image = "reg.example/nsm/nginx-mesh-controller:2.0.0"
+    fake_kube.server.store.pull_errors[image] = f'pull access denied for "{image}"'
+    with pytest.raises(hp.HelmError) as failed:
+        helm.install(chart, RELEASE, VALUES, create_namespace=True, wait="watcher", timeout=3)
+    assert "Deployment/nginx-mesh/nginx-mesh-controller not ready" in str(failed.value)
+    assert "nats-server" not in str(failed.value)
