@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import threading
 import time
 
@@ -298,3 +300,39 @@ def test_watches_end_with_410_gone_after_a_compaction(fake_kube: KubeUnderTest) 
             pass
     assert too_old.value.status == 410
     assert "too old resource version" in str(too_old.value.reason)
+
+
+def test_strict_field_validation_refuses_unknown_fields(fake_kube: KubeUnderTest) -> None:
+    container = {"name": "web", "image": "nginx", "imagePullPolicyy": "Always"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "replica": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [container]},
+            },
+        },
+    }
+
+    def kubectl_create(validate: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["kubectl", "--kubeconfig", str(fake_kube.kubeconfig), "create", "-f", "-",
+             f"--validate={validate}"],
+            input=json.dumps(deployment), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    refused = kubectl_create("strict")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        'Error from server (BadRequest): error when creating "STDIN": Deployment in version "v1"'
+        " cannot be handled as a Deployment: strict decoding error: "
+        'unknown field "spec.replica", '
+        'unknown field "spec.template.spec.containers[0].imagePullPolicyy"'
+    )
+    assert fake_kube.get("apps/v1", "Deployment", "web", "default") is None
+    assert kubectl_create("ignore").returncode == 0
+    assert fake_kube.get("apps/v1", "Deployment", "web", "default") is not None

@@ -120,3 +120,28 @@ def test_an_image_that_cannot_be_pulled_fails_helms_wait(
         helm.install(chart, RELEASE, VALUES, create_namespace=True, wait="watcher", timeout=3)
     assert "Deployment/nginx-mesh/nginx-mesh-controller not ready" in str(failed.value)
     assert "nats-server" not in str(failed.value)
+
+
+def test_an_unknown_field_in_a_template_is_refused_through_helm(
+    fake_kube: KubeUnderTest, helm: Any, tmp_path: Path
+) -> None:
+    import helm_python as hp
+
+    chart = tmp_path / "typo"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: typo\nversion: 0.1.0\n")
+    (chart / "templates" / "web.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
+        "spec:\n  replica: 2\n  selector: {matchLabels: {app: web}}\n"
+        "  template:\n    metadata: {labels: {app: web}}\n"
+        "    spec: {containers: [{name: web, image: nginx, imagePullPolicyy: Always}]}\n"
+    )
+    with pytest.raises(hp.HelmError) as refused:
+        helm.install(chart, "typo", create_namespace=True, wait="watcher", timeout=10)
+    assert (
+        "failed to create typed patch object (nginx-mesh/web; apps/v1, Kind=Deployment): errors:\n"
+        "  .spec.replica: field not declared in schema\n"
+        '  .spec.template.spec.containers[name="web"].imagePullPolicyy: field not declared in'
+        " schema"
+    ) in str(refused.value)
+    assert fake_kube.list("apps/v1", "Deployment", NAMESPACE) == []

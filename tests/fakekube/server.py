@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from tests.fakekube import openapi, protobuf
+from tests.fakekube import openapi, protobuf, validation
 from tests.fakekube.patch import FieldConflicts, merge_patch, server_side_apply
 from tests.fakekube.selectors import SelectorError, field_selector, label_selector
 from tests.fakekube.store import ApiError, ApiType, Event, Obj, Store
@@ -154,13 +154,17 @@ class FakeKubeServer:
         if method == "GET":
             return 200, self._get(target, query)
         if method == "POST" and target.name is None:
-            return 201, self._create(target, _decode(body, content_type), manager)
+            obj = _decode(body, content_type)
+            self._strict(target, obj, query)
+            return 201, self._create(target, obj, manager)
         if target.name is None:
             if method == "DELETE":
                 return 200, self._delete_collection(target, query)
             raise ApiError(405, "MethodNotAllowed", f"{method} needs a resource name")
         if method == "PUT":
-            return 200, self._replace(target, _decode(body, content_type), manager)
+            obj = _decode(body, content_type)
+            self._strict(target, obj, query)
+            return 200, self._replace(target, obj, manager)
         if method == "PATCH":
             return self._patch(target, body, content_type, query, manager)
         if method == "DELETE":
@@ -276,6 +280,41 @@ class FakeKubeServer:
             raise ApiError(405, "MethodNotAllowed", "a namespaced resource needs a namespace")
         return obj
 
+    def _strict(
+        self, target: _Target, obj: Obj, query: dict[str, str], apply: bool = False
+    ) -> None:
+        """``fieldValidation=Strict``: refuse fields the kind's schema does not declare.
+
+        As a real server words it: server-side apply fails to build its typed object (500,
+        ``field not declared in schema``); other writes fail strict decoding (400).
+        """
+        if query.get("fieldValidation") != "Strict":
+            return
+        api_type = target.api_type
+        if api_type.builtin:
+            schema = validation.builtin_schema(api_type.api_version, api_type.kind)
+        else:
+            crd = self.store.crd_of(api_type)
+            schema = validation.crd_schema(crd, api_type.version) if crd else None
+        unknown = validation.unknown_fields(obj, schema, apply) if schema else []
+        if not unknown:
+            return
+        if apply:
+            gvk = f"{api_type.group}/{api_type.version}, Kind={api_type.kind}"
+            name = f"{target.namespace or ''}/{target.name}"
+            errors = [f"{path}: field not declared in schema" for path in unknown]
+            listed = errors[0] if len(errors) == 1 else "errors:\n  " + "\n  ".join(errors)
+            raise ApiError(
+                500, "", f"failed to create typed patch object ({name}; {gvk}): {listed}"
+            )
+        kind, version = api_type.kind, api_type.version
+        raise ApiError(
+            400,
+            "BadRequest",
+            f'{kind} in version "{version}" cannot be handled as a {kind}: strict decoding error: '
+            + ", ".join(f'unknown field "{path}"' for path in unknown),
+        )
+
     def _create(self, target: _Target, obj: Obj, manager: str) -> Obj:
         obj = self._check_body(target, obj)
         return self.store.create(target.api_type, target.namespace or "", obj, manager)
@@ -297,6 +336,7 @@ class FakeKubeServer:
                     400, "BadRequest", "PATCH with apply requires a fieldManager to be given"
                 )
             patch = self._check_body(target, _decode(body, media), target.name)
+            self._strict(target, patch, query, apply=True)
             force = query.get("force") in ("true", "1")
             with self.store.changed:
                 existing: Obj | None = None
@@ -323,6 +363,7 @@ class FakeKubeServer:
                 raise ApiError(
                     415, "UnsupportedMediaType", f"the media type {media!r} is not supported"
                 )
+            self._strict(target, patched, query)
             patched["metadata"].pop("resourceVersion", None)
             return 200, self.store.update(target.api_type, namespace, target.name, patched, manager)
 

@@ -192,6 +192,12 @@ class Store:
     def types_in(self, group: str, version: str) -> list[ApiType]:
         return [t for t in self.served_types() if (t.group, t.version) == (group, version)]
 
+    def crd_of(self, api_type: ApiType) -> Obj | None:
+        """The CustomResourceDefinition that serves a custom kind."""
+        with self.changed:
+            crds = self.objects.get(("apiextensions.k8s.io", "customresourcedefinitions"), {})
+            return crds.get(("", f"{api_type.plural}.{api_type.group}"))
+
     def served_types(self) -> list[ApiType]:
         """The types discovery lists now."""
         now = time.monotonic()
