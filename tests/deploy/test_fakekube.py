@@ -6,6 +6,7 @@ import json
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -336,3 +337,99 @@ def test_strict_field_validation_refuses_unknown_fields(fake_kube: KubeUnderTest
     assert fake_kube.get("apps/v1", "Deployment", "web", "default") is None
     assert kubectl_create("ignore").returncode == 0
     assert fake_kube.get("apps/v1", "Deployment", "web", "default") is not None
+
+
+def web_deployment(name: str, image: str, namespace: str = "default") -> dict[str, object]:
+    labels = {"app": name}
+    pod = {"metadata": {"labels": labels}, "spec": {"containers": [{"name": name, "image": image}]}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": pod},
+    }
+
+
+def set_image(fake_kube: KubeUnderTest, name: str, image: str) -> None:
+    resource = fake_kube.client.resources.get(api_version="apps/v1", kind="Deployment")
+    containers = [{"name": name, "image": image}]
+    patch = {"spec": {"template": {"spec": {"containers": containers}}}}
+    resource.patch(
+        name=name, namespace="default", body=patch, content_type="application/merge-patch+json"
+    )
+
+
+def eventually(check: Callable[[], bool], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.05)
+
+
+def test_observed_generation_lags_a_spec_change_by_the_rollout_delay(
+    fake_kube: KubeUnderTest,
+) -> None:
+    assert fake_kube.server is not None
+    fake_kube.server.store.rollout_delay = 1.0
+
+    def status() -> dict[str, object]:
+        found = fake_kube.get("apps/v1", "Deployment", "web", "default")
+        assert found is not None
+        return dict(found.get("status") or {})
+
+    created = fake_kube.create(web_deployment("web", "nginx:1"))
+    assert created["metadata"]["generation"] == 1 and created.get("status") in (None, {})
+    eventually(lambda: status().get("observedGeneration") == 1)
+    assert status()["readyReplicas"] == 1
+    set_image(fake_kube, "web", "nginx:2")
+    assert status()["observedGeneration"] == 1  # the controller has not seen generation 2 yet
+    eventually(lambda: status().get("observedGeneration") == 2)
+
+
+def test_replica_sets_own_the_pods_and_an_old_failing_pod_outlives_a_new_rollout(
+    fake_kube: KubeUnderTest,
+) -> None:
+    assert fake_kube.server is not None
+    store = fake_kube.server.store
+    store.rollout_delay = 0.5
+    store.pull_errors["nginx:bad"] = 'Back-off pulling image "nginx:bad"'
+
+    def pods() -> dict[str, tuple[str, bool, bool]]:
+        """Pod template hash -> (owner, ready, terminating)."""
+        found = {}
+        for pod in fake_kube.list("v1", "Pod", "default", "app=web"):
+            meta, status = pod["metadata"], pod["status"]
+            ready = all(c["ready"] for c in status["containerStatuses"])
+            owner = meta["ownerReferences"][0]
+            found[meta["labels"]["pod-template-hash"]] = (
+                f"{owner['kind']}/{owner['name']}",
+                ready,
+                bool(meta.get("deletionTimestamp")),
+            )
+        return found
+
+    def replica_sets() -> dict[str, int]:
+        return {
+            rs["metadata"]["name"]: rs["spec"]["replicas"]
+            for rs in fake_kube.list("apps/v1", "ReplicaSet", "default")
+        }
+
+    fake_kube.create(web_deployment("web", "nginx:bad"))
+    eventually(lambda: len(pods()) == 1)
+    [(bad_hash, bad)] = pods().items()
+    assert bad == (f"ReplicaSet/web-{bad_hash}", False, False)
+    set_image(fake_kube, "web", "nginx:good")
+    eventually(lambda: len(replica_sets()) == 2)
+    good_hash = next(h for h in (n.removeprefix("web-") for n in replica_sets()) if h != bad_hash)
+    assert replica_sets() == {f"web-{bad_hash}": 0, f"web-{good_hash}": 1}
+    # The new rollout is available, and the old ReplicaSet's failing pod is still terminating.
+    assert pods() == {
+        bad_hash: (f"ReplicaSet/web-{bad_hash}", False, True),
+        good_hash: (f"ReplicaSet/web-{good_hash}", True, False),
+    }
+    eventually(lambda: bad_hash not in pods())
+
+    fake_kube.client.resources.get(api_version="apps/v1", kind="Deployment").delete(
+        name="web", namespace="default"
+    )
+    assert replica_sets() == {} and pods() == {}  # garbage collected

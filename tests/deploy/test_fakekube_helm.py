@@ -145,3 +145,31 @@ def test_an_unknown_field_in_a_template_is_refused_through_helm(
         " schema"
     ) in str(refused.value)
     assert fake_kube.list("apps/v1", "Deployment", NAMESPACE) == []
+
+
+def test_helms_wait_outlasts_a_lagging_observed_generation(
+    fake_kube: KubeUnderTest, helm: Any, chart: Path
+) -> None:
+    assert fake_kube.server is not None
+    store = fake_kube.server.store
+    store.rollout_delay = 1.0
+
+    def lagging() -> list[str]:
+        """Workloads whose controller has not yet observed their spec, at this instant."""
+        with store.changed:
+            return [
+                f"{obj['kind']}/{obj['metadata']['name']}"
+                for plural in ("deployments", "statefulsets", "daemonsets")
+                for obj in store.objects.get(("apps", plural), {}).values()
+                if (obj.get("status") or {}).get("observedGeneration")
+                != obj["metadata"]["generation"]
+            ]
+
+    install(helm, chart)
+    assert lagging() == []
+    helm.upgrade(
+        chart, RELEASE, {**VALUES, "mtls": {"persistentStorage": "off"}}, wait="watcher", timeout=60
+    )
+    assert lagging() == []
+    helm.upgrade(chart, RELEASE, VALUES, timeout=60)  # no wait: Helm returns mid-rollout
+    assert lagging() == ["StatefulSet/spire-server"]
