@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import threading
 import time
@@ -433,3 +434,102 @@ def test_replica_sets_own_the_pods_and_an_old_failing_pod_outlives_a_new_rollout
         name="web", namespace="default"
     )
     assert replica_sets() == {} and pods() == {}  # garbage collected
+
+
+def test_a_validating_webhook_without_a_ready_endpoint_fails_the_writes_it_matches(
+    fake_kube: KubeUnderTest,
+) -> None:
+    assert fake_kube.server is not None
+    rule = {
+        "apiGroups": [""],
+        "apiVersions": ["v1"],
+        "operations": ["CREATE", "UPDATE"],
+        "resources": ["configmaps"],
+    }
+    service = {"name": "checker", "namespace": "default", "path": "/validate"}
+    webhook = {
+        "name": "cm.checker.example",
+        "clientConfig": {"service": service},
+        "rules": [rule],
+        "objectSelector": {"matchLabels": {"checked": "yes"}},
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+    }
+    fake_kube.create(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": "checker"},
+            "webhooks": [webhook],
+        }
+    )
+    url = "https://checker.default.svc:443/validate?timeout=10s"
+
+    def refusal(name: str) -> str | None:
+        try:
+            fake_kube.create(config_map(name, checked="yes"))
+        except ApiException as exc:
+            assert exc.status == 500
+            return str(json.loads(exc.body)["message"])
+        return None
+
+    failed = 'Internal error occurred: failed calling webhook "cm.checker.example": failed to call'
+    assert refusal("a") == f'{failed} webhook: Post "{url}": service "checker" not found'
+    fake_kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "checker", "namespace": "default"},
+            "spec": {"selector": {"app": "checker"}, "ports": [{"port": 443}]},
+        }
+    )
+    no_endpoints = f'{failed} webhook: Post "{url}": no endpoints available for service "checker"'
+    assert refusal("b") == no_endpoints
+    fake_kube.create(config_map("unchecked"))  # the object selector leaves it out
+    fake_kube.create(web_deployment("checker", "checker:1"))  # its pod is the endpoint
+    assert refusal("c") is None
+    fake_kube.server.store.set_workloads_ready(False)
+    assert refusal("d") == no_endpoints
+
+
+def test_watch_list_ends_its_initial_events_with_a_bookmark_then_bookmarks_when_quiet(
+    fake_kube: KubeUnderTest,
+) -> None:
+    import httpx
+
+    from tests.fakekube.tls import ca_pem
+
+    server = fake_kube.server
+    assert server is not None
+    server.store.bookmark_interval = 0.3
+    fake_kube.create(config_map("a"))
+    context = ssl.create_default_context(cadata=ca_pem().decode())
+    headers = {"Authorization": f"Bearer {server.token}"}
+    path = "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1"
+    watch_list = "&sendInitialEvents=true&resourceVersionMatch=NotOlderThan"
+    with httpx.Client(base_url=server.url, verify=context, headers=headers) as http:
+        refused = http.get(path + watch_list)
+        assert refused.status_code == 422
+        assert refused.json()["message"] == (
+            "sendInitialEvents is forbidden for watch unless both allowWatchBookmarks and"
+            " resourceVersionMatch=NotOlderThan are set"
+        )
+        listed_rv = http.get("/api/v1/namespaces/default/configmaps").json()["metadata"]
+        lines = http.get(path + watch_list + "&allowWatchBookmarks=true").text.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert [(e["type"], e["object"]["metadata"].get("name")) for e in events[:3]] == [
+        ("ADDED", "a"),
+        ("ADDED", "kube-root-ca.crt"),
+        ("BOOKMARK", None),
+    ]
+    assert events[2]["object"] == {
+        "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "metadata": {
+            "resourceVersion": listed_rv["resourceVersion"],
+            "annotations": {"k8s.io/initial-events-end": "true"},
+        },
+    }
+    later = events[3:]
+    assert later and all(e["type"] == "BOOKMARK" for e in later)  # a quiet watch's bookmarks
+    assert all("annotations" not in e["object"]["metadata"] for e in later)

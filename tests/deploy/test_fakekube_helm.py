@@ -114,12 +114,31 @@ def test_an_image_that_cannot_be_pulled_fails_helms_wait(
     import helm_python as hp
 
     assert fake_kube.server is not None
-    image = "reg.example/nsm/nginx-mesh-controller:2.0.0"
+    image = "reg.example/nsm/nginx-mesh-metrics:2.0.0"
     fake_kube.server.store.pull_errors[image] = f'pull access denied for "{image}"'
     with pytest.raises(hp.HelmError) as failed:
         helm.install(chart, RELEASE, VALUES, create_namespace=True, wait="watcher", timeout=3)
-    assert "Deployment/nginx-mesh/nginx-mesh-controller not ready" in str(failed.value)
-    assert "nats-server" not in str(failed.value)
+    assert "Deployment/nginx-mesh/nginx-mesh-metrics not ready" in str(failed.value)
+    assert "nginx-mesh-controller" not in str(failed.value)
+
+
+def test_the_mesh_webhook_refuses_the_meshconfig_while_its_controller_has_no_ready_pod(
+    fake_kube: KubeUnderTest, helm: Any, chart: Path
+) -> None:
+    import helm_python as hp
+
+    assert fake_kube.server is not None
+    image = "reg.example/nsm/nginx-mesh-controller:2.0.0"
+    fake_kube.server.store.pull_errors[image] = f'pull access denied for "{image}"'
+    with pytest.raises(hp.HelmError) as failed:
+        helm.install(chart, RELEASE, VALUES, create_namespace=True, wait="watcher", timeout=10)
+    assert str(failed.value) == (
+        "server-side apply failed for object nginx-mesh/nginx-mesh-config nsm.nginx.com/v1alpha2,"
+        " Kind=MeshConfig: Internal error occurred: failed calling webhook"
+        ' "nginx-mesh-controller.policy.validator": failed to call webhook: Post'
+        ' "https://nginx-mesh-webhook.nginx-mesh.svc:443/validate?timeout=10s": no endpoints'
+        ' available for service "nginx-mesh-webhook"'
+    )
 
 
 def test_an_unknown_field_in_a_template_is_refused_through_helm(
@@ -152,7 +171,6 @@ def test_helms_wait_outlasts_a_lagging_observed_generation(
 ) -> None:
     assert fake_kube.server is not None
     store = fake_kube.server.store
-    store.rollout_delay = 1.0
 
     def lagging() -> list[str]:
         """Workloads whose controller has not yet observed their spec, at this instant."""
@@ -165,8 +183,8 @@ def test_helms_wait_outlasts_a_lagging_observed_generation(
                 != obj["metadata"]["generation"]
             ]
 
-    install(helm, chart)
-    assert lagging() == []
+    install(helm, chart)  # at once: the MeshConfig needs the controller's pod ready
+    store.rollout_delay = 1.0
     helm.upgrade(
         chart, RELEASE, {**VALUES, "mtls": {"persistentStorage": "off"}}, wait="watcher", timeout=60
     )

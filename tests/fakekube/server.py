@@ -21,10 +21,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from tests.fakekube import openapi, protobuf, validation
-from tests.fakekube.patch import FieldConflicts, merge_patch, server_side_apply
+from tests.fakekube import admission, openapi, protobuf, validation
+from tests.fakekube.patch import FieldConflicts, Obj, merge_patch, server_side_apply
 from tests.fakekube.selectors import SelectorError, field_selector, label_selector
-from tests.fakekube.store import ApiError, ApiType, Event, Obj, Store
+from tests.fakekube.store import ApiError, ApiType, Event, Store
 from tests.fakekube.tls import ca_pem, server_context
 
 VERSION = {
@@ -317,11 +317,13 @@ class FakeKubeServer:
 
     def _create(self, target: _Target, obj: Obj, manager: str) -> Obj:
         obj = self._check_body(target, obj)
+        admission.check(self.store, target.api_type, target.namespace or "", "CREATE", obj)
         return self.store.create(target.api_type, target.namespace or "", obj, manager)
 
     def _replace(self, target: _Target, obj: Obj, manager: str) -> Obj:
         assert target.name is not None
         obj = self._check_body(target, obj, target.name)
+        admission.check(self.store, target.api_type, target.namespace or "", "UPDATE", obj)
         return self.store.update(target.api_type, target.namespace or "", target.name, obj, manager)
 
     def _patch(
@@ -349,6 +351,8 @@ class FakeKubeServer:
                     merged = server_side_apply(existing, patch, manager, force)
                 except FieldConflicts as exc:
                     raise _conflict(exc, target.api_type.api_version) from None
+                operation = "CREATE" if existing is None else "UPDATE"
+                admission.check(self.store, target.api_type, namespace, operation, merged)
                 if existing is None:
                     return 201, self.store.create(target.api_type, namespace, merged, None)
                 return 200, self.store.update(target.api_type, namespace, target.name, merged, None)
@@ -364,12 +368,16 @@ class FakeKubeServer:
                     415, "UnsupportedMediaType", f"the media type {media!r} is not supported"
                 )
             self._strict(target, patched, query)
+            admission.check(self.store, target.api_type, namespace, "UPDATE", patched)
             patched["metadata"].pop("resourceVersion", None)
             return 200, self.store.update(target.api_type, namespace, target.name, patched, manager)
 
     def _delete(self, target: _Target) -> Obj:
         assert target.name is not None
-        old = self.store.delete(target.api_type, target.namespace or "", target.name)
+        namespace = target.namespace or ""
+        existing = self.store.get(target.api_type, namespace, target.name)
+        admission.check(self.store, target.api_type, namespace, "DELETE", existing)
+        old = self.store.delete(target.api_type, namespace, target.name)
         return {
             "kind": "Status",
             "apiVersion": "v1",

@@ -574,6 +574,8 @@ class Store:
                         obj, functools.partial(workloads.set_status, self, kind, ready=ready)
                     )
                     workloads.reconcile(self, kind, obj)
+            for pod in list(self.objects.get(("", "pods"), {}).values()):
+                self.modify(pod, lambda o: workloads.set_pod_ready(o.get("status") or {}, ready))
 
     # --- for the controllers of workloads.py ----------------------------------------------------
 

@@ -178,6 +178,15 @@ def _pods(store: Store, replica_set: Obj) -> None:
         store.make("Pod", meta["namespace"], _pod(store, replica_set), CONTROLLER)
 
 
+def set_pod_ready(status: Obj, ready: bool) -> None:
+    """A running pod's readiness (its containers' and its Ready condition); others stay."""
+    if status.get("phase") != "Running":
+        return
+    for container in status.get("containerStatuses") or []:
+        container.update(ready=ready, started=True)
+    status["conditions"] = [{"type": "Ready", "status": str(ready)}]
+
+
 def _failing_pod(store: Store, workload: Obj) -> None:
     """A StatefulSet's or DaemonSet's pod whose image cannot be pulled (once)."""
     meta = workload["metadata"]
@@ -197,18 +206,12 @@ def _pod(store: Store, owner: Obj) -> Obj:
     if failure is None:
         status = {
             "phase": "Running",
-            "conditions": [{"type": "Ready", "status": "True"}],
             "containerStatuses": [
-                {
-                    "name": c.get("name"),
-                    "image": c.get("image"),
-                    "ready": True,
-                    "started": True,
-                    "state": {"running": {}},
-                }
+                {"name": c.get("name"), "image": c.get("image"), "state": {"running": {}}}
                 for c in spec.get("containers") or []
             ],
         }
+        set_pod_ready(status, store.workloads_ready)
     else:
         container, message = failure
         waiting = {"reason": store.pull_reason, "message": message}
