@@ -533,3 +533,58 @@ def test_watch_list_ends_its_initial_events_with_a_bookmark_then_bookmarks_when_
     later = events[3:]
     assert later and all(e["type"] == "BOOKMARK" for e in later)  # a quiet watch's bookmarks
     assert all("annotations" not in e["object"]["metadata"] for e in later)
+
+
+def test_strict_validation_of_a_custom_kind_follows_its_crd_schema(
+    fake_kube: KubeUnderTest,
+) -> None:
+    spec_schema = {
+        "type": "object",
+        "properties": {
+            "mtls": {"type": "object", "properties": {"mode": {"type": "string"}}},
+            "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        },
+    }
+    version = {
+        "name": "v1",
+        "served": True,
+        "storage": True,
+        "schema": {
+            "openAPIV3Schema": {"type": "object", "properties": {"spec": spec_schema}},
+        },
+    }
+    fake_kube.create(
+        {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "meshes.example.com"},
+            "spec": {
+                "group": "example.com",
+                "scope": "Namespaced",
+                "names": {"plural": "meshes", "singular": "mesh", "kind": "Mesh"},
+                "versions": [version],
+            },
+        }
+    )
+
+    def kubectl_create(spec: dict[str, object]) -> subprocess.CompletedProcess[str]:
+        mesh = {
+            "apiVersion": "example.com/v1",
+            "kind": "Mesh",
+            "metadata": {"name": "m", "namespace": "default", "labels": {"a": "b"}},
+            "spec": spec,
+        }
+        return subprocess.run(
+            ["kubectl", "--kubeconfig", str(fake_kube.kubeconfig), "create", "-f", "-",
+             "--validate=strict"],
+            input=json.dumps(mesh), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    refused = kubectl_create({"mtls": {"mode": "strict", "moed": "x"}, "extra": {"any": 1}})
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        'Error from server (BadRequest): error when creating "STDIN": Mesh in version "v1"'
+        ' cannot be handled as a Mesh: strict decoding error: unknown field "spec.mtls.moed"'
+    )
+    created = kubectl_create({"mtls": {"mode": "strict"}, "extra": {"any": {"thing": 1}}})
+    assert created.returncode == 0, created.stderr
