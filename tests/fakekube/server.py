@@ -10,6 +10,7 @@ import copy
 import json
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -70,7 +71,9 @@ class _Listener(ThreadingHTTPServer):
         return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """Quiet: a client that gives up mid-handshake or mid-watch is no server error."""
+        """Quiet when a client gives up mid-handshake or mid-watch; loud for anything else."""
+        if not isinstance(sys.exc_info()[1], OSError):  # ssl.SSLError and resets among them
+            super().handle_error(request, client_address)
 
 
 class FakeKubeServer:
