@@ -588,3 +588,59 @@ def test_strict_validation_of_a_custom_kind_follows_its_crd_schema(
     )
     created = kubectl_create({"mtls": {"mode": "strict"}, "extra": {"any": {"thing": 1}}})
     assert created.returncode == 0, created.stderr
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def _field(number: int, payload: bytes | str | int) -> bytes:
+    if isinstance(payload, int):
+        return _varint(number << 3) + _varint(payload)
+    data = payload.encode() if isinstance(payload, str) else payload
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def test_protobuf_bodies_of_typed_clients_are_decoded_and_answered_in_json(
+    fake_kube: KubeUnderTest,
+) -> None:
+    import httpx
+
+    from tests.fakekube.tls import ca_pem
+
+    server = fake_kube.server
+    assert server is not None
+    labels = _field(11, _field(1, "owner") + _field(2, "helm"))
+    meta = _field(1, "sh.helm.release.v1.r.v1") + labels
+    data = _field(2, _field(1, "release") + _field(2, b"\x00\xffgz"))
+    secret = _field(1, meta) + data + _field(3, "helm.sh/release.v1") + _field(5, 1)
+    type_meta = _field(1, "v1") + _field(2, "Secret")
+    body = b"k8s\x00" + _field(1, type_meta) + _field(2, secret)
+    context = ssl.create_default_context(cadata=ca_pem().decode())
+    headers = {"Authorization": f"Bearer {server.token}"}
+    path = "/api/v1/namespaces/default/secrets"
+    with httpx.Client(base_url=server.url, verify=context, headers=headers) as http:
+        created = http.post(
+            path,
+            content=body,
+            headers={
+                "Content-Type": "application/vnd.kubernetes.protobuf",
+                "Accept": "application/vnd.kubernetes.protobuf,application/json",
+            },
+        )
+        assert created.status_code == 201
+        assert created.headers["Content-Type"] == "application/json"
+        only_protobuf = http.get(path, headers={"Accept": "application/vnd.kubernetes.protobuf"})
+    shown = created.json()
+    assert shown["metadata"]["labels"] == {"owner": "helm"}
+    assert (shown["type"], shown["data"], shown["immutable"]) == (
+        "helm.sh/release.v1",
+        {"release": "AP9neg=="},
+        True,
+    )
+    assert only_protobuf.status_code == 406

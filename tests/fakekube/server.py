@@ -45,6 +45,7 @@ class Request:
     path: str
     query: str
     content_type: str
+    accept: str = ""
 
 
 @dataclass(frozen=True)
@@ -531,6 +532,18 @@ def _matcher(query: dict[str, str]) -> Callable[[Obj], bool]:
     return lambda obj: labels(obj["metadata"].get("labels") or {}) and fields(obj)
 
 
+def _accepts_json(accept: str) -> bool:
+    """Whether plain JSON, the only form answered here, is among what the client accepts."""
+    if not accept:
+        return True
+    for entry in accept.split(","):
+        media, *params = (part.strip() for part in entry.split(";"))
+        plain = not any(p.startswith("as=") for p in params)
+        if plain and media in ("application/json", "application/*", "*/*"):
+            return True
+    return False
+
+
 def _decode(body: bytes, content_type: str) -> Obj:
     if content_type.split(";")[0].strip() == protobuf.MEDIA_TYPE:
         return protobuf.decode(body)
@@ -564,10 +577,17 @@ def _handler(server: FakeKubeServer) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             content_type = self.headers.get("Content-Type", "")
             url = urlsplit(self.path)
-            server.requests.append(Request(self.command, url.path, url.query, content_type))
+            accept = self.headers.get("Accept", "")
+            server.requests.append(Request(self.command, url.path, url.query, content_type, accept))
             try:
                 if server.token and self.headers.get("Authorization") != f"Bearer {server.token}":
                     raise ApiError(401, "Unauthorized", "Unauthorized")
+                if not _accepts_json(accept):
+                    raise ApiError(
+                        406,
+                        "NotAcceptable",
+                        "only the following media types are accepted: application/json",
+                    )
                 query = parse_qs(url.query)
                 if self.command == "GET" and query.get("watch", [""])[-1] in ("1", "true"):
                     self._watch()

@@ -422,7 +422,7 @@ class Store:
             self._control(api_type.kind, old, stored)
         return shown
 
-    # --- what controllers would do, done at once ------------------------------------------------
+    # --- what controllers would do ----------------------------------------------------------
 
     def _react(self, api_type: ApiType, old: Obj | None, obj: Obj) -> None:
         kind = api_type.kind if api_type.builtin else ""
@@ -440,8 +440,7 @@ class Store:
 
     def make(self, kind: str, namespace: str, obj: Obj, manager: str) -> Obj:
         """Create a built-in object as controller ``manager`` does."""
-        api_type = next(t for t in BUILTIN_TYPES if t.kind == kind)
-        return self.create(api_type, namespace, obj, manager)
+        return self.create(_builtin(kind), namespace, obj, manager)
 
     def _control(self, kind: str, old: Obj | None, obj: Obj) -> None:
         """Add what controllers add after a write: a namespace's defaults, and per switch."""
@@ -498,7 +497,7 @@ class Store:
         changed = copy.deepcopy(account)
         for key in ("imagePullSecrets", "secrets"):
             changed[key] = [*(changed.get(key) or []), {"name": name}]
-        api_type = next(t for t in BUILTIN_TYPES if t.kind == "ServiceAccount")
+        api_type = _builtin("ServiceAccount")
         self.update(api_type, meta["namespace"], meta["name"], changed, manager)
 
     def _claims(self, statefulset: Obj) -> None:
