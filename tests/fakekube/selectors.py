@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -69,6 +70,12 @@ _FIELDS = {
 }
 
 
+def _field_check(
+    getter: Callable[[dict[str, Any]], Any], value: str, negated: bool, obj: dict[str, Any]
+) -> bool:
+    return bool(getter(obj) != value) if negated else bool(getter(obj) == value)
+
+
 def field_selector(text: str | None) -> Callable[[dict[str, Any]], bool]:
     """A predicate over objects for ``metadata.name`` / ``metadata.namespace`` selectors."""
     if not text:
@@ -80,8 +87,5 @@ def field_selector(text: str | None) -> Callable[[dict[str, Any]], bool]:
             raise SelectorError(f"field label not supported: {term.strip()!r}")
         field, op, value = match.groups()
         getter = _FIELDS[field]
-        if op == "!=":
-            checks.append(lambda obj, g=getter, v=value: g(obj) != v)
-        else:
-            checks.append(lambda obj, g=getter, v=value: g(obj) == v)
+        checks.append(functools.partial(_field_check, getter, value, op == "!="))
     return lambda obj: all(check(obj) for check in checks)

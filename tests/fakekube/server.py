@@ -10,6 +10,7 @@ import copy
 import json
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,10 +22,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from tests.fakekube import openapi, protobuf
-from tests.fakekube.patch import FieldConflicts, merge_patch, server_side_apply
+from tests.fakekube import admission, openapi, protobuf, validation
+from tests.fakekube.patch import FieldConflicts, Obj, merge_patch, server_side_apply
 from tests.fakekube.selectors import SelectorError, field_selector, label_selector
-from tests.fakekube.store import ApiError, ApiType, Event, Obj, Store
+from tests.fakekube.store import ApiError, ApiType, Event, Store
 from tests.fakekube.tls import ca_pem, server_context
 
 VERSION = {
@@ -44,6 +45,7 @@ class Request:
     path: str
     query: str
     content_type: str
+    accept: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,9 @@ class _Listener(ThreadingHTTPServer):
         return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """Quiet: a client that gives up mid-handshake or mid-watch is no server error."""
+        """Quiet when a client gives up mid-handshake or mid-watch; loud for anything else."""
+        if not isinstance(sys.exc_info()[1], OSError):  # ssl.SSLError and resets among them
+            super().handle_error(request, client_address)
 
 
 class FakeKubeServer:
@@ -154,13 +158,17 @@ class FakeKubeServer:
         if method == "GET":
             return 200, self._get(target, query)
         if method == "POST" and target.name is None:
-            return 201, self._create(target, _decode(body, content_type), manager)
+            obj = _decode(body, content_type)
+            self._strict(target, obj, query)
+            return 201, self._create(target, obj, manager)
         if target.name is None:
             if method == "DELETE":
                 return 200, self._delete_collection(target, query)
             raise ApiError(405, "MethodNotAllowed", f"{method} needs a resource name")
         if method == "PUT":
-            return 200, self._replace(target, _decode(body, content_type), manager)
+            obj = _decode(body, content_type)
+            self._strict(target, obj, query)
+            return 200, self._replace(target, obj, manager)
         if method == "PATCH":
             return self._patch(target, body, content_type, query, manager)
         if method == "DELETE":
@@ -276,13 +284,50 @@ class FakeKubeServer:
             raise ApiError(405, "MethodNotAllowed", "a namespaced resource needs a namespace")
         return obj
 
+    def _strict(
+        self, target: _Target, obj: Obj, query: dict[str, str], apply: bool = False
+    ) -> None:
+        """``fieldValidation=Strict``: refuse fields the kind's schema does not declare.
+
+        As a real server words it: server-side apply fails to build its typed object (500,
+        ``field not declared in schema``); other writes fail strict decoding (400).
+        """
+        if query.get("fieldValidation") != "Strict":
+            return
+        api_type = target.api_type
+        if api_type.builtin:
+            schema = validation.builtin_schema(api_type.api_version, api_type.kind)
+        else:
+            crd = self.store.crd_of(api_type)
+            schema = validation.crd_schema(crd, api_type.version) if crd else None
+        unknown = validation.unknown_fields(obj, schema, apply) if schema else []
+        if not unknown:
+            return
+        if apply:
+            gvk = f"{api_type.group}/{api_type.version}, Kind={api_type.kind}"
+            name = f"{target.namespace or ''}/{target.name}"
+            errors = [f"{path}: field not declared in schema" for path in unknown]
+            listed = errors[0] if len(errors) == 1 else "errors:\n  " + "\n  ".join(errors)
+            raise ApiError(
+                500, "", f"failed to create typed patch object ({name}; {gvk}): {listed}"
+            )
+        kind, version = api_type.kind, api_type.version
+        raise ApiError(
+            400,
+            "BadRequest",
+            f'{kind} in version "{version}" cannot be handled as a {kind}: strict decoding error: '
+            + ", ".join(f'unknown field "{path}"' for path in unknown),
+        )
+
     def _create(self, target: _Target, obj: Obj, manager: str) -> Obj:
         obj = self._check_body(target, obj)
+        admission.check(self.store, target.api_type, target.namespace or "", "CREATE", obj)
         return self.store.create(target.api_type, target.namespace or "", obj, manager)
 
     def _replace(self, target: _Target, obj: Obj, manager: str) -> Obj:
         assert target.name is not None
         obj = self._check_body(target, obj, target.name)
+        admission.check(self.store, target.api_type, target.namespace or "", "UPDATE", obj)
         return self.store.update(target.api_type, target.namespace or "", target.name, obj, manager)
 
     def _patch(
@@ -297,6 +342,7 @@ class FakeKubeServer:
                     400, "BadRequest", "PATCH with apply requires a fieldManager to be given"
                 )
             patch = self._check_body(target, _decode(body, media), target.name)
+            self._strict(target, patch, query, apply=True)
             force = query.get("force") in ("true", "1")
             with self.store.changed:
                 existing: Obj | None = None
@@ -309,6 +355,8 @@ class FakeKubeServer:
                     merged = server_side_apply(existing, patch, manager, force)
                 except FieldConflicts as exc:
                     raise _conflict(exc, target.api_type.api_version) from None
+                operation = "CREATE" if existing is None else "UPDATE"
+                admission.check(self.store, target.api_type, namespace, operation, merged)
                 if existing is None:
                     return 201, self.store.create(target.api_type, namespace, merged, None)
                 return 200, self.store.update(target.api_type, namespace, target.name, merged, None)
@@ -323,12 +371,17 @@ class FakeKubeServer:
                 raise ApiError(
                     415, "UnsupportedMediaType", f"the media type {media!r} is not supported"
                 )
+            self._strict(target, patched, query)
+            admission.check(self.store, target.api_type, namespace, "UPDATE", patched)
             patched["metadata"].pop("resourceVersion", None)
             return 200, self.store.update(target.api_type, namespace, target.name, patched, manager)
 
     def _delete(self, target: _Target) -> Obj:
         assert target.name is not None
-        old = self.store.delete(target.api_type, target.namespace or "", target.name)
+        namespace = target.namespace or ""
+        existing = self.store.get(target.api_type, namespace, target.name)
+        admission.check(self.store, target.api_type, namespace, "DELETE", existing)
+        old = self.store.delete(target.api_type, namespace, target.name)
         return {
             "kind": "Status",
             "apiVersion": "v1",
@@ -479,6 +532,18 @@ def _matcher(query: dict[str, str]) -> Callable[[Obj], bool]:
     return lambda obj: labels(obj["metadata"].get("labels") or {}) and fields(obj)
 
 
+def _accepts_json(accept: str) -> bool:
+    """Whether plain JSON, the only form answered here, is among what the client accepts."""
+    if not accept:
+        return True
+    for entry in accept.split(","):
+        media, *params = (part.strip() for part in entry.split(";"))
+        plain = not any(p.startswith("as=") for p in params)
+        if plain and media in ("application/json", "application/*", "*/*"):
+            return True
+    return False
+
+
 def _decode(body: bytes, content_type: str) -> Obj:
     if content_type.split(";")[0].strip() == protobuf.MEDIA_TYPE:
         return protobuf.decode(body)
@@ -512,10 +577,17 @@ def _handler(server: FakeKubeServer) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             content_type = self.headers.get("Content-Type", "")
             url = urlsplit(self.path)
-            server.requests.append(Request(self.command, url.path, url.query, content_type))
+            accept = self.headers.get("Accept", "")
+            server.requests.append(Request(self.command, url.path, url.query, content_type, accept))
             try:
                 if server.token and self.headers.get("Authorization") != f"Bearer {server.token}":
                     raise ApiError(401, "Unauthorized", "Unauthorized")
+                if not _accepts_json(accept):
+                    raise ApiError(
+                        406,
+                        "NotAcceptable",
+                        "only the following media types are accepted: application/json",
+                    )
                 query = parse_qs(url.query)
                 if self.command == "GET" and query.get("watch", [""])[-1] in ("1", "true"):
                     self._watch()

@@ -6,15 +6,20 @@ Everything here is thread-safe behind one condition variable; watchers wait on i
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
+from tests.fakekube import workloads
 from tests.fakekube.patch import Obj, record_update
 
+Objects = list[Obj]
+History = list[tuple[str, Obj]]
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 
@@ -178,6 +183,9 @@ class Store:
     events: list[Event] = field(default_factory=list)
     rv: int = 1
     discovery_delay: float = 0.0  # seconds an Established CRD's kinds stay out of discovery
+    # Seconds before a workload controller observes a spec change (observedGeneration lags
+    # generation meanwhile), and that a deleted pod stays terminating.
+    rollout_delay: float = 0.0
     bookmark_interval: float = 1.0  # seconds of quiet after which a watch gets a bookmark
     compacted: int = 0  # watches from an older resourceVersion get 410 Gone
     compactions: int = 0
@@ -203,6 +211,12 @@ class Store:
 
     def types_in(self, group: str, version: str) -> list[ApiType]:
         return [t for t in self.served_types() if (t.group, t.version) == (group, version)]
+
+    def crd_of(self, api_type: ApiType) -> Obj | None:
+        """The CustomResourceDefinition that serves a custom kind."""
+        with self.changed:
+            crds = self.objects.get(("apiextensions.k8s.io", "customresourcedefinitions"), {})
+            return crds.get(("", f"{api_type.plural}.{api_type.group}"))
 
     def served_types(self) -> list[ApiType]:
         """The types discovery lists now."""
@@ -349,6 +363,8 @@ class Store:
                 return self._terminate(old)
             if api_type.kind == "CustomResourceDefinition":
                 self._unregister(old)
+            if api_type.builtin and api_type.kind in workloads.KINDS:
+                workloads.collect(self, old)
             self._remove(api_type.group, api_type.plural, (namespace, name))
             return old
 
@@ -405,7 +421,7 @@ class Store:
         self.rv += 1
         obj["apiVersion"], obj["kind"] = api_type.api_version, api_type.kind
         obj["metadata"]["resourceVersion"] = str(self.rv)
-        self._react(api_type, obj)
+        self._react(api_type, old, obj)
         namespace = obj["metadata"].get("namespace", "") if api_type.namespaced else ""
         stored = copy.deepcopy(obj)
         self.objects.setdefault((api_type.group, api_type.plural), {})[
@@ -418,9 +434,9 @@ class Store:
             self._control(api_type.kind, old, stored)
         return shown
 
-    # --- what controllers would do, done at once ------------------------------------------------
+    # --- what controllers would do ----------------------------------------------------------
 
-    def _react(self, api_type: ApiType, obj: Obj) -> None:
+    def _react(self, api_type: ApiType, old: Obj | None, obj: Obj) -> None:
         kind = api_type.kind if api_type.builtin else ""
         if kind == "Namespace":
             obj["status"] = {
@@ -431,71 +447,12 @@ class Store:
         elif kind == "Job":
             outcome = self.job_outcomes.get(obj["metadata"]["name"], "Complete")
             obj["status"] = copy.deepcopy(_JOB_STATUS[outcome])
-        elif kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):
-            self._set_workload_status(kind, obj, self.workloads_ready)
+        elif kind in workloads.KINDS:
+            workloads.react(self, kind, old, obj)
 
-    def _set_workload_status(self, kind: str, obj: Obj, ready: bool) -> None:
-        failing = self._pull_failure(obj) is not None or obj["metadata"]["name"] in self.stalled
-        obj["status"] = _workload_status(kind, obj, ready and not failing)
-        if kind == "Deployment" and obj["metadata"]["name"] in self.stalled:
-            obj["status"]["conditions"] = [
-                obj["status"]["conditions"][0],
-                {
-                    "type": "Progressing",
-                    "status": "False",
-                    "reason": "ProgressDeadlineExceeded",
-                    "message": f'ReplicaSet "{obj["metadata"]["name"]}-5d4f8c" has timed out'
-                    " progressing.",
-                },
-            ]
-
-    def _pull_failure(self, workload: Obj) -> tuple[Obj, str] | None:
-        """The first container of ``workload``'s pods whose image cannot be pulled, and why."""
-        spec = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
-        for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
-            if container.get("image") in self.pull_errors:
-                return container, self.pull_errors[container["image"]]
-        return None
-
-    def _failing_pod(self, workload: Obj) -> None:
-        """The kubelet's side of a failed pull: a pod of ``workload`` waiting in ``reason``."""
-        failure = self._pull_failure(workload)
-        meta = workload["metadata"]
-        pods = self.objects.get(("", "pods"), {}).values()
-        if failure is None or any(
-            ref.get("uid") == meta["uid"]
-            for pod in pods
-            for ref in pod["metadata"].get("ownerReferences") or []
-        ):
-            return
-        container, message = failure
-        template = (workload.get("spec") or {}).get("template") or {}
-        owner = {"apiVersion": workload["apiVersion"], "kind": workload["kind"]}
-        waiting = {"reason": self.pull_reason, "message": message}
-        pod = {
-            "metadata": {
-                "name": f"{meta['name']}-{uuid.uuid4().hex[:5]}",
-                "labels": (template.get("metadata") or {}).get("labels") or {},
-                "ownerReferences": [{**owner, "name": meta["name"], "uid": meta["uid"]}],
-            },
-            "spec": template.get("spec") or {},
-            "status": {
-                "phase": "Pending",
-                "containerStatuses": [
-                    {
-                        "name": container["name"],
-                        "image": container["image"],
-                        "ready": False,
-                        "state": {"waiting": waiting},
-                    }
-                ],
-            },
-        }
-        self._make("Pod", meta["namespace"], pod, "kubelet")
-
-    def _make(self, kind: str, namespace: str, obj: Obj, manager: str) -> Obj:
-        api_type = next(t for t in BUILTIN_TYPES if t.kind == kind)
-        return self.create(api_type, namespace, obj, manager)
+    def make(self, kind: str, namespace: str, obj: Obj, manager: str) -> Obj:
+        """Create a built-in object as controller ``manager`` does."""
+        return self.create(_builtin(kind), namespace, obj, manager)
 
     def _control(self, kind: str, old: Obj | None, obj: Obj) -> None:
         """Add what controllers add after a write: a namespace's defaults, and per switch."""
@@ -505,8 +462,8 @@ class Store:
             self._namespace_defaults(meta["name"])
         if old is None and kind == "ServiceAccount" and "openshift" in self.controllers:
             self._dockercfg(obj)
-        if kind in ("Deployment", "StatefulSet", "DaemonSet"):
-            self._failing_pod(obj)
+        if kind in workloads.KINDS:
+            workloads.reconcile(self, kind, obj)
         if kind == "StatefulSet" and "statefulset-pvcs" in self.controllers:
             self._claims(obj)
         if old is None and kind in _EVENTFUL and "events" in self.controllers:
@@ -516,22 +473,22 @@ class Store:
                 "reason": "SuccessfulCreate",
                 "type": "Normal",
             }
-            self._make("Event", namespace, event, "kube-controller-manager")
+            self.make("Event", namespace, event, "kube-controller-manager")
 
     def _namespace_defaults(self, namespace: str) -> None:
         manager = "kube-controller-manager"
-        self._make("ServiceAccount", namespace, {"metadata": {"name": "default"}}, manager)
+        self.make("ServiceAccount", namespace, {"metadata": {"name": "default"}}, manager)
         ca = {"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": "fake"}}
-        self._make("ConfigMap", namespace, ca, manager)
+        self.make("ConfigMap", namespace, ca, manager)
         if "openshift" not in self.controllers:
             return
         manager = "openshift-controller-manager"
         for name in ("builder", "deployer"):
-            self._make("ServiceAccount", namespace, {"metadata": {"name": name}}, manager)
+            self.make("ServiceAccount", namespace, {"metadata": {"name": name}}, manager)
         service_ca = {"metadata": {"name": "openshift-service-ca.crt"}, "data": {"ca": "fake"}}
-        self._make("ConfigMap", namespace, service_ca, manager)
+        self.make("ConfigMap", namespace, service_ca, manager)
         for name in ("system:image-pullers", "system:image-builders", "system:deployers"):
-            self._make("RoleBinding", namespace, {"metadata": {"name": name}}, manager)
+            self.make("RoleBinding", namespace, {"metadata": {"name": name}}, manager)
 
     def _dockercfg(self, account: Obj) -> None:
         """OpenShift: a pull Secret per ServiceAccount, owned by it and in its pull secrets."""
@@ -548,11 +505,11 @@ class Store:
             "data": {".dockercfg": "e30="},
         }
         manager = "openshift-controller-manager"
-        self._make("Secret", meta["namespace"], secret, manager)
+        self.make("Secret", meta["namespace"], secret, manager)
         changed = copy.deepcopy(account)
         for key in ("imagePullSecrets", "secrets"):
             changed[key] = [*(changed.get(key) or []), {"name": name}]
-        api_type = next(t for t in BUILTIN_TYPES if t.kind == "ServiceAccount")
+        api_type = _builtin("ServiceAccount")
         self.update(api_type, meta["namespace"], meta["name"], changed, manager)
 
     def _claims(self, statefulset: Obj) -> None:
@@ -576,7 +533,7 @@ class Store:
                     continue
                 claim_meta = {"name": name, "labels": labels, "ownerReferences": owners}
                 claim = {"metadata": claim_meta, "spec": template.get("spec") or {}}
-                self._make(
+                self.make(
                     "PersistentVolumeClaim", meta["namespace"], claim, "kube-controller-manager"
                 )
 
@@ -622,17 +579,77 @@ class Store:
         with self.changed:
             self.workloads_ready = ready
             for kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):
-                api_type = next(t for t in BUILTIN_TYPES if t.kind == kind)
+                api_type = _builtin(kind)
                 for obj in list(self.objects.get((api_type.group, api_type.plural), {}).values()):
-                    old = copy.deepcopy(obj)
-                    self._set_workload_status(kind, obj, ready)
-                    if obj != old:
-                        self.rv += 1
-                        obj["metadata"]["resourceVersion"] = str(self.rv)
-                        self.events.append(
-                            Event(self.rv, api_type.group, api_type.plural, old, copy.deepcopy(obj))
-                        )
-            self.changed.notify_all()
+                    self.modify(
+                        obj, functools.partial(workloads.set_status, self, kind, ready=ready)
+                    )
+                    workloads.reconcile(self, kind, obj)
+            for pod in list(self.objects.get(("", "pods"), {}).values()):
+                self.modify(pod, lambda o: workloads.set_pod_ready(o.get("status") or {}, ready))
+
+    # --- for the controllers of workloads.py ----------------------------------------------------
+
+    def stored(self, kind: str, namespace: str, name: str) -> Obj | None:
+        """The stored built-in object itself (not a copy), if any; call with the lock held."""
+        api_type = _builtin(kind)
+        return self.objects.get((api_type.group, api_type.plural), {}).get((namespace, name))
+
+    def owned_by(self, kind: str, namespace: str, uid: str) -> Objects:
+        """Stored built-in objects in ``namespace`` with an owner reference to ``uid``."""
+        api_type = _builtin(kind)
+        return [
+            obj
+            for (ns, _), obj in sorted(
+                self.objects.get((api_type.group, api_type.plural), {}).items()
+            )
+            if ns == namespace
+            and any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+        ]
+
+    def replace(self, kind: str, namespace: str, name: str, obj: Obj, manager: str) -> Obj:
+        """Update a built-in object as controller ``manager`` does."""
+        return self.update(_builtin(kind), namespace, name, obj, manager)
+
+    def remove(self, kind: str, namespace: str, name: str) -> None:
+        """Delete a built-in object at once (garbage collection)."""
+        api_type = _builtin(kind)
+        if (namespace, name) in self.objects.get((api_type.group, api_type.plural), {}):
+            self._remove(api_type.group, api_type.plural, (namespace, name))
+
+    def modify(self, obj: Obj, change: Callable[[Obj], None]) -> None:
+        """Change a stored object in place, as a controller's status update, with its event."""
+        old = copy.deepcopy(obj)
+        change(obj)
+        if obj == old:
+            return
+        api_type = self.type_of(obj)
+        assert api_type is not None
+        self.rv += 1
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        self.events.append(Event(self.rv, api_type.group, api_type.plural, old, copy.deepcopy(obj)))
+        self.changed.notify_all()
+
+    def terminate_pod(self, pod: Obj) -> None:
+        """Graceful deletion: ``deletionTimestamp`` now, gone ``rollout_delay`` seconds later."""
+        meta = pod["metadata"]
+        self.modify(pod, lambda o: o["metadata"].update(deletionTimestamp=_now()))
+        self.later(self.rollout_delay, self.remove, "Pod", meta["namespace"], meta["name"])
+
+    def later(self, delay: float, action: Callable[..., None], *args: Any) -> None:
+        """Run ``action(*args)`` with the lock held, ``delay`` seconds from now (0: at once)."""
+        if delay <= 0:
+            action(*args)
+            return
+
+        def run() -> None:
+            with self.changed:
+                if not self.closed:
+                    action(*args)
+
+        timer = threading.Timer(delay, run)
+        timer.daemon = True
+        timer.start()
 
     def set_job_outcome(self, name: str, outcome: str) -> None:
         """Jobs named ``name`` created from now on end ``Failed`` or stay ``Running``.
@@ -643,9 +660,9 @@ class Store:
         with self.changed:
             self.job_outcomes[name] = outcome
 
-    def history(self, kind: str) -> list[tuple[str, Obj]]:
+    def history(self, kind: str) -> History:
         """Every ``ADDED`` and ``DELETED`` of ``kind`` so far, in order, with the object."""
-        found: list[tuple[str, Obj]] = []
+        found: History = []
         with self.changed:
             for event in self.events:
                 obj = event.new or event.old
@@ -737,65 +754,5 @@ _JOB_STATUS: dict[str, Obj] = {
 }
 
 
-def _workload_status(kind: str, obj: Obj, ready: bool) -> Obj:
-    generation = obj["metadata"].get("generation", 1)
-    if kind == "DaemonSet":
-        n = int(ready)
-        return {
-            "observedGeneration": generation,
-            "desiredNumberScheduled": 1,
-            "currentNumberScheduled": 1,
-            "updatedNumberScheduled": 1,
-            "numberReady": n,
-            "numberAvailable": n,
-            "numberUnavailable": 1 - n,
-            "numberMisscheduled": 0,
-        }
-    replicas = obj.get("spec", {}).get("replicas", 1)
-    n = replicas if ready else 0
-    status: Obj = {
-        "observedGeneration": generation,
-        "replicas": replicas,
-        "updatedReplicas": replicas,
-        "readyReplicas": n,
-        "availableReplicas": n,
-    }
-    if kind == "StatefulSet":
-        status.update(currentReplicas=replicas, currentRevision="r1", updateRevision="r1")
-    if kind == "Deployment":
-        status["conditions"] = _deployment_conditions(obj, ready)
-    return status
-
-
-def _deployment_conditions(obj: Obj, ready: bool) -> list[Obj]:
-    """Available and Progressing, in the deployment controller's words."""
-    name = f'ReplicaSet "{obj["metadata"]["name"]}"'
-    if ready:
-        return [
-            {
-                "type": "Available",
-                "status": "True",
-                "reason": "MinimumReplicasAvailable",
-                "message": "Deployment has minimum availability.",
-            },
-            {
-                "type": "Progressing",
-                "status": "True",
-                "reason": "NewReplicaSetAvailable",
-                "message": f"{name} has successfully progressed.",
-            },
-        ]
-    return [
-        {
-            "type": "Available",
-            "status": "False",
-            "reason": "MinimumReplicasUnavailable",
-            "message": "Deployment does not have minimum availability.",
-        },
-        {
-            "type": "Progressing",
-            "status": "True",
-            "reason": "ReplicaSetUpdated",
-            "message": f"{name} is progressing.",
-        },
-    ]
+def _builtin(kind: str) -> ApiType:
+    return next(t for t in BUILTIN_TYPES if t.kind == kind)
