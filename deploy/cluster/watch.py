@@ -10,6 +10,7 @@ pod of the previous ReplicaSet says nothing about the new one.
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -32,7 +33,7 @@ Obj = dict[str, Any]
 POLL = 1.0
 # How long an image pull may keep failing before the rollout counts as failed.
 PULL_GRACE = 15.0
-REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+HASH_LABEL = "pod-template-hash"
 HOOK_ANNOTATION = "helm.sh/hook"
 
 
@@ -42,12 +43,20 @@ def _owned_by(obj: Obj, owner: Obj) -> bool:
     return any(r.get("uid") == uid for r in refs)
 
 
+def _template(obj: Obj) -> Obj:
+    """A pod template without the ``pod-template-hash`` label the controller adds."""
+    template = copy.deepcopy((obj.get("spec") or {}).get("template") or {})
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    labels.pop(HASH_LABEL, None)
+    return template
+
+
 def _current_replicaset(deployment: Obj, replicasets: Iterable[Obj]) -> Obj | None:
-    """The ReplicaSet of the Deployment's current revision (by the revision annotation)."""
-    revision = ((deployment["metadata"].get("annotations")) or {}).get(REVISION_ANNOTATION)
-    owned = [r for r in replicasets if _owned_by(r, deployment)]
-    for rs in owned:
-        if ((rs["metadata"].get("annotations")) or {}).get(REVISION_ANNOTATION) == revision:
+    """The ReplicaSet of the Deployment's current template, found as the deployment controller
+    finds it: the one whose pod template equals the Deployment's but for the hash label."""
+    wanted = _template(deployment)
+    for rs in replicasets:
+        if _owned_by(rs, deployment) and _template(rs) == wanted:
             return rs
     return None
 

@@ -38,7 +38,8 @@ def replicaset(namespace: str, deployment: str, image: str) -> Obj:
         "metadata": {"labels": labels},
         "spec": {"containers": [{"name": "c", "image": image}]},
     }
-    spec = {"selector": {"matchLabels": labels}, "template": template}
+    # replicas 0: the test makes the Pods itself, with the statuses a kubelet would report
+    spec = {"replicas": 0, "selector": {"matchLabels": labels}, "template": template}
     return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": meta, "spec": spec}
 
 
