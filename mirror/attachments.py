@@ -29,6 +29,7 @@ from mirror.manifestcache import ManifestCache, default_cache_dir
 from mirror.net.retry import Cancellation
 from mirror.report import ImageResult
 from mirror.run import Copier, CopyJob, CopyOptions, run_parallel
+from mirror.taglistings import TagListings
 from mirror.transports.base import ImageDestination, ImageSource, ReferrerSource
 
 #: Cosign's tag suffixes and the report counter each one adds to.
@@ -87,6 +88,7 @@ class AttachmentReader:
         self.source = source
         self.cancel = cancel or Cancellation()
         self.cache = ManifestCache(default_cache_dir())
+        self.listings = TagListings(source)
 
     def subjects(self, ref: Reference, top: Descriptor | Manifest) -> list[str]:
         """The digest of ``top`` and of its platform manifests (an index read from the cache
@@ -103,13 +105,20 @@ class AttachmentReader:
         self, source: Reference, destination: Reference, subjects: Sequence[str]
     ) -> list[Attachment]:
         """Every attachment of ``subjects`` in ``source``'s repository, with where each goes in
-        ``destination``'s."""
+        ``destination``'s.
+
+        The repository's tag listing (once per run) says which attachment tags exist, so only
+        those cost a HEAD (for their digest); where the source cannot list them in fewer pages
+        than the tags to look up, each tag is looked up with a HEAD.
+        """
+        subjects = list(dict.fromkeys(subjects))
+        lookups = len(subjects) * (len(COSIGN_TAGS) + 1)
+        listed = self.listings.tags(source, lookups - 1)
 
         def look(probe: tuple[str, str, str]) -> Attachment | None:
-            subject, suffix, kind = probe
+            subject, tag, kind = probe
             if kind == "referrers":
-                return self._referrers(source, destination, subject)
-            tag = f"{digest_tag(subject)}.{suffix}"
+                return self._referrers(source, destination, subject, listed)
             head = self.source.head_manifest(_tagged(source, tag))
             if head is None:
                 return None
@@ -118,24 +127,32 @@ class AttachmentReader:
             )
 
         probes = [
-            (subject, suffix, kind)
-            for subject in dict.fromkeys(subjects)
-            for suffix, kind in (*COSIGN_TAGS, ("", "referrers"))
+            (subject, f"{digest_tag(subject)}.{suffix}", kind)
+            for subject in subjects
+            for suffix, kind in COSIGN_TAGS
         ]
+        probes = [p for p in probes if listed is None or p[1] in listed]
+        probes += [(subject, digest_tag(subject), "referrers") for subject in subjects]
         found = run_parallel(look, probes, LOOKUPS, self.cancel, "attachments")
         return [att for att in found if att is not None]
 
     def _referrers(
-        self, source: Reference, destination: Reference, subject: str
+        self,
+        source: Reference,
+        destination: Reference,
+        subject: str,
+        listed: frozenset[str] | None,
     ) -> Attachment | None:
         tag = digest_tag(subject)
         where = (_tagged(source, tag), _tagged(destination, tag))
         if isinstance(self.source, ReferrerSource):
-            listed = self.source.referrers(source, subject)
-            if listed is not None:
-                if not listed.children:
+            index = self.source.referrers(source, subject)
+            if index is not None:
+                if not index.children:
                     return None
-                return Attachment("referrers", subject, *where, listed.digest, listed, True)
+                return Attachment("referrers", subject, *where, index.digest, index, True)
+        if listed is not None and tag not in listed:
+            return None
         head = self.source.head_manifest(where[0])
         if head is None:
             return None

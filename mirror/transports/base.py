@@ -56,6 +56,15 @@ class ReferrerSource(Protocol):
         """The index of ``digest``'s referrers, or None where the source cannot list them."""
 
 
+@runtime_checkable
+class TagLister(Protocol):
+    """A source that can list a repository's tags in a few requests (the tags API)."""
+
+    def tags(self, ref: Reference, pages: int) -> frozenset[str] | None:
+        """Every tag of ``ref``'s repository; None where the source refuses to list them, or
+        would take more than ``pages`` pages to."""
+
+
 def read_chunks(handle: IO[bytes], size: int) -> Iterator[bytes]:
     """``size`` bytes from ``handle``'s position, in chunks of at most CHUNK (fewer if the
     file ends early: the copy's size check catches that)."""
