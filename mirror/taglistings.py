@@ -26,7 +26,7 @@ class TagListings:
     def tags(self, ref: Reference, pages: int) -> frozenset[str] | None:
         """Every tag of ``ref``'s repository, listed in at most ``pages`` pages the first time
         it is asked for; None where it cannot be listed so."""
-        if not isinstance(self.source, TagLister) or pages < 1:
+        if not isinstance(self.source, TagLister):
             return None
         key = (ref.registry, ref.repository)
         with self._lock:
