@@ -108,12 +108,11 @@ class AttachmentReader:
         ``destination``'s.
 
         The repository's tag listing (once per run) says which attachment tags exist, so only
-        those cost a HEAD (for their digest); where the source cannot list them in fewer pages
-        than the tags to look up, each tag is looked up with a HEAD.
+        those cost a HEAD (for their digest); where the source refuses to list them, or needs
+        more pages than MAX_PAGES, each tag is looked up with a HEAD.
         """
         subjects = list(dict.fromkeys(subjects))
-        lookups = len(subjects) * (len(COSIGN_TAGS) + 1)
-        listed = self.listings.tags(source, lookups - 1)
+        listed = self.listings.tags(source)
 
         def look(probe: tuple[str, str, str]) -> Attachment | None:
             subject, tag, kind = probe
@@ -259,6 +258,12 @@ class AttachmentCopier:
 
     def _keys(self, job: CopyJob) -> tuple[VerifyKey, ...]:
         return (*self.options.verify_keys, *job.verify_keys)
+
+    def look_ahead(self, job: CopyJob) -> None:
+        """Start listing the tags of ``job``'s source repository, if its attachments will be
+        looked for, while the copy reads its manifests."""
+        if self.options.attachments or self._keys(job):
+            self.reader.listings.start(job.source)
 
     def prepare(self, job: CopyJob, signed: Manifest, top: Manifest) -> list[Attachment]:
         """The attachments of ``signed`` and of ``top``'s platform manifests, after checking
