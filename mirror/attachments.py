@@ -109,54 +109,43 @@ class AttachmentReader:
 
         The repository's tag listing (once per run) says which attachment tags exist, so only
         those cost a HEAD (for their digest); where the source refuses to list them, or needs
-        more pages than MAX_PAGES, each tag is looked up with a HEAD.
+        more pages than MAX_PAGES, each tag is looked up with a HEAD. Referrers come from the
+        API where the registry has one, else from the tag schema's tag.
         """
         subjects = list(dict.fromkeys(subjects))
         listed = self.listings.tags(source)
+        api = self.source if isinstance(self.source, ReferrerSource) else None
+        if api is not None and not api.serves_referrers(source, subjects[0]):
+            api = None
 
-        def look(probe: tuple[str, str, str]) -> Attachment | None:
-            subject, tag, kind = probe
-            if kind == "referrers":
-                return self._referrers(source, destination, subject, listed)
-            head = self.source.head_manifest(_tagged(source, tag))
+        def look(lookup: tuple[str, str, str]) -> Attachment | None:
+            subject, tag, kind = lookup
+            where = (_tagged(source, tag), _tagged(destination, tag))
+            if kind == "referrers" and api is not None:
+                listing = api.referrers(source, subject)
+                if listing is None or not listing.children:
+                    return None
+                return Attachment(kind, subject, *where, listing.digest, listing, True)
+            head = self.source.head_manifest(where[0])
             if head is None:
                 return None
-            return Attachment(
-                kind, subject, _tagged(source, tag), _tagged(destination, tag), head.digest
-            )
+            if kind == "referrers":
+                index = self._manifest(where[0], head.digest)
+                return Attachment(kind, subject, *where, head.digest, index)
+            return Attachment(kind, subject, *where, head.digest)
 
-        probes = [
-            (subject, f"{digest_tag(subject)}.{suffix}", kind)
+        lookups = [
+            (subject, f"{digest_tag(subject)}{suffix}", kind)
             for subject in subjects
-            for suffix, kind in COSIGN_TAGS
+            for suffix, kind in (*((f".{s}", k) for s, k in COSIGN_TAGS), ("", "referrers"))
         ]
-        probes = [p for p in probes if listed is None or p[1] in listed]
-        probes += [(subject, digest_tag(subject), "referrers") for subject in subjects]
-        found = run_parallel(look, probes, LOOKUPS, self.cancel, "attachments")
+        needed = [
+            (subject, tag, kind)
+            for subject, tag, kind in lookups
+            if listed is None or tag in listed or (api is not None and kind == "referrers")
+        ]
+        found = run_parallel(look, needed, LOOKUPS, self.cancel, "attachments")
         return [att for att in found if att is not None]
-
-    def _referrers(
-        self,
-        source: Reference,
-        destination: Reference,
-        subject: str,
-        listed: frozenset[str] | None,
-    ) -> Attachment | None:
-        tag = digest_tag(subject)
-        where = (_tagged(source, tag), _tagged(destination, tag))
-        if isinstance(self.source, ReferrerSource):
-            index = self.source.referrers(source, subject)
-            if index is not None:
-                if not index.children:
-                    return None
-                return Attachment("referrers", subject, *where, index.digest, index, True)
-        if listed is not None and tag not in listed:
-            return None
-        head = self.source.head_manifest(where[0])
-        if head is None:
-            return None
-        index = self._manifest(where[0], head.digest)
-        return Attachment("referrers", subject, *where, head.digest, index)
 
     def _manifest(self, ref: Reference, digest: str) -> Manifest:
         """An index: from the cache, else fetched (and kept)."""

@@ -52,6 +52,10 @@ class ImageDestination(Protocol):
 class ReferrerSource(Protocol):
     """A source that can list a manifest's OCI 1.1 referrers itself (the referrers API)."""
 
+    def serves_referrers(self, ref: Reference, digest: str) -> bool:
+        """Whether ``ref``'s registry has the referrers API (asked about ``digest`` the first
+        time, then known for the run)."""
+
     def referrers(self, ref: Reference, digest: str) -> Manifest | None:
         """The index of ``digest``'s referrers, or None where the source cannot list them."""
 

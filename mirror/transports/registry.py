@@ -167,31 +167,22 @@ class RegistryTransport:
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
         return parse_manifest(raw, media_type, expected)
 
-    def referrers(self, ref: Reference, digest: str) -> Manifest | None:
-        """The referrers API's index of ``digest``'s referrers, or None where the registry has
-        no such API (404, as docker-registry 2.8 answers, or 400).
-
-        Each registry is asked once per run whether it has the API, with a HEAD (so one without
-        it costs no GET), on the first subject; images looking at once wait for that answer.
-        """
-        url, scopes = self._url(ref, "referrers", digest), [_pull(self._repo(ref))]
+    def serves_referrers(self, ref: Reference, digest: str) -> bool:
+        """Whether ``ref``'s registry has the referrers API, asked once per registry per run
+        with a HEAD on ``digest``'s referrers (so a registry without it costs no GET; 404, as
+        docker-registry 2.8 answers, or 400 means no). Images asking at once wait for it."""
         serves = self._referrers_api.get(ref.registry)
-        if serves is None:
-            with self._asking_referrers:
-                serves = self._referrers_api.get(ref.registry)
-                if serves is None:
-                    serves = self._serves_referrers(ref, url, scopes)
-                    self._referrers_api[ref.registry] = serves
-        if not serves:
-            return None
-        accept = {"Accept": mediatypes.OCI_INDEX}
-        _, raw = self.client.fetch(
-            ref, url, scopes, headers=accept, limit=MAX_MANIFEST_BYTES, what="referrers index"
-        )
-        return parse_manifest(raw, mediatypes.OCI_INDEX, sha256_digest(raw))
+        if serves is not None:
+            return serves
+        with self._asking_referrers:
+            serves = self._referrers_api.get(ref.registry)
+            if serves is None:
+                serves = self._answers_referrers(ref, digest)
+                self._referrers_api[ref.registry] = serves
+        return serves
 
-    def _serves_referrers(self, ref: Reference, url: str, scopes: list[str]) -> bool:
-        """Whether the registry answers the referrers API (a HEAD on ``url``)."""
+    def _answers_referrers(self, ref: Reference, digest: str) -> bool:
+        url, scopes = self._url(ref, "referrers", digest), [_pull(self._repo(ref))]
         try:
             release(self.client.request("HEAD", ref, url, scopes, ok=(200, 405)))
         except RegistryError as exc:
@@ -199,6 +190,18 @@ class RegistryTransport:
                 raise
             return False
         return True
+
+    def referrers(self, ref: Reference, digest: str) -> Manifest | None:
+        """The referrers API's index of ``digest``'s referrers, or None where the registry has
+        no such API."""
+        if not self.serves_referrers(ref, digest):
+            return None
+        url, scopes = self._url(ref, "referrers", digest), [_pull(self._repo(ref))]
+        accept = {"Accept": mediatypes.OCI_INDEX}
+        _, raw = self.client.fetch(
+            ref, url, scopes, headers=accept, limit=MAX_MANIFEST_BYTES, what="referrers index"
+        )
+        return parse_manifest(raw, mediatypes.OCI_INDEX, sha256_digest(raw))
 
     def tags(self, ref: Reference, pages: int) -> frozenset[str] | None:
         """Every tag of ``ref``'s repository, page by page (``n``, then the ``Link`` header's
