@@ -1,4 +1,5 @@
-"""The benchmark workloads of issue 16: meshlift against skopeo run as its users would.
+"""The benchmark workloads of issues 16 and 24: meshlift against skopeo run as its users would,
+and against itself looking up attachment tags one by one.
 
 Both tools give the same guarantees (every platform, digests preserved), each measurement gets a
 fresh destination registry, the tools alternate their order every round, and every timed copy is
@@ -40,13 +41,15 @@ from benchmarks.measure import (
     verify,
 )
 from benchmarks.shaper import Shaper
-from tests.imagefactory import Blob, make_image, make_index, push, sha256
+from tests.faultproxy import FaultProxy
+from tests.imagefactory import Blob, make_image, make_index, push, registry_client, sha256
 from tests.registries import Registry, start_registry
 from tests.skopeo import isolated_skopeo_command, registry_flags
 
 MiB = 1024 * 1024
 TAG = "1.0"
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9")
+MANY_TAGS = 3000
 # skopeo copies no cosign signatures, attestations, SBOMs or referrers of an image; meshlift is
 # timed as users run it (looking for them: a tags listing per repository) and, on the sync
 # workloads, also without them (the work skopeo does).
@@ -350,6 +353,49 @@ def w8(bench: Bench, rounds: int, images: Images) -> Workload:
     return work
 
 
+def seed_many_tags(bench: Bench) -> Images:
+    """One two-platform index in a repository that also holds MANY_TAGS other tags of it."""
+    repo = "bench/w9/many-tags"
+    platforms = [("linux", "amd64"), ("linux", "arm64")]
+    index = make_index([make_image(f"w9-{p[1]}", [1000], platform=p) for p in platforms])
+    digest = push(bench.source, repo, TAG, index)
+    with registry_client(bench.source) as client:
+        for n in range(MANY_TAGS):
+            client.put(
+                f"/v2/{repo}/manifests/v{n:04d}",
+                content=index.manifest,
+                headers={"Content-Type": index.media_type},
+            ).raise_for_status()
+    return {repo: digest}
+
+
+def w9(bench: Bench, rounds: int) -> list[Workload]:
+    """Attachments looked for in a repository of MANY_TAGS tags over the WAN: one tags listing
+    (the default) against a HEAD per attachment tag (the listing refused by a fault proxy)."""
+    with progress(f"seeding W9's {MANY_TAGS} tags"):
+        images = seed_many_tags(bench)
+    refused = "meshlift, probing tags"
+    cold = Workload(f"W9 {MANY_TAGS} tags, cold", [ratio_to(refused, 1.0)])
+    noop = Workload(f"W9 {MANY_TAGS} tags, no-op", [ratio_to(refused, 1.0)])
+    listing, refusing = FaultProxy(bench.source.url), FaultProxy(bench.source.url)
+    refusing.rule("status", "GET", "/tags/list", times=None, status=405)
+    try:
+        with Shaper(listing.host) as listed, Shaper(refusing.host) as probed:
+            tools: dict[str, Copier] = {
+                "meshlift": lambda _, dest: bench.mirror_sync(images, listed.host, dest),
+                refused: lambda _, dest: bench.mirror_sync(images, probed.host, dest),
+            }
+            compare(bench, rounds, images, tools, cold, again=noop)
+    finally:
+        listing.stop()
+        refusing.stop()
+    noop.notes.append(
+        "source behind a fault proxy and benchmarks/shaper.py (+40 ms per round trip); the "
+        "refused listing is answered by the proxy, so the source's count leaves it out"
+    )
+    return [cold, noop]
+
+
 def machine(load_before: float, took: float) -> str:
     """Cores, CPU model, 1-minute load average before and after, and the run's duration."""
     cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -386,7 +432,7 @@ def main() -> None:
         bench = Bench(Path(tmp))
         try:
             images: Images = {}
-            if only - {"W3", "W5", "W6"}:
+            if only - {"W3", "W5", "W6", "W9"}:
                 with progress("seeding W1's images"):
                     images = seed_w1(bench, args.images)
             steps: list[tuple[str, Callable[[], list[Workload]]]] = [
@@ -397,6 +443,7 @@ def main() -> None:
                 ("W6", lambda: [w6(bench, args.rounds)]),
                 ("W7", lambda: [w7(bench, args.rounds, images)]),
                 ("W8", lambda: [w8(bench, args.rounds, images)]),
+                ("W9", lambda: w9(bench, args.rounds)),
             ]
             results: list[Workload] = []
             for names, step in steps:
