@@ -147,6 +147,17 @@ class AttachmentReader:
         found = run_parallel(look, needed, LOOKUPS, self.cancel, "attachments")
         return [att for att in found if att is not None]
 
+    def none_in(self, source: Reference, digest: str) -> bool:
+        """Whether ``source``'s repository surely holds no attachment at all: its tags listing
+        has no ``sha256-`` tag, and its registry no referrers API (asked about ``digest``). Then
+        an image's platform manifests need not be known (nor its index fetched)."""
+        listed = self.listings.tags(source)
+        if listed is None or any(tag.startswith("sha256-") for tag in listed):
+            return False
+        return not (
+            isinstance(self.source, ReferrerSource) and self.source.serves_referrers(source, digest)
+        )
+
     def _manifest(self, ref: Reference, digest: str) -> Manifest:
         """An index: from the cache, else fetched (and kept)."""
         manifest = self.cache.get(digest)
@@ -270,9 +281,11 @@ class AttachmentCopier:
 
     def keep(self, job: CopyJob, present: Descriptor, result: ImageResult) -> None:
         """For an image already at the destination: check and bring its attachments up to date
-        (HEADs only while nothing changed)."""
+        (HEADs only while nothing changed; nothing more where its repository has none)."""
         keys = self._keys(job)
         if not (self.options.attachments or keys):
+            return
+        if not keys and self.reader.none_in(job.source, present.digest):
             return
         subjects = self.reader.subjects(job.source, present)
         found = self.reader.find(job.source, job.destination, subjects)

@@ -425,17 +425,19 @@ def test_a_no_op_resync_with_nothing_attached_costs_one_listing_per_repository(
     sources = two_platform_images(signed, "bare", 2)
     lock = signed.public.write_lock(tmp_path / "images.lock", sources)
     dest = make_registry("anon")
-    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
-    assert mirror(signed, "sync", lock, dest, env=env)[0] == 0
+    assert mirror(signed, "sync", lock, dest, env={"XDG_CACHE_HOME": str(tmp_path / "a")})[0] == 0
     mark = anon_registry.mark()
-    code, report, stderr = mirror(signed, "sync", lock, dest, env=env)
+    # an empty cache, as a CronJob's new container has: the indexes are not fetched either
+    code, report, stderr = mirror(
+        signed, "sync", lock, dest, env={"XDG_CACHE_HOME": str(tmp_path / "b")}
+    )
     assert code == 0, stderr
     assert {i["status"] for i in report["images"]} == {"present"}  # type: ignore[index]
     looked = attachment_requests(anon_registry, mark, signed.public.prefix)
     assert len(looked) == 2
     listings = [r for rs in looked.values() for r in rs if "/tags/list" in r]
     referrers = [r for rs in looked.values() for r in rs if "/referrers/" in r]
-    assert len(listings) == 2 and len(referrers) <= 1, looked  # the API asked once per run
+    assert len(listings) == 2 and len(referrers) == 1, looked  # the API asked once per run
     assert sum(map(len, looked.values())) == len(listings) + len(referrers), looked
     pulls = [
         r for r in anon_registry.requests(mark) if r.method == "GET" and "/tags/list" not in r.path
