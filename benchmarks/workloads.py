@@ -1,4 +1,5 @@
-"""The benchmark workloads of issue 16: meshlift against skopeo run as its users would.
+"""The benchmark workloads of issues 16 and 24: meshlift against skopeo run as its users would,
+and against itself looking up attachment tags one by one.
 
 Both tools give the same guarantees (every platform, digests preserved), each measurement gets a
 fresh destination registry, the tools alternate their order every round, and every timed copy is
@@ -34,21 +35,26 @@ from benchmarks.measure import (
     peak_rss,
     ratio_to,
     report,
+    requests,
     seconds,
     timed,
     verify,
 )
 from benchmarks.shaper import Shaper
-from tests.imagefactory import Blob, make_image, make_index, push, sha256
+from tests.faultproxy import FaultProxy
+from tests.imagefactory import Blob, make_image, make_index, push, registry_client, sha256
 from tests.registries import Registry, start_registry
 from tests.skopeo import isolated_skopeo_command, registry_flags
 
 MiB = 1024 * 1024
 TAG = "1.0"
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9")
-# skopeo copies no cosign signatures, attestations, SBOMs or referrers of an image, so meshlift
-# is timed without them too (each image costs it a HEAD per attachment tag and digest otherwise).
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10")
+MANY_TAGS = 3000
+# skopeo copies no cosign signatures, attestations, SBOMs or referrers of an image; meshlift is
+# timed as users run it (looking for them: a tags listing per repository) and, on the sync
+# workloads, also without them (the work skopeo does).
 SAME_WORK_AS_SKOPEO = ("--no-attachments",)
+BARE = "meshlift --no-attachments"
 Images = Mapping[str, str]  # source repository -> digest of its TAG
 Copier = Callable[[str, Registry], Run]  # (source host, destination) -> timed copy of a set
 
@@ -108,16 +114,19 @@ class Bench:
         ca = ["--ca-file", str(dest.ca_file)] if dest.ca_file else []
         return timed(
             [self.mirror(*args, "--registry-server", f"{dest.host}/nsm", *ca, "--quiet",
-                         *SAME_WORK_AS_SKOPEO,
                          "--registry-username", "user", "--registry-password-stdin")],
             stdin="password\n",
         )  # fmt: skip
 
-    def mirror_sync(self, images: Images, source_host: str, dest: Registry) -> Run:
+    def mirror_sync(self, images: Images, source_host: str, dest: Registry, *extra: str) -> Run:
         return self.mirror_into(
             dest, "sync", "--lock", str(self.lock(images)), "--state-dir", str(self.path("state")),
-            "--endpoint", f"bench.example=http://{source_host}", "--jobs", "4",
+            "--endpoint", f"bench.example=http://{source_host}", "--jobs", "4", *extra,
         )  # fmt: skip
+
+    def mirror_sync_bare(self, images: Images, source_host: str, dest: Registry) -> Run:
+        """``mirror sync --no-attachments``: the work skopeo does."""
+        return self.mirror_sync(images, source_host, dest, *SAME_WORK_AS_SKOPEO)
 
     def skopeo_sync(self, images: Images, source_host: str, dest: Registry) -> Run:
         listing = self.path("skopeo-sync.yaml")
@@ -203,9 +212,10 @@ def compare(
 
 
 def syncs(bench: Bench, images: Images) -> dict[str, Copier]:
-    """meshlift's and skopeo's sync commands."""
+    """meshlift's sync commands (with attachments, the default, and without) and skopeo's."""
     return {
         "meshlift": functools.partial(bench.mirror_sync, images),
+        BARE: functools.partial(bench.mirror_sync_bare, images),
         "skopeo sync": functools.partial(bench.skopeo_sync, images),
     }
 
@@ -213,9 +223,16 @@ def syncs(bench: Bench, images: Images) -> dict[str, Copier]:
 def w1_w2(bench: Bench, rounds: int, images: Images) -> list[Workload]:
     w1 = Workload(
         "W1 cold sync",
-        [ratio_to("skopeo sync", 0.45), ratio_to("skopeo copy x4", 0.7)],
+        [
+            ratio_to("skopeo sync", 0.5),
+            ratio_to("skopeo sync", 0.45, BARE),
+            ratio_to("skopeo copy x4", 0.7, BARE),
+        ],
     )
-    w2 = Workload("W2 no-op re-sync", [ratio_to("skopeo sync", 0.3), gets("meshlift")])
+    w2 = Workload(
+        "W2 no-op re-sync",
+        [ratio_to("skopeo sync", 0.45), ratio_to("skopeo sync", 0.3, BARE), gets("meshlift")],
+    )
     tools: dict[str, Copier] = {
         **syncs(bench, images),
         "skopeo copy x4": functools.partial(bench.skopeo_copies, images),
@@ -261,8 +278,7 @@ def mirror_air_gap(bench: Bench, images: Images, source_host: str, dest: Registr
     archive = bench.path("air-gap.tar")
     save = timed(
         [bench.mirror("save", "--lock", str(bench.lock(images)), "--output", str(archive),
-                      "--endpoint", f"bench.example=http://{source_host}", "--quiet",
-                      *SAME_WORK_AS_SKOPEO)]
+                      "--endpoint", f"bench.example=http://{source_host}", "--quiet")]
     )  # fmt: skip
     load = bench.mirror_into(dest, "load", "--input", str(archive))
     archive.unlink()
@@ -309,7 +325,14 @@ def w6(bench: Bench, rounds: int) -> Workload:
 
 
 def w7(bench: Bench, rounds: int, images: Images) -> Workload:
-    work = Workload("W7 WAN (40 ms, 200 Mbit/s)", [ratio_to("skopeo sync", 0.15)])
+    work = Workload(
+        "W7 WAN (40 ms, 200 Mbit/s)",
+        [
+            ratio_to("skopeo sync", 0.2),
+            requests("meshlift", "source", 170),
+            ratio_to("skopeo sync", 0.15, BARE),
+        ],
+    )
     with Shaper(bench.source.host, rtt=0.040, mbit=200) as shaper:
         compare(bench, rounds, images, syncs(bench, images), work, shaper=shaper)
     work.notes.append(
@@ -320,7 +343,10 @@ def w7(bench: Bench, rounds: int, images: Images) -> Workload:
 
 
 def w8(bench: Bench, rounds: int, images: Images) -> Workload:
-    work = Workload("W8 TLS + token destination", [ratio_to("skopeo sync", 0.45)])
+    work = Workload(
+        "W8 TLS + token destination",
+        [ratio_to("skopeo sync", 0.45), ratio_to("skopeo sync", 0.45, BARE)],
+    )
     tls_token = functools.partial(bench.destination, "token", tls=True)
     compare(bench, rounds, images, syncs(bench, images), work, dest=tls_token)
     work.notes.append("skopeo: --dest-cert-dir with the CA, --dest-creds for the token service")
@@ -363,6 +389,49 @@ def w9(bench: Bench, rounds: int, size: int) -> Workload:
     return work
 
 
+def seed_many_tags(bench: Bench) -> Images:
+    """One two-platform index in a repository that also holds MANY_TAGS other tags of it."""
+    repo = "bench/w10/many-tags"
+    platforms = [("linux", "amd64"), ("linux", "arm64")]
+    index = make_index([make_image(f"w10-{p[1]}", [1000], platform=p) for p in platforms])
+    digest = push(bench.source, repo, TAG, index)
+    with registry_client(bench.source) as client:
+        for n in range(MANY_TAGS):
+            client.put(
+                f"/v2/{repo}/manifests/v{n:04d}",
+                content=index.manifest,
+                headers={"Content-Type": index.media_type},
+            ).raise_for_status()
+    return {repo: digest}
+
+
+def w10(bench: Bench, rounds: int) -> list[Workload]:
+    """Attachments looked for in a repository of MANY_TAGS tags over the WAN: one tags listing
+    (the default) against a HEAD per attachment tag (the listing refused by a fault proxy)."""
+    with progress(f"seeding W10's {MANY_TAGS} tags"):
+        images = seed_many_tags(bench)
+    refused = "meshlift, probing tags"
+    cold = Workload(f"W10 {MANY_TAGS} tags, cold", [ratio_to(refused, 1.0)])
+    noop = Workload(f"W10 {MANY_TAGS} tags, no-op", [ratio_to(refused, 1.0)])
+    listing, refusing = FaultProxy(bench.source.url), FaultProxy(bench.source.url)
+    refusing.rule("status", "GET", "/tags/list", times=None, status=405)
+    try:
+        with Shaper(listing.host) as listed, Shaper(refusing.host) as probed:
+            tools: dict[str, Copier] = {
+                "meshlift": lambda _, dest: bench.mirror_sync(images, listed.host, dest),
+                refused: lambda _, dest: bench.mirror_sync(images, probed.host, dest),
+            }
+            compare(bench, rounds, images, tools, cold, again=noop)
+    finally:
+        listing.stop()
+        refusing.stop()
+    noop.notes.append(
+        "source behind a fault proxy and benchmarks/shaper.py (+40 ms per round trip); the "
+        "refused listing is answered by the proxy, so the source's count leaves it out"
+    )
+    return [cold, noop]
+
+
 def machine(load_before: float, took: float) -> str:
     """Cores, CPU model, 1-minute load average before and after, and the run's duration."""
     cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -399,7 +468,7 @@ def main() -> None:
         bench = Bench(Path(tmp))
         try:
             images: Images = {}
-            if only - {"W3", "W5", "W6", "W9"}:
+            if only - {"W3", "W5", "W6", "W9", "W10"}:
                 with progress("seeding W1's images"):
                     images = seed_w1(bench, args.images)
             steps: list[tuple[str, Callable[[], list[Workload]]]] = [
@@ -411,6 +480,7 @@ def main() -> None:
                 ("W7", lambda: [w7(bench, args.rounds, images)]),
                 ("W8", lambda: [w8(bench, args.rounds, images)]),
                 ("W9", lambda: [w9(bench, args.rounds, args.large_mib * MiB)]),
+                ("W10", lambda: w10(bench, args.rounds)),
             ]
             results: list[Workload] = []
             for names, step in steps:

@@ -29,6 +29,7 @@ from mirror.manifestcache import ManifestCache, default_cache_dir
 from mirror.net.retry import Cancellation
 from mirror.report import ImageResult
 from mirror.run import Copier, CopyJob, CopyOptions, run_parallel
+from mirror.taglistings import TagListings
 from mirror.transports.base import ImageDestination, ImageSource, ReferrerSource
 
 #: Cosign's tag suffixes and the report counter each one adds to.
@@ -94,6 +95,7 @@ class AttachmentReader:
         self.source = source
         self.cancel = cancel or Cancellation()
         self.cache = ManifestCache(default_cache_dir())
+        self.listings = TagListings(source)
 
     def subjects(self, ref: Reference, top: Descriptor | Manifest) -> list[str]:
         """The digest of ``top`` and of its platform manifests (an index read from the cache
@@ -110,44 +112,58 @@ class AttachmentReader:
         self, source: Reference, destination: Reference, subjects: Sequence[str]
     ) -> list[Attachment]:
         """Every attachment of ``subjects`` in ``source``'s repository, with where each goes in
-        ``destination``'s."""
+        ``destination``'s.
 
-        def look(probe: tuple[str, str, str]) -> Attachment | None:
-            subject, suffix, kind = probe
-            if kind == "referrers":
-                return self._referrers(source, destination, subject)
-            tag = f"{digest_tag(subject)}.{suffix}"
-            head = self.source.head_manifest(_tagged(source, tag))
+        The repository's tag listing (once per run) says which attachment tags exist, so only
+        those cost a HEAD (for their digest); where the source refuses to list them, or needs
+        more pages than MAX_PAGES, each tag is looked up with a HEAD. Referrers come from the
+        API where the registry has one, else from the tag schema's tag.
+        """
+        subjects = list(dict.fromkeys(subjects))
+        listed = self.listings.tags(source)
+        api = self.source if isinstance(self.source, ReferrerSource) else None
+        if api is not None and not api.serves_referrers(source, subjects[0]):
+            api = None
+
+        def look(lookup: tuple[str, str, str]) -> Attachment | None:
+            subject, tag, kind = lookup
+            where = (_tagged(source, tag), _tagged(destination, tag))
+            if kind == "referrers" and api is not None:
+                listing = api.referrers(source, subject)
+                if listing is None or not listing.children:
+                    return None
+                return Attachment(kind, subject, *where, listing.digest, listing, True)
+            head = self.source.head_manifest(where[0])
             if head is None:
                 return None
-            return Attachment(
-                kind, subject, _tagged(source, tag), _tagged(destination, tag), head.digest
-            )
+            if kind == "referrers":
+                index = self._manifest(where[0], head.digest)
+                return Attachment(kind, subject, *where, head.digest, index)
+            return Attachment(kind, subject, *where, head.digest)
 
-        probes = [
-            (subject, suffix, kind)
-            for subject in dict.fromkeys(subjects)
-            for suffix, kind in (*COSIGN_TAGS, ("", "referrers"))
+        lookups = [
+            (subject, f"{digest_tag(subject)}{suffix}", kind)
+            for subject in subjects
+            for suffix, kind in (*((f".{s}", k) for s, k in COSIGN_TAGS), ("", "referrers"))
         ]
-        found = run_parallel(look, probes, LOOKUPS, self.cancel, "attachments")
+        needed = [
+            (subject, tag, kind)
+            for subject, tag, kind in lookups
+            if listed is None or tag in listed or (api is not None and kind == "referrers")
+        ]
+        found = run_parallel(look, needed, LOOKUPS, self.cancel, "attachments")
         return [att for att in found if att is not None]
 
-    def _referrers(
-        self, source: Reference, destination: Reference, subject: str
-    ) -> Attachment | None:
-        tag = digest_tag(subject)
-        where = (_tagged(source, tag), _tagged(destination, tag))
-        if isinstance(self.source, ReferrerSource):
-            listed = self.source.referrers(source, subject)
-            if listed is not None:
-                if not listed.children:
-                    return None
-                return Attachment("referrers", subject, *where, listed.digest, listed, True)
-        head = self.source.head_manifest(where[0])
-        if head is None:
-            return None
-        index = self._manifest(where[0], head.digest)
-        return Attachment("referrers", subject, *where, head.digest, index)
+    def none_in(self, source: Reference, digest: str) -> bool:
+        """Whether ``source``'s repository surely holds no attachment at all: its tags listing
+        has no ``sha256-`` tag, and its registry no referrers API (asked about ``digest``). Then
+        an image's platform manifests need not be known (nor its index fetched)."""
+        listed = self.listings.tags(source)
+        if listed is None or any(tag.startswith("sha256-") for tag in listed):
+            return False
+        return not (
+            isinstance(self.source, ReferrerSource) and self.source.serves_referrers(source, digest)
+        )
 
     def _manifest(self, ref: Reference, digest: str) -> Manifest:
         """An index: from the cache, else fetched (and kept)."""
@@ -250,6 +266,12 @@ class AttachmentCopier:
     def _keys(self, job: CopyJob) -> tuple[VerifyKey, ...]:
         return (*self.options.verify_keys, *job.verify_keys)
 
+    def look_ahead(self, job: CopyJob) -> None:
+        """Start listing the tags of ``job``'s source repository, if its attachments will be
+        looked for, while the copy reads its manifests."""
+        if self.options.attachments or self._keys(job):
+            self.reader.listings.start(job.source)
+
     def prepare(
         self, job: CopyJob, signed: Descriptor | Manifest, top: Descriptor | Manifest
     ) -> list[Attachment]:
@@ -277,7 +299,11 @@ class AttachmentCopier:
         result: ImageResult,
     ) -> None:
         """For an image already at the destination (``top``, narrowed from ``signed`` or the
-        same): check and bring its attachments up to date (HEADs only while nothing changed)."""
+        same): check and bring its attachments up to date (HEADs only while nothing changed;
+        nothing more where its repository has none)."""
+        keys = self._keys(job)
+        if not keys and self.options.attachments and self.reader.none_in(job.source, signed.digest):
+            return
         self.place(job, self.prepare(job, signed, top), result)
 
     def verify(self, job: CopyJob, signed: Manifest) -> None:

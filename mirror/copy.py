@@ -146,6 +146,7 @@ class ImageCopier:
         return result
 
     def _copy(self, job: CopyJob, result: ImageResult) -> None:
+        self.attachments.look_ahead(job)
         existing = None if job.platforms else self.destination.head_manifest(job.destination)
         if existing is None and not job.platforms and job.locked_digest is None:
             # Nothing to compare a source digest with: fetch by tag, one round trip fewer.

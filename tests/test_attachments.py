@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import uuid
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faultproxy import ProxyFactory
+from tests.faultproxy import FaultProxy, ProxyFactory
 from tests.imagefactory import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -37,6 +38,9 @@ from tests.signing import (
 )
 from tests.skopeo import skopeo_raw
 
+LOOKUP = re.compile(
+    r"/v2/(?P<repo>.+?)/(?:tags/list|manifests/sha256-[0-9a-f]{64}(?:\.\w+)?|referrers/.+)"
+)
 BAD = {
     "ghcr.io/acme/other-key:1": "does not verify under any --verify-key",
     "ghcr.io/acme/wrong-digest:1": "a signature names sha256:",
@@ -213,7 +217,10 @@ def test_resync_of_14_signed_images_sends_no_get(
     assert {i["status"] for i in report["images"]} == {"present"}  # type: ignore[index]
     assert report["images"][0]["signatures"] == 3  # type: ignore[index]
     prefix = signed.public.prefix
-    assert anon_registry.count("GET", prefix, since=source_mark) == 0
+    gets = [r.path for r in anon_registry.requests(source_mark) if r.method == "GET"]
+    listings = [p for p in gets if prefix in p and p.endswith("/tags/list")]
+    assert len(listings) == 14  # one tags listing per repository, no GET of a manifest or blob
+    assert [p for p in gets if prefix in p and p not in listings] == []
     assert dest.count("GET", since=dest_mark) == 0
     assert dest.count("PUT", since=dest_mark) == 0
 
@@ -463,3 +470,146 @@ def test_verify_of_a_narrowed_entry_refuses_an_index_with_other_platforms(
         f"{dest.host}/nsm/app:1.0: holds {app.digest}, with platform(s) linux/amd64 the lock"
         " does not name"
     )
+
+
+# --- what looking for attachments costs (issue 24, point 4) -----------------------------------
+
+
+def two_platform_images(signed: Signed, name: str, count: int) -> list[str]:
+    """``count`` unsigned two-platform images, each in a repository of its own."""
+    sources = [f"ghcr.io/acme/{name}-{n}:1" for n in range(count)]
+    for source in sources:
+        platforms = [("linux", "amd64"), ("linux", "arm64")]
+        signed.public.add(
+            source,
+            make_index([make_image(f"{source}-{p[1]}", [300], platform=p) for p in platforms]),
+        )
+    return sources
+
+
+def attachment_requests(registry: Registry, since: int, prefix: str) -> dict[str, list[str]]:
+    """Per source repository, the requests that looked for attachments: tag listings, attachment
+    tags and the referrers API."""
+    found: dict[str, list[str]] = {}
+    for r in registry.requests(since):
+        match = LOOKUP.fullmatch(r.path)
+        if match and prefix in r.path:
+            found.setdefault(match["repo"], []).append(f"{r.method} {r.path}")
+    return found
+
+
+def looked_up(proxy: FaultProxy, tags: str) -> set[str]:
+    """The tags matching ``tags`` that were looked up with a HEAD through ``proxy``."""
+    return {s.path.rsplit("/", 1)[1] for s in proxy.seen("HEAD", f"/manifests/{tags}$")}
+
+
+def test_a_no_op_resync_with_nothing_attached_costs_one_listing_per_repository(
+    signed: Signed, anon_registry: Registry, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    sources = two_platform_images(signed, "bare", 2)
+    lock = signed.public.write_lock(tmp_path / "images.lock", sources)
+    dest = make_registry("anon")
+    assert mirror(signed, "sync", lock, dest, env={"XDG_CACHE_HOME": str(tmp_path / "a")})[0] == 0
+    mark = anon_registry.mark()
+    # an empty cache, as a CronJob's new container has: the indexes are not fetched either
+    code, report, stderr = mirror(
+        signed, "sync", lock, dest, env={"XDG_CACHE_HOME": str(tmp_path / "b")}
+    )
+    assert code == 0, stderr
+    assert {i["status"] for i in report["images"]} == {"present"}  # type: ignore[index]
+    looked = attachment_requests(anon_registry, mark, signed.public.prefix)
+    assert len(looked) == 2
+    listings = [r for rs in looked.values() for r in rs if "/tags/list" in r]
+    referrers = [r for rs in looked.values() for r in rs if "/referrers/" in r]
+    assert len(listings) == 2 and len(referrers) == 1, looked  # the API asked once per run
+    assert sum(map(len, looked.values())) == len(listings) + len(referrers), looked
+    pulls = [
+        r for r in anon_registry.requests(mark) if r.method == "GET" and "/tags/list" not in r.path
+    ]
+    assert pulls == []
+
+
+def test_a_registry_without_the_referrers_api_is_asked_once_per_run(
+    signed: Signed, anon_registry: Registry, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    sources = two_platform_images(signed, "asked", 4)
+    lock = signed.public.write_lock(tmp_path / "images.lock", sources)
+    mark = anon_registry.mark()
+    code, report, stderr = mirror(signed, "sync", lock, make_registry("anon"), "--jobs", "4")
+    assert code == 0, stderr
+    assert {i["status"] for i in report["images"]} == {"copied"}  # type: ignore[index]
+    asked = [r for r in anon_registry.requests(mark) if "/referrers/" in r.path]
+    assert [(r.method, r.status) for r in asked] == [("HEAD", 404)]
+
+
+def test_a_registry_refusing_tag_listings_is_probed_and_every_attachment_still_copied(
+    signed: Signed, anon_registry: Registry, proxies: ProxyFactory, make_registry: RegistryFactory,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    source = signed.good[0]
+    refusing = proxies(anon_registry.url)
+    refusing.rule("status", "GET", "/tags/list", times=None, status=403)
+    dest = make_registry("anon")
+    lock = signed.public.write_lock(tmp_path / "images.lock", [source])
+    result = run_mirror(
+        "sync", "--lock", str(lock), "--registry-server", f"{dest.host}/nsm",
+        "--endpoint", f"ghcr.io={refusing.url}/{signed.public.prefix}/ghcr.io",
+        "--verify-key", str(signed.key.public_pem), "--output", "json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    image = report_of(result)["images"][0]
+    counts = {k: image[k] for k in ("signatures", "attestations", "sboms", "referrers")}
+    assert counts == {"signatures": 3, "attestations": 1, "sboms": 1, "referrers": 1}
+    assert_attachments_equal(signed, dest, [source])
+    assert len(refusing.seen("GET", "/tags/list")) == 1
+    assert len(looked_up(refusing, r"sha256-[0-9a-f]{64}\.(sig|att|sbom)")) == 9  # 3 digests
+
+
+def test_a_listing_in_pages_is_followed_by_its_link_header(
+    signed: Signed, anon_registry: Registry, proxies: ProxyFactory, make_registry: RegistryFactory,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    source = signed.good[3]
+    listing = f"/v2/{signed.public.prefix}/ghcr.io/acme/tool-2/tags/list"
+    paged = proxies(anon_registry.url)
+    first = json.dumps({"name": "tool-2", "tags": ["0.9", "1"]}).encode()
+    link = {"Link": f'<{listing}?last=1&n=1000>; rel="next"', "Content-Type": "application/json"}
+    paged.rule("replace", "GET", r"/tags/list\?n=1000$", status=200, headers=link, body=first)
+    dest = make_registry("anon")
+    lock = signed.public.write_lock(tmp_path / "images.lock", [source])
+    result = run_mirror(
+        "sync", "--lock", str(lock), "--registry-server", f"{dest.host}/nsm",
+        "--endpoint", f"ghcr.io={paged.url}/{signed.public.prefix}/ghcr.io", "--output", "json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert report_of(result)["images"][0]["signatures"] == 1
+    assert_attachments_equal(signed, dest, [source])
+    assert [s.path for s in paged.seen("GET", "/tags/list")] == [
+        f"{listing}?n=1000",
+        f"{listing}?last=1&n=1000",
+    ]
+    assert looked_up(paged, "sha256-.*") == {tag_of(signed.public.artifacts[source].digest, "sig")}
+
+
+def test_a_listing_longer_than_the_lookups_it_replaces_gives_way_to_them(
+    signed: Signed, anon_registry: Registry, proxies: ProxyFactory, make_registry: RegistryFactory,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    source = signed.good[4]
+    listing = f"/v2/{signed.public.prefix}/ghcr.io/acme/tool-3/tags/list"
+    endless = proxies(anon_registry.url)
+    page = json.dumps({"name": "tool-3", "tags": ["1"]}).encode()
+    link = {"Link": f'<{listing}?last=1&n=1000>; rel="next"', "Content-Type": "application/json"}
+    endless.rule("replace", "GET", "/tags/list", times=None, status=200, headers=link, body=page)
+    dest = make_registry("anon")
+    lock = signed.public.write_lock(tmp_path / "images.lock", [source])
+    result = run_mirror(
+        "sync", "--lock", str(lock), "--registry-server", f"{dest.host}/nsm",
+        "--endpoint", f"ghcr.io={endless.url}/{signed.public.prefix}/ghcr.io", "--output", "json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert report_of(result)["images"][0]["signatures"] == 1
+    assert_attachments_equal(signed, dest, [source])
+    # 3 pages at most, fewer than the 4 lookups (.sig, .att, .sbom, referrers tag) they replace
+    assert len(endless.seen("GET", "/tags/list")) == 3
+    assert len(looked_up(endless, r"sha256-[0-9a-f]{64}(\.(sig|att|sbom))?")) == 4

@@ -52,8 +52,21 @@ class ImageDestination(Protocol):
 class ReferrerSource(Protocol):
     """A source that can list a manifest's OCI 1.1 referrers itself (the referrers API)."""
 
+    def serves_referrers(self, ref: Reference, digest: str) -> bool:
+        """Whether ``ref``'s registry has the referrers API (asked about ``digest`` the first
+        time, then known for the run)."""
+
     def referrers(self, ref: Reference, digest: str) -> Manifest | None:
         """The index of ``digest``'s referrers, or None where the source cannot list them."""
+
+
+@runtime_checkable
+class TagLister(Protocol):
+    """A source that can list a repository's tags in a few requests (the tags API)."""
+
+    def tags(self, ref: Reference, pages: int) -> frozenset[str] | None:
+        """Every tag of ``ref``'s repository; None where the source refuses to list them, or
+        would take more than ``pages`` pages to."""
 
 
 def read_chunks(handle: IO[bytes], size: int) -> Iterator[bytes]:

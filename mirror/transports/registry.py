@@ -4,14 +4,17 @@ registry client of ``mirror.net.client``."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
+import threading
 from collections.abc import Iterable, Iterator
 
 import httpx
 
 from mirror.errors import (
     DigestMismatch,
+    HostileContent,
     InputError,
     NotARegistry,
     NotFound,
@@ -33,6 +36,12 @@ _MOUNT_REFUSALS = (400, 401, 403, 404, 405)
 _PIECE_BYTES = 1024 * 1024
 #: How registries without the referrers API answer it.
 _NO_REFERRERS_API = (400, 404)
+#: How registries refuse a tags listing (not allowed here, no such API, a parameter refused).
+_LISTING_REFUSALS = (400, 401, 403, 404, 405)
+#: Tags asked for per page of a listing; a registry may send fewer, with a ``Link`` to the rest.
+TAGS_PER_PAGE = 1000
+#: The longest page of a listing read (a registry that ignores ``n`` sends every tag at once).
+MAX_LISTING_BYTES = 8 * 1024 * 1024
 _RANGE_RE = re.compile(r"(?:bytes=)?0-(\d+)")
 
 
@@ -56,6 +65,17 @@ def _pieces(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
         yield bytes(buffer)
 
 
+def _tag_names(raw: bytes) -> list[str] | None:
+    """The ``tags`` of a listing page (``null`` is none), or None if the page is no listing."""
+    try:
+        tags = json.loads(raw).get("tags") or []
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        return None
+    return tags
+
+
 def _pull(repo: str) -> str:
     return f"repository:{repo}:pull"
 
@@ -73,7 +93,8 @@ class RegistryTransport:
         self.client = client
         self._sessions: dict[tuple[str, str], httpx.URL] = {}  # uploads mounts opened instead
         self._chunked: set[str] = set()  # hosts that refused a blob in one PUT (413)
-        self._no_referrers_api: set[str] = set()  # hosts that answered 404 to it
+        self._referrers_api: dict[str, bool] = {}  # per host: whether it serves the API
+        self._asking_referrers = threading.Lock()  # so each host is asked once per run
         self._missing: set[str] = set()  # repositories a push found missing (ECR: 404)
 
     def __enter__(self) -> RegistryTransport:
@@ -148,25 +169,71 @@ class RegistryTransport:
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
         return parse_manifest(raw, media_type, expected)
 
-    def referrers(self, ref: Reference, digest: str) -> Manifest | None:
-        """The referrers API's index of ``digest``'s referrers, or None where the registry has
-        no such API (404, as docker-registry 2.8 answers, or 400). A HEAD asks first, so a
-        registry without it costs no GET; its answer is kept per host for the run."""
-        if ref.registry in self._no_referrers_api:
-            return None
+    def serves_referrers(self, ref: Reference, digest: str) -> bool:
+        """Whether ``ref``'s registry has the referrers API, asked once per registry per run
+        with a HEAD on ``digest``'s referrers (so a registry without it costs no GET; 404, as
+        docker-registry 2.8 answers, or 400 means no). Images asking at once wait for it."""
+        serves = self._referrers_api.get(ref.registry)
+        if serves is not None:
+            return serves
+        with self._asking_referrers:
+            serves = self._referrers_api.get(ref.registry)
+            if serves is None:
+                serves = self._answers_referrers(ref, digest)
+                self._referrers_api[ref.registry] = serves
+        return serves
+
+    def _answers_referrers(self, ref: Reference, digest: str) -> bool:
         url, scopes = self._url(ref, "referrers", digest), [_pull(self._repo(ref))]
         try:
             release(self.client.request("HEAD", ref, url, scopes, ok=(200, 405)))
         except RegistryError as exc:
             if exc.status not in _NO_REFERRERS_API:
                 raise
-            self._no_referrers_api.add(ref.registry)
+            return False
+        return True
+
+    def referrers(self, ref: Reference, digest: str) -> Manifest | None:
+        """The referrers API's index of ``digest``'s referrers, or None where the registry has
+        no such API."""
+        if not self.serves_referrers(ref, digest):
             return None
+        url, scopes = self._url(ref, "referrers", digest), [_pull(self._repo(ref))]
         accept = {"Accept": mediatypes.OCI_INDEX}
         _, raw = self.client.fetch(
             ref, url, scopes, headers=accept, limit=MAX_MANIFEST_BYTES, what="referrers index"
         )
         return parse_manifest(raw, mediatypes.OCI_INDEX, sha256_digest(raw))
+
+    def tags(self, ref: Reference, pages: int) -> frozenset[str] | None:
+        """Every tag of ``ref``'s repository, page by page (``n``, then the ``Link`` header's
+        ``last``); None where the registry refuses the listing (401, 403, 404, 405 or 400), sends
+        something else, or has more than ``pages`` pages."""
+        scopes = [_pull(self._repo(ref))]
+        url = f"{self._url(ref, 'tags', 'list')}?n={TAGS_PER_PAGE}"
+        found: set[str] = set()
+        for _ in range(pages):
+            try:
+                response, raw = self.client.fetch(
+                    ref, url, scopes, headers={}, limit=MAX_LISTING_BYTES, what="tags listing"
+                )
+            except HostileContent:
+                return None
+            except RegistryError as exc:
+                if exc.status not in _LISTING_REFUSALS:
+                    raise
+                log.debug("%s: tags listing refused (HTTP %s)", ref, exc.status)
+                return None
+            names = _tag_names(raw)
+            if names is None:
+                return None
+            found.update(names)
+            following = response.links.get("next", {}).get("url")
+            if not following:
+                return frozenset(found)
+            url = str(response.url.join(following))
+        log.debug("%s: more than %d pages of tags; looking each attachment tag up", ref, pages)
+        return None
 
     @contextlib.contextmanager
     def open_blob(self, ref: Reference, desc: Descriptor) -> Iterator[Iterator[bytes]]:
