@@ -65,9 +65,9 @@ def test_a_failure_leaves_every_row_and_the_total_readable(width: int) -> None:
     assert all(len(row) <= width for row in rows), rows
     total, copied, present, failed, refused = rows
     assert total.startswith("total (4 images)")
-    assert "46.0/46.0 MB (30.0 MB mounted)" in total
+    assert "43.9/43.9 MiB (28.6 MiB mounted)" in total
     assert copied.startswith(LONG if width == 160 else LONG[:20])
-    assert "46.0/46.0 MB (30.0 MB mounted)" in copied and " copied" in copied
+    assert "43.9/43.9 MiB (28.6 MiB mounted)" in copied and " copied" in copied
     assert present.startswith("registry.example.com/nsm/nats") and " present" in present
     assert failed.startswith("registry.example.com/nsm/nsm:2")
     assert re.search(r" failed( |$)", failed) and "Errno" not in failed

@@ -110,7 +110,7 @@ class LiveProgress:
         if wide:
             columns.append(BarColumn(bar_width=BAR_WIDTH))
         columns += [
-            DownloadColumn(table_column=Column(no_wrap=True)),
+            DownloadColumn(binary_units=True, table_column=Column(no_wrap=True)),
             TextColumn("{task.fields[placed]}", markup=False, table_column=Column(no_wrap=True)),
             TransferSpeedColumn(table_column=Column(no_wrap=True)),
             TextColumn("{task.fields[state]}", markup=False, table_column=Column(no_wrap=True)),
