@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from datetime import UTC, datetime
@@ -54,11 +55,14 @@ class Podman:
 
     def __init__(self, storage: Path) -> None:
         self.storage = storage.resolve()
+        # podman refuses a run root longer than 50 characters, and remembers the one it had
+        key = hashlib.sha256(str(self.storage).encode()).hexdigest()[:12]
+        self.run_root = Path(tempfile.gettempdir()) / f"meshlift-podman-{key}"
 
     def __call__(self, *args: str) -> str:
         """``podman ARGS`` on this storage."""
         return run(
-            "podman", "--root", str(self.storage / "root"), "--runroot", str(self.storage / "run"),
+            "podman", "--root", str(self.storage / "root"), "--runroot", str(self.run_root),
             "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none",
             *args,
         )  # fmt: skip
