@@ -33,6 +33,10 @@ DPKG_EXCLUDES = (
     "/usr/lib/*/gconv/*",
 )  # fmt: skip
 
+# No network in a build, and no layer cache: buildah reuses a cached layer whatever --timestamp
+# says, so an earlier build's file dates would end up in this one.
+BUILD = ("--network", "none", "--layers=false")
+
 
 def run(*args: str, env: dict[str, str] | None = None) -> str:
     """Run a command, show it and its duration, return its stdout; stop the build if it fails."""
@@ -109,18 +113,7 @@ def debian_base(podman: Podman, work: Path, epoch: str) -> str:
     (context / "Containerfile").write_text('FROM scratch\nADD rootfs.tar /\nCMD ["python3"]\n')
     # buildah notes the digest of a "scratch" base that it makes anew each time: blank it
     blank = [f"--annotation=org.opencontainers.image.base.{key}=" for key in ("digest", "name")]
-    podman(
-        "build",
-        "--quiet",
-        "--timestamp",
-        epoch,
-        "--network",
-        "none",
-        *blank,
-        "-t",
-        name,
-        str(context),
-    )
+    podman("build", *BUILD, *blank, "--quiet", "--timestamp", epoch, "-t", name, str(context))
     return name
 
 
@@ -144,7 +137,7 @@ def main() -> None:
     args = {"BASE": base, "SOURCE_DATE_EPOCH": epoch, "VERSION": version}
     args |= {"REVISION": revision, "CREATED": created, "SOURCE": source}
     podman(
-        "build", "--timestamp", epoch, "--network", "none", "--file", str(ROOT / "Containerfile"),
+        "build", *BUILD, "--timestamp", epoch, "--file", str(ROOT / "Containerfile"),
         *(f"--build-arg={key}={value}" for key, value in args.items()),
         "--tag", name, str(context),
     )  # fmt: skip
