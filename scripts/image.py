@@ -129,7 +129,8 @@ def main() -> None:
     epoch = git("log", "-1", "--format=%ct")
     revision = git("rev-parse", "HEAD") + ("-dirty" if git("status", "--porcelain") else "")
     created = datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    source = git("config", "--default", "unknown", "--get", "remote.origin.url")
+    origin = git("config", "--default", "", "--get", "remote.origin.url")
+    source = origin if origin.startswith("https://") else "unknown"  # never a local path
     context = work / "context"
     wheelhouse(context / "wheels", epoch)
     base = os.environ.get("BASE") or debian_base(podman, work, epoch)
