@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from helm_python import _native
 
 from tests.dockerd import Dockerd
 from tests.imagefactory import sha256
@@ -125,8 +126,14 @@ def test_the_image_runs_mirror_and_has_deploy(docker: DockerCli) -> None:
     version = docker("run", "--rm", IMAGE, "--version")
     assert version.returncode == 0, version.stderr
     assert VERSION in version.stdout
-    deploy = docker("run", "--rm", "--entrypoint", "deploy", IMAGE, "--help")
+    # deploy is on PATH, and Helm's engine (libhelm_c, through its symlinks) loads
+    script = (
+        "deploy --help >/dev/null"
+        " && python -c 'from helm_python import _native; print(_native.helm_c_version())'"
+    )
+    deploy = docker("run", "--rm", "--entrypoint", "sh", IMAGE, "-c", script)
     assert deploy.returncode == 0, deploy.stderr
+    assert deploy.stdout.strip() == _native.EXPECTED_HELM_C_VERSION
 
 
 def test_the_image_is_non_root_labelled_slim_and_in_budget(docker: DockerCli) -> None:
