@@ -117,6 +117,15 @@ def debian_base(podman: Podman, work: Path, epoch: str) -> str:
     return name
 
 
+def prune(podman: Podman, keep: str) -> None:
+    """Remove what earlier builds left: untagged images and Debian bases of other commits."""
+    bases = podman("images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/meshlift-base")
+    stale = [base for base in bases.split() if base != keep]
+    if stale:
+        podman("rmi", *stale)
+    podman("image", "prune", "--force")
+
+
 def main() -> None:
     """Build ``meshlift:<version>`` and write its OCI archive; print the archive's path."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -146,6 +155,7 @@ def main() -> None:
     archive = options.dist / f"meshlift-{version}.oci.tar"
     archive.unlink(missing_ok=True)
     podman("push", "--quiet", name, f"oci-archive:{archive}:meshlift:{version}")
+    prune(podman, keep=base)
     print(f"image: {archive} in {time.monotonic() - started:.0f} s", file=sys.stderr)
     print(archive)
 
