@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -202,10 +204,58 @@ def test_durations() -> None:
     assert parse_duration("45") == 45
 
 
-@pytest.mark.parametrize("path", sorted((REPO_ROOT / "examples" / "kubernetes").glob("*.yaml")))
-def test_kubernetes_examples_validate(path: Path) -> None:
+KUBERNETES_EXAMPLES = sorted((REPO_ROOT / "examples" / "kubernetes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("version", ["1.30", kubernetes_validate.latest_version()])
+@pytest.mark.parametrize("path", KUBERNETES_EXAMPLES, ids=lambda path: path.name)
+def test_kubernetes_examples_validate(path: Path, version: str) -> None:
     for doc in yaml.safe_load_all(path.read_text()):
-        kubernetes_validate.validate(doc, "1.30", strict=True)
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def pod_of(path: Path) -> dict[str, Any]:
+    """The pod template of the example's CronJob or Job."""
+    (doc,) = yaml.safe_load_all(path.read_text())
+    job = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+    return dict(job["template"]["spec"])
+
+
+@pytest.mark.parametrize("path", KUBERNETES_EXAMPLES, ids=lambda path: path.name)
+def test_kubernetes_examples_run_the_image_from_r_as_it_is_built(path: Path) -> None:
+    pod = pod_of(path)
+    (container,) = pod["containers"]
+    assert re.fullmatch(
+        r"registry\.example\.com/tools/meshlift@sha256:[0-9a-f]{64}", container["image"]
+    )
+    assert container["args"][0] == "sync"  # the image's entrypoint is mirror
+    assert pod["securityContext"]["runAsUser"] == 65532 and pod["securityContext"]["runAsNonRoot"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert mounts["tmp"]["mountPath"] == "/tmp" and "emptyDir" in volumes["tmp"]  # HOME
+    assert volumes["lock"]["configMap"]["name"] == "meshlift-images-lock"
+    assert mounts["lock"]["mountPath"] == env["MESHLIFT_LOCK"]
+    assert volumes["docker-config"]["secret"]["items"] == [
+        {"key": ".dockerconfigjson", "path": "config.json"}
+    ]
+    assert mounts["docker-config"]["mountPath"] == env["DOCKER_CONFIG"]
+    args = container["args"]
+    metrics = args[args.index("--metrics-file") + 1] if "--metrics-file" in args else None
+    metrics = metrics or env["MESHLIFT_METRICS_FILE"]
+    assert metrics.startswith(mounts["metrics"]["mountPath"] + "/")
+    assert "persistentVolumeClaim" in volumes["metrics"]
+
+
+def test_the_indexed_job_shards_by_its_completion_index() -> None:
+    (job,) = yaml.safe_load_all((REPO_ROOT / "examples/kubernetes/mirror-indexed-job.yaml").open())
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    completions = job["spec"]["completions"]
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert args[args.index("--shard") + 1] == f"$(JOB_COMPLETION_INDEX)/{completions}"
+    assert "$(JOB_COMPLETION_INDEX)" in args[args.index("--metrics-file") + 1]
 
 
 def test_systemd_examples_run_mirror_sync() -> None:
