@@ -321,3 +321,12 @@ def test_a_cluster_without_the_policy_api_warns_and_goes_on_or_refuses_deny(
     warned = apply_mesh(fake, "nginx-mesh", "--enforce-registry", "warn")
     assert "going on without the policy" in warned.stderr
     assert helm_history(fake, "nginx-mesh") == [(1, "deployed")]
+
+
+def test_a_kind_remove_may_not_list_keeps_the_namespace(fake: KubeUnderTest) -> None:
+    assert fake.server is not None
+    apply_mesh(fake, "nginx-mesh")
+    fake.server.store.unlistable.add("poddisruptionbudgets")
+    removed = remove(fake, "nginx-mesh")
+    assert "may not list PodDisruptionBudget (policy/v1), so more may remain" in removed.stdout
+    assert fake.get("v1", "Namespace", "nginx-mesh") is not None

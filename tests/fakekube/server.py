@@ -155,6 +155,23 @@ class FakeKubeServer:
             raise ApiError(
                 405, "MethodNotAllowed", f"fakekube serves {target.subresource} read-only"
             )
+        if (
+            method == "GET"
+            and target.name is None
+            and target.api_type.plural in self.store.unlistable
+        ):
+            api = target.api_type
+            where = (
+                f' in the namespace "{target.namespace}"'
+                if target.namespace
+                else " at the cluster scope"
+            )
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'{api.plural} is forbidden: User "fake" cannot list resource "{api.plural}"'
+                f' in API group "{api.group}"{where}',
+            )
         if method == "GET":
             return 200, self._get(target, query)
         if method == "POST" and target.name is None:

@@ -177,6 +177,8 @@ class Store:
     pull_errors: dict[str, str] = field(default_factory=dict)
     pull_reason: str = "ImagePullBackOff"
     stalled: set[str] = field(default_factory=set)
+    # Resources (plurals) whose lists are 403 Forbidden, as RBAC answers a user without "list".
+    unlistable: set[str] = field(default_factory=set)
     job_outcomes: dict[str, str] = field(default_factory=dict)
     types: dict[tuple[str, str, str], ApiType] = field(default_factory=dict)
     objects: dict[tuple[str, str], dict[tuple[str, str], Obj]] = field(default_factory=dict)
