@@ -137,17 +137,32 @@ def _drop_pull_secret(account: Obj) -> bool:
     return True
 
 
+def _workload(cluster: Cluster, pod: Obj) -> str:
+    """What to re-roll for ``pod``: its owner, a ReplicaSet's Deployment when it has one."""
+    where = pod["metadata"].get("namespace")
+    owners = pod["metadata"].get("ownerReferences") or []
+    if not owners:
+        return describe(pod)
+    kind, name = owners[0]["kind"], owners[0]["name"]
+    if kind == "ReplicaSet":
+        replica_set = cluster.get("apps/v1", "ReplicaSet", name, where)
+        above = ((replica_set or {}).get("metadata") or {}).get("ownerReferences") or []
+        if above:
+            kind, name = above[0]["kind"], above[0]["name"]
+    return f"{kind} {where}/{name}"
+
+
 def injected_workloads(cluster: Cluster) -> list[str]:
-    """Pods (by owner) that still run the mesh's sidecar and need re-rolling."""
-    found: set[str] = set()
-    for pod in cluster.list_objects("v1", "Pod"):
-        if any(c.get("name") == SIDECAR_CONTAINER for s in pod_specs(pod) for c in containers(s)):
-            owners = pod["metadata"].get("ownerReferences") or []
-            where = pod["metadata"].get("namespace")
-            found.add(
-                f"{owners[0]['kind']} {where}/{owners[0]['name']}" if owners else describe(pod)
+    """The workloads whose pods still run the mesh's sidecar, and need re-rolling."""
+    return sorted(
+        {
+            _workload(cluster, pod)
+            for pod in cluster.list_objects("v1", "Pod")
+            if any(
+                c.get("name") == SIDECAR_CONTAINER for s in pod_specs(pod) for c in containers(s)
             )
-    return sorted(found)
+        }
+    )
 
 
 def clean_up(

@@ -213,12 +213,14 @@ def test_a_failed_upgrade_is_rolled_back_naming_the_workload(fake: KubeUnderTest
     assert container["image"] == f"{R}/nginx-mesh-controller:2.0.0"
 
 
-def test_history_and_rollback_to_a_revision(fake: KubeUnderTest) -> None:
-    apply_mesh(fake, "nginx-mesh")
-    apply_mesh(fake, "nginx-mesh", "--set", "accessControlMode=deny")
-    rolled = ok(run_deploy("rollback", "1", *fake.cli_args()))
+def test_history_and_rollback_to_a_revision(kube: KubeUnderTest) -> None:
+    ns = kube.ns("mesh")
+    apply_mesh(kube, ns)
+    apply_mesh(kube, ns, "--set", "accessControlMode=deny")
+    at = ["--namespace", ns, *kube.cli_args()]
+    rolled = ok(run_deploy("rollback", "1", *at))
     assert "now revision 3" in rolled.stdout
-    shown = ok(run_deploy("history", "--output", "json", *fake.cli_args()))
+    shown = ok(run_deploy("history", "--output", "json", *at))
     rows = yaml.safe_load(shown.stdout)
     assert [(r["revision"], r["status"]) for r in rows] == [
         (1, "superseded"),
@@ -226,29 +228,26 @@ def test_history_and_rollback_to_a_revision(fake: KubeUnderTest) -> None:
         (3, "deployed"),
     ]
     assert rows[2]["description"] == "Rollback to 1" and rows[0]["chart"] == "mini-mesh-2.0.0"
+    with kube.helm_config(ns) as helm:
+        assert "accessControlMode" not in helm.get_values(RELEASE)  # revision 1's values
+    remove(kube, ns)
 
 
-def test_an_upgrade_keeps_the_release_values_unless_reset(fake: KubeUnderTest) -> None:
-    apply_mesh(fake, "nginx-mesh", "--set", "accessControlMode=deny")
-    ok(
-        run_deploy(
-            "apply", "--registry-server", R, "--chart", MINI_MESH, "--skip-preflight",
-            *fake.cli_args(),
-        )
-    )  # fmt: skip
-    with fake.helm_config("nginx-mesh") as helm:
+def test_an_upgrade_keeps_the_release_values_unless_reset(kube: KubeUnderTest) -> None:
+    ns = kube.ns("mesh")
+    apply_mesh(kube, ns, "--set", "accessControlMode=deny")
+    again = ["apply", "--registry-server", R, "--chart", MINI_MESH, "--skip-preflight",
+             "--namespace", ns, *kube.cli_args()]  # fmt: skip
+    ok(run_deploy(*again))
+    with kube.helm_config(ns) as helm:
         kept = helm.get_values(RELEASE)
     assert kept["accessControlMode"] == "deny"
     assert kept["registry"]["username"] == "u"  # credentials kept, as nginx-meshctl upgrade
-    ok(
-        run_deploy(
-            "apply", "--registry-server", R, "--chart", MINI_MESH, "--skip-preflight",
-            "--reset-values", *fake.cli_args(),
-        )
-    )  # fmt: skip
-    with fake.helm_config("nginx-mesh") as helm:
+    ok(run_deploy(*again, "--reset-values"))
+    with kube.helm_config(ns) as helm:
         reset = helm.get_values(RELEASE)
     assert "accessControlMode" not in reset
+    remove(kube, ns)
 
 
 def test_apply_right_after_remove_installs_anew(fake: KubeUnderTest) -> None:
@@ -330,3 +329,84 @@ def test_a_kind_remove_may_not_list_keeps_the_namespace(fake: KubeUnderTest) -> 
     removed = remove(fake, "nginx-mesh")
     assert "may not list PodDisruptionBudget (policy/v1), so more may remain" in removed.stdout
     assert fake.get("v1", "Namespace", "nginx-mesh") is not None
+
+
+def test_without_helms_library_every_release_command_refuses_in_one_line(
+    fake: KubeUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import deploy.release.helm
+
+    monkeypatch.setattr(deploy.release.helm, "helm_library", lambda: None)
+    for command in (["apply", "--registry-server", R, "--chart", MINI_MESH], ["remove"],
+                    ["history"], ["rollback"], ["status"]):  # fmt: skip
+        result = run_deploy(*command, *fake.cli_args())
+        error = one_line_error(result, 2)
+        assert "helm-python-sdk" in error and "helm binary" in error, error
+    assert fake.server is not None and fake.server.mutations() == []
+
+
+def test_remove_names_the_workloads_still_running_the_sidecar(fake: KubeUnderTest) -> None:
+    apply_mesh(fake, "nginx-mesh")
+    apps = fake.create_namespace("apps")
+    deployment = fake.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": apps},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "web:1"}]},
+                },
+            },
+        }
+    )
+    fake.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {
+                "name": "web-5d9",
+                "namespace": apps,
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": "web",
+                        "uid": deployment["metadata"]["uid"],
+                    }
+                ],
+            },
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "web:1"}]},
+                },
+            },
+        }
+    )
+    fake.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "web-5d9-abcde",
+                "namespace": apps,
+                "ownerReferences": [
+                    {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d9", "uid": "u1"}
+                ],
+            },
+            "spec": {
+                "containers": [
+                    {"name": "web", "image": "web:1"},
+                    {"name": "nginx-mesh-sidecar", "image": f"{R}/nginx-mesh-sidecar:2.0.0"},
+                ]
+            },
+        }
+    )
+    removed = remove(fake, "nginx-mesh")
+    assert f"re-roll    Deployment {apps}/web: it still runs the mesh's sidecar" in removed.stdout
