@@ -42,7 +42,10 @@ def _preflight(plan: Plan, params: dict[str, Any]) -> None:
         check_images(plan.pull_images(), exists, settings.server)
     ours = [i for i in plan.pull_images() if i.registry == settings.server.host]
     if keys:
-        with registry_signatures(settings.server, settings.credentials, hosts, keys) as why:
+        signatures = registry_signatures(
+            settings.server, settings.credentials, hosts, keys, plan.signed
+        )
+        with signatures as why:
             check_signatures(ours, why, settings.server)
     click.echo(
         f"preflight: all {len(plan.pull_images())} images are in {settings.server}", err=True

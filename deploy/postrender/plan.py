@@ -36,7 +36,7 @@ from deploy.postrender.secret import (
     with_embedded,
 )
 from mirror.image.lock import Lock, LockEntry
-from mirror.image.reference import Reference, parse_reference
+from mirror.image.reference import Reference, flatten_destination, parse_reference
 from mirror.net.hosts import HostOptions
 
 Obj = dict[str, Any]
@@ -62,6 +62,8 @@ class Plan:
     renderer: str = ""
     values: Mapping[str, Any] = field(default_factory=dict)
     files: ChartFiles | None = None
+    # The digest a narrowed entry's signature names (the source's), by its place in R.
+    signed: Mapping[Reference, str] = field(default_factory=dict)
 
     @property
     def resources(self) -> list[Obj]:
@@ -160,7 +162,20 @@ def build_plan(
         rendered.renderer,
         rendered.values,
         rendered.files,
+        _signed_digests(entries, settings, held or {}),
     )
+
+
+def _signed_digests(
+    entries: Iterable[LockEntry], settings: Settings, held: Mapping[Reference, str]
+) -> dict[Reference, str]:
+    """For each entry R holds a narrowed index of: the source digest its signature names."""
+    found: dict[Reference, str] = {}
+    for entry in entries:
+        where = flatten_destination(entry.source.with_digest(None), settings.server)
+        if entry.digest and where in held:
+            found[where] = entry.digest
+    return found
 
 
 def load_rendered(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -75,8 +75,12 @@ def registry_signatures(
     credentials: Credentials | None,
     hosts: HostOptions,
     keys: Sequence[VerifyKey],
+    signed: Mapping[Reference, str] | None = None,
 ) -> Iterator[Callable[[Reference], str]]:
-    """``unverified(ref)``: why the image has no signature valid under ``keys`` ("" if it has)."""
+    """``unverified(ref)``: why the image has no signature valid under ``keys`` ("" if it has).
+
+    ``signed``: for a narrowed index R holds, the source digest its signature names.
+    """
     from mirror.attachments import AttachmentReader
     from mirror.errors import MirrorError
 
@@ -87,8 +91,9 @@ def registry_signatures(
             head = transport.head_manifest(ref)
             if head is None:
                 return f"{ref}: not found"
+            subject = (signed or {}).get(ref.with_digest(None), head.digest)
             try:
-                reader.check(ref, head.digest, reader.find(ref, ref, [head.digest]), keys)
+                reader.check(ref, subject, reader.find(ref, ref, [subject]), keys)
             except MirrorError as exc:
                 return str(exc)
             return ""

@@ -11,15 +11,30 @@ from pathlib import Path
 from deploy.chart.manifests import load_paths
 from deploy.postrender.rewrite import image_uses
 from tests.deploy.deploycli import MINI_MESH, ok, run_deploy
+from tests.fakekube.fixtures import KubeUnderTest
 from tests.imagefactory import make_image, make_index, push
 from tests.mirrorcli import run_mirror
 from tests.registries import Registry
+from tests.signing import make_keypair, signature_manifest, tag_of
 
 SOURCE = "docker-registry.nginx.com/nsm/nginx-mesh-controller:2.0.0"
 
 
-def test_deploy_pins_the_narrowed_index_r_holds(
-    anon_registry: Registry, unique_repo: object, tmp_path: Path
+WORKLOAD = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: controller}
+spec:
+  selector: {matchLabels: {app: c}}
+  template:
+    metadata: {labels: {app: c}}
+    spec:
+      containers: [{name: c, image: "docker-registry.nginx.com/nsm/nginx-mesh-controller:2.0.0"}]
+"""
+
+
+def test_deploy_pins_the_narrowed_index_r_holds_and_checks_the_source_signature(
+    anon_registry: Registry, unique_repo: object, fake_kube: KubeUnderTest, tmp_path: Path
 ) -> None:
     prefix = unique_repo("narrow")  # type: ignore[operator]
     index = make_index(
@@ -28,7 +43,15 @@ def test_deploy_pins_the_narrowed_index_r_holds(
             make_image("controller-arm64", platform=("linux", "arm64")),
         ]
     )
-    push(anon_registry, f"{prefix}/src/nsm/nginx-mesh-controller", "2.0.0", index)
+    source_repo = f"{prefix}/src/nsm/nginx-mesh-controller"
+    push(anon_registry, source_repo, "2.0.0", index)
+    key = make_keypair(tmp_path)
+    push(
+        anon_registry,
+        source_repo,
+        tag_of(index.digest, "sig"),
+        signature_manifest(key, index.digest),
+    )
     lock = tmp_path / "images.lock"
     lock.write_text(
         f'version = 1\n\n[[images]]\nsource = "{SOURCE}"\ncomponent = "nginx-mesh"\n'
@@ -38,7 +61,7 @@ def test_deploy_pins_the_narrowed_index_r_holds(
     endpoint = f"docker-registry.nginx.com={anon_registry.url}/{prefix}/src"
     synced = run_mirror(
         "sync", "--lock", str(lock), "--registry-server", server, "--endpoint", endpoint,
-        "--no-attachments",
+        "--verify-key", str(key.public_pem),
     )  # fmt: skip
     assert synced.returncode == 0, synced.stderr
     held = run_mirror("verify", "--lock", str(lock), "--registry-server", server, "--output",
@@ -54,3 +77,16 @@ def test_deploy_pins_the_narrowed_index_r_holds(
     assert name == f"{server}/nginx-mesh-controller:2.0.0"
     assert digest and digest != index.digest  # R's own index, not the source's
     assert digest in held.stdout  # the digest mirror verify reads at R
+
+    manifest = tmp_path / "controller.yaml"
+    manifest.write_text(WORKLOAD)
+    applied = ok(
+        run_deploy(
+            "apply", "--registry-server", server, "--lock", str(lock), "--manifests",
+            str(manifest), "--verify-key", str(key.public_pem), *fake_kube.cli_args(),
+        )
+    )  # fmt: skip
+    assert f"preflight: all 1 images in {server} are signed" in applied.stderr
+    live = fake_kube.get("apps/v1", "Deployment", "controller", "nginx-mesh")
+    assert live is not None
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == pinned
