@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 E2E_ENV = "MESHLIFT_E2E_KUBECONFIG"
 E2E_CONTEXT_ENV = "MESHLIFT_E2E_CONTEXT"
-MESH_SELECTOR = "app.kubernetes.io/managed-by=meshlift"
+# The chart labels every object of the mesh so (nginx-meshctl remove finds its CRDs by it).
+MESH_SELECTOR = "app.kubernetes.io/part-of=nginx-service-mesh"
 Obj = dict[str, Any]
 
 
