@@ -52,7 +52,3 @@ class WaitTimeout(ClusterError):
 
 class RolloutFailed(ClusterError):
     """A workload will not roll out without help: an image that cannot be pulled, a deadline."""
-
-
-class HookFailed(DeployError):
-    """A Helm hook Job failed."""

@@ -46,18 +46,17 @@ def rollout_state(obj: Obj) -> RolloutState:
     return RolloutState(done, f"{available}/{wanted} available")
 
 
-def stalled_reason(obj: Obj) -> str | None:
-    """Why a Deployment stopped progressing (``Progressing=False``), or None."""
+def condition_reason(obj: Obj, kind: str, status: str) -> str | None:
+    """``reason: message`` of ``obj``'s condition ``kind`` when it has ``status``, or None."""
     for condition in (obj.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Progressing" and condition.get("status") == "False":
+        if condition.get("type") == kind and condition.get("status") == status:
             return f"{condition.get('reason')}: {condition.get('message', '')}".rstrip(": ")
     return None
 
 
-def pod_selector(obj: Obj) -> str | None:
-    """A workload's ``matchLabels`` as a label selector, or None when it has none."""
-    labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or None
+def stalled_reason(obj: Obj) -> str | None:
+    """Why a Deployment stopped progressing (``Progressing=False``), or None."""
+    return condition_reason(obj, "Progressing", "False")
 
 
 def pull_failure(pod: Obj) -> str | None:

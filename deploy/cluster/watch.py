@@ -22,6 +22,7 @@ from deploy.cluster.client import Cluster
 from deploy.cluster.rollout import (
     ROLLOUT_KINDS,
     RolloutState,
+    condition_reason,
     pull_failure,
     rollout_state,
     stalled_reason,
@@ -58,13 +59,6 @@ def _current_replicaset(deployment: Obj, replicasets: Iterable[Obj]) -> Obj | No
     for rs in replicasets:
         if _owned_by(rs, deployment) and _template(rs) == wanted:
             return rs
-    return None
-
-
-def _failed_create(rs: Obj) -> str | None:
-    for condition in (rs.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
-            return f"{condition.get('reason')}: {condition.get('message', '')}".rstrip(": ")
     return None
 
 
@@ -129,7 +123,7 @@ class RolloutWatch:
 
     def _judge(self, workload: Obj, snap: Snapshot, now: float) -> str | None:
         pods, rs = snap.current_pods(workload)
-        if rs is not None and (reason := _failed_create(rs)) is not None:
+        if rs is not None and (reason := condition_reason(rs, "ReplicaFailure", "True")):
             return reason
         if (reason := _stalled(workload)) is not None:
             return reason

@@ -51,10 +51,6 @@ def _options(timeout: float, wait: bool, adopt: bool, description: str) -> dict[
     return options
 
 
-class Cancelled(ClusterError):
-    """The action was stopped (by :meth:`Releases.cancel`) before it finished."""
-
-
 class Releases:
     """The mesh's Helm release in one namespace, through one Helm configuration."""
 
@@ -89,9 +85,7 @@ class Releases:
         helm = self.helm
         try:
             return run()
-        except helm.HelmCancelledError as exc:
-            raise Cancelled(f"helm {action} {self.name}: {one_line(str(exc))}") from None
-        except helm.HelmError as exc:
+        except helm.HelmError as exc:  # a cancelled action too: its message says why
             raise ClusterError(f"helm {action} {self.name}: {one_line(str(exc))}") from None
 
     def history(self) -> list[Release]:

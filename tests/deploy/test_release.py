@@ -348,21 +348,23 @@ def test_without_helms_library_every_release_command_refuses_in_one_line(
 def test_remove_names_the_workloads_still_running_the_sidecar(fake: KubeUnderTest) -> None:
     apply_mesh(fake, "nginx-mesh")
     apps = fake.create_namespace("apps")
+    spec = {
+        "replicas": 0,  # the test makes the Pod itself
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "web:1"}]},
+        },
+    }
     deployment = fake.create(
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": {"name": "web", "namespace": apps},
-            "spec": {
-                "replicas": 0,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": "web:1"}]},
-                },
-            },
+            "spec": spec,
         }
     )
+    owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
     fake.create(
         {
             "apiVersion": "apps/v1",
@@ -370,23 +372,9 @@ def test_remove_names_the_workloads_still_running_the_sidecar(fake: KubeUnderTes
             "metadata": {
                 "name": "web-5d9",
                 "namespace": apps,
-                "ownerReferences": [
-                    {
-                        "apiVersion": "apps/v1",
-                        "kind": "Deployment",
-                        "name": "web",
-                        "uid": deployment["metadata"]["uid"],
-                    }
-                ],
+                "ownerReferences": [{**owner, "uid": deployment["metadata"]["uid"]}],
             },
-            "spec": {
-                "replicas": 0,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": "web:1"}]},
-                },
-            },
+            "spec": spec,
         }
     )
     fake.create(
