@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from deploy.cli.options import cluster_options, connect, handled, hosts_from, mesh_namespace_option
+from deploy.cli.options import (
+    cluster_options,
+    connect,
+    handled,
+    hosts_from,
+    mesh_namespace_option,
+    releases_from,
+)
 from mirror.cli.options import (
     ca_file_option,
     credentials_from,
@@ -37,9 +44,8 @@ def _short(match: re.Match[str]) -> str:
 @click.option("--all-namespaces", is_flag=True, help="Audit every namespace, not only the mesh's.")
 @click.option(
     "--image-tag",
-    default="2.0.0",
-    show_default=True,
-    help="The deployed release's image tag: older sidecars and init containers are findings.",
+    help="The mesh's image tag: older sidecars and init containers are findings (default: the"
+    " deployed release's registry.imageTag, else 2.0.0).",
 )
 @lock_option
 @insecure_registry_option
@@ -65,13 +71,24 @@ def audit(**params: Any) -> None:
     credentials = credentials_from(params)
     hosts = hosts_from(params)
     entries = load_lock(resolve_lock_path(params["lock_path"])).entries
-    expect = Expectations.from_lock(server, params["image_tag"], entries)
+    expect = Expectations.from_lock(server, params["image_tag"] or _release_tag(params), entries)
     with connect(params) as cluster, registry_digests(server, credentials, hosts) as digests:
         namespaces = None if params["all_namespaces"] else audited_namespaces(cluster, namespace)
         result = run_audit(cluster, namespaces, expect, digests)
     print_audit(result, params["output"])
     if result.findings:
         sys.exit(1)
+
+
+def _release_tag(params: dict[str, Any]) -> str:
+    """The image tag the deployed release runs, as Helm stored its values."""
+    from deploy.chart.settings import DEFAULT_IMAGE_TAG
+
+    with releases_from(params, params["namespace"]) as releases:
+        if not releases.history():
+            return DEFAULT_IMAGE_TAG
+        registry = releases.user_values().get("registry") or {}
+    return str(registry.get("imageTag") or DEFAULT_IMAGE_TAG)
 
 
 def print_audit(result: Audit, output: str) -> None:

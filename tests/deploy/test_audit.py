@@ -9,7 +9,7 @@ from typing import Any
 
 from deploy.cluster.audit import Expectations, RunningContainer, check_container
 from mirror.image.reference import parse_reference, parse_registry_server
-from tests.deploy.deploycli import ok, one_line_error, run_deploy
+from tests.deploy.deploycli import MINI_MESH, ok, one_line_error, run_deploy
 from tests.fakekube.fixtures import KubeUnderTest
 from tests.imagefactory import make_image, push
 from tests.registries import Registry
@@ -301,3 +301,21 @@ def test_audit_reads_the_registry_with_deploys_credentials(
         input=basic_registry.password + "\n", env=no_config,
     )  # fmt: skip
     assert "no findings" in ok(right).stdout
+
+
+def test_the_sidecar_tag_defaults_to_the_deployed_releases(
+    anon_registry: Registry, unique_repo: Any, fake_kube: KubeUnderTest
+) -> None:
+    at = scenario(anon_registry, unique_repo, fake_kube)
+    ok(
+        run_deploy(
+            "apply", "--registry-server", at.server, "--chart", MINI_MESH, "--skip-preflight",
+            "--image-tag", "2.1.0", "--no-wait", *fake_kube.cli_args(),
+        )
+    )  # fmt: skip
+    args = ["--registry-server", at.server, "--insecure-registry", at.registry.host]
+    result = run_deploy("audit", *args, "--output", "json", *fake_kube.cli_args())
+    assert result.exit_code == 1, result.stderr
+    stale = [f for f in json.loads(result.stdout)["findings"] if f["problem"] == "stale injection"]
+    assert [f["pod"] for f in stale] == ["cart-5d9-stale"]
+    assert "older than the release's 2.1.0" in stale[0]["detail"]
