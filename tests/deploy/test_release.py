@@ -398,3 +398,50 @@ def test_remove_names_the_workloads_still_running_the_sidecar(fake: KubeUnderTes
     )
     removed = remove(fake, "nginx-mesh")
     assert f"re-roll    Deployment {apps}/web: it still runs the mesh's sidecar" in removed.stdout
+
+
+def test_a_stale_progress_deadline_is_not_this_rollouts_failure(fake: KubeUnderTest) -> None:
+    assert fake.server is not None
+    store = fake.server.store
+    store.stalled.add("nginx-mesh-controller")
+    apply_mesh(fake, "nginx-mesh", "--no-wait")  # revision 1 stalled past its deadline
+    store.stalled.clear()
+    store.rollout_delay = 1.5  # the controller sees the new spec a moment after it is written
+    upgraded = apply_mesh(fake, "nginx-mesh", "--image-tag", "2.0.1")
+    assert "upgraded: Helm release nginx-service-mesh revision 2" in upgraded.stdout
+
+
+def test_a_failing_pod_of_the_previous_replicaset_is_not_this_rollouts_failure(
+    fake: KubeUnderTest,
+) -> None:
+    assert fake.server is not None
+    store = fake.server.store
+    store.pull_errors[f"{R}/nginx-mesh-controller:2.0.0"] = "manifest unknown"
+    apply_mesh(fake, "nginx-mesh", "--no-wait")
+    store.rollout_delay = 1.0  # the old ReplicaSet's failing pod outlives the new rollout a while
+    upgraded = apply_mesh(fake, "nginx-mesh", "--image-tag", "2.0.1")
+    assert "upgraded: Helm release nginx-service-mesh revision 2" in upgraded.stdout
+
+
+def test_a_failed_pre_delete_hook_is_not_hidden_by_an_earlier_runs_job(fake: KubeUnderTest) -> None:
+    assert fake.server is not None
+    apply_mesh(fake, "nginx-mesh")
+    fake.create(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "turn-proxies-transparent", "namespace": "nginx-mesh"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "c", "image": f"{R}/kubectl"}],
+                    }
+                }
+            },
+        }
+    )  # completed, left by an earlier run
+    fake.server.store.set_job_outcome("turn-proxies-transparent", "Failed")
+    result = run_deploy("remove", "--timeout", "30s", *fake.cli_args())
+    assert "turn-proxies-transparent" in one_line_error(result, 1)
+    assert helm_list(fake, "nginx-mesh") != []  # the release is still there to remove again
