@@ -174,9 +174,9 @@ def write_archive(layout: Path, tag: str, archive: Path, epoch: int) -> None:
         for directory in ("blobs", "blobs/sha256"):
             tar.addfile(tar_member(directory, epoch, directory=True))
         for path in blobs:
-            with path.open("rb") as data:
+            with path.open("rb") as handle:
                 info = tar_member(f"blobs/sha256/{path.name}", epoch, path.stat().st_size)
-                tar.addfile(info, data)
+                tar.addfile(info, handle)
     partial.replace(archive)
 
 
