@@ -1,9 +1,10 @@
 """The OCI image layout transport: a layout directory (read and written) or a tar of one (read).
 
 A tar is never extracted. Its member headers are checked once (no links, devices, absolute or
-``..`` names, nothing but the layout files and ``blobs/sha256/<hex>``), then blobs are streamed
-straight out of the archive by offset. A directory being written gets each blob through a
-temporary name, and ``index.json`` only at :meth:`LayoutWriter.commit`.
+``..`` names, nothing but the layout files, Docker's ``manifest.json`` and ``repositories``, and
+``blobs/sha256/<hex>``), then blobs are streamed straight out of the archive by offset. A
+directory being written gets each blob through a temporary name, and ``index.json`` only at
+:meth:`LayoutWriter.commit`.
 """
 
 from __future__ import annotations
