@@ -5,6 +5,9 @@ which fixes the config's dates and every file's mtime, from a wheelhouse made he
 machine's pip configuration (the build itself has no network). The base is ``$BASE`` when set
 (``python:3.11-slim`` for people with Docker Hub), else a minimal Debian bookworm with python3
 and CA certificates made by mmdebstrap from Debian's archive, dated by the same commit.
+The archive is podman's OCI layout with Docker's ``manifest.json`` beside ``index.json``, as
+``docker save`` of Docker 25+ writes it, so ``docker load`` of any Docker reads it as OCI tools do;
+its members are in a fixed order with fixed dates, so one image gives one archive.
 The work (wheelhouse, Debian root filesystem) and podman's storage are under build/, never in
 the machine's own storage; ``--build DIR --dist DIR`` puts them elsewhere.
 """
@@ -13,10 +16,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import tomllib
@@ -126,6 +132,54 @@ def prune(podman: Podman, keep: str) -> None:
     podman("image", "prune", "--force")
 
 
+def docker_manifest(layout: Path, tag: str) -> bytes:
+    """Docker's ``manifest.json`` for the one image of an OCI layout: its config and layers by
+    their paths in the layout, so ``docker load`` reads the same blobs OCI tools do."""
+    (entry,) = json.loads((layout / "index.json").read_bytes())["manifests"]
+    manifest = json.loads((layout / blob(entry["digest"])).read_bytes())
+    image = {
+        "Config": blob(manifest["config"]["digest"]),
+        "RepoTags": [tag],
+        "Layers": [blob(layer["digest"]) for layer in manifest["layers"]],
+    }
+    return json.dumps([image], separators=(",", ":")).encode()
+
+
+def blob(digest: str) -> str:
+    """The path of a sha256 blob in an OCI layout."""
+    return "blobs/sha256/" + digest.removeprefix("sha256:")
+
+
+def tar_member(name: str, epoch: int, size: int = 0, directory: bool = False) -> tarfile.TarInfo:
+    """A member header owned by root and dated ``epoch``."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, epoch, 0o755 if directory else 0o644
+    info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
+    return info
+
+
+def write_archive(layout: Path, tag: str, archive: Path, epoch: int) -> None:
+    """Tar the OCI layout with Docker's ``manifest.json`` added; ``index.json`` as podman wrote it.
+
+    Members come in a fixed order (layout files, directories, blobs by digest) with fixed
+    owners and dates, so the archive's bytes depend only on the image.
+    """
+    files = {name: (layout / name).read_bytes() for name in ("oci-layout", "index.json")}
+    files["manifest.json"] = docker_manifest(layout, tag)
+    blobs = sorted((layout / "blobs" / "sha256").iterdir())
+    partial = archive.with_name(archive.name + ".part")
+    with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            tar.addfile(tar_member(name, epoch, len(data)), io.BytesIO(data))
+        for directory in ("blobs", "blobs/sha256"):
+            tar.addfile(tar_member(directory, epoch, directory=True))
+        for path in blobs:
+            with path.open("rb") as handle:
+                info = tar_member(f"blobs/sha256/{path.name}", epoch, path.stat().st_size)
+                tar.addfile(info, handle)
+    partial.replace(archive)
+
+
 def main() -> None:
     """Build ``meshlift:<version>`` and write its OCI archive; print the archive's path."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -154,7 +208,11 @@ def main() -> None:
     options.dist.mkdir(parents=True, exist_ok=True)
     archive = options.dist / f"meshlift-{version}.oci.tar"
     archive.unlink(missing_ok=True)
-    podman("push", "--quiet", name, f"oci-archive:{archive}:meshlift:{version}")
+    layout = work / "layout"
+    shutil.rmtree(layout, ignore_errors=True)
+    podman("push", "--quiet", name, f"oci:{layout}:meshlift:{version}")
+    write_archive(layout, f"meshlift:{version}", archive, int(epoch))
+    shutil.rmtree(layout)
     prune(podman, keep=base)
     print(f"image: {archive} in {time.monotonic() - started:.0f} s", file=sys.stderr)
     print(archive)

@@ -237,6 +237,62 @@ def test_load_layouts_skopeo_wrote(
     assert code == 2 and "has no ref name annotation" in one_error_line(result)
 
 
+def docker_save_oci_archive(path: Path, image: Image, repository: str, tag: str) -> Path:
+    """A tar shaped as ``docker save`` of Docker 25+ writes it: an OCI layout whose index names
+    the image by a bare tag, with Docker's ``manifest.json`` and ``repositories`` beside it and
+    the legacy v1 JSON of the layer as an unreferenced blob."""
+    legacy = json.dumps({"id": "0" * 64, "created": "1970-01-01T00:00:00Z"}).encode()
+    blobs = {b.digest: b.data for b in image.blobs}
+    blobs |= {image.digest: image.manifest, sha256(legacy): legacy}
+    entry = {
+        "mediaType": OCI_MANIFEST, "digest": image.digest, "size": len(image.manifest),
+        "annotations": {"io.containerd.image.name": f"{repository}:{tag}", REF_NAME: tag},
+    }  # fmt: skip
+    manifest = {
+        "Config": f"blobs/sha256/{image.config.digest.removeprefix('sha256:')}",
+        "RepoTags": [f"{repository.removeprefix('docker.io/library/')}:{tag}"],
+        "Layers": [f"blobs/sha256/{b.digest.removeprefix('sha256:')}" for b in image.layers],
+    }
+    files = {
+        **{f"blobs/sha256/{d.removeprefix('sha256:')}": data for d, data in sorted(blobs.items())},
+        "index.json": json.dumps(
+            {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]}
+        ),
+        "manifest.json": json.dumps([manifest]),
+        "oci-layout": '{"imageLayoutVersion": "1.0.0"}',
+        "repositories": json.dumps({repository: {tag: "0" * 64}}),
+    }
+    with tarfile.open(path, "w") as tar:
+        for directory in ("blobs/", "blobs/sha256/"):
+            info = tarfile.TarInfo(directory)
+            info.type = tarfile.DIRTYPE
+            tar.addfile(info)
+        for name, content in files.items():
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_inspect_and_load_read_a_docker_25_save(
+    make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    """Docker 25+ saves an OCI layout with Docker's manifest.json and repositories beside it."""
+    image = make_image("docker-25-save", [3000, 2000])
+    archive = docker_save_oci_archive(tmp_path / "meshtool.tar", image, "meshtool", "1.0")
+    inspected = run_mirror("inspect", "--input", str(archive), "--output", "json")
+    assert inspected.returncode == 0, inspected.stderr
+    contents = json.loads(inspected.stdout)
+    assert contents["complete"]
+    assert [(i["name"], i["digest"]) for i in contents["images"]] == [("1.0", image.digest)]
+    dest = make_registry("basic")
+    code, report, result = load(archive, dest)
+    assert code == 0, result.stderr
+    assert statuses(report) == {"docker.io/library/meshtool:1.0": "copied"}
+    assert_loaded(dest, image, "nsm/meshtool:1.0")
+
+
 def test_flipped_byte_fails_that_image_only(
     public: PublicImages, saved: Path, make_registry: RegistryFactory, tmp_path: Path
 ) -> None:

@@ -1,12 +1,14 @@
 """meshlift's container image (issue 27): built by scripts/dev image, run by Docker, loaded into R.
 
 The image is built once for this module (several minutes), then loaded into the private dockerd
-with ``mirror load --to-docker``; one more build from empty storage checks reproducibility.
+(Debian's Docker 20.10) with ``docker load``; one more build from empty storage checks
+reproducibility.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -26,7 +28,7 @@ from tests.dockerd import Dockerd
 from tests.imagefactory import sha256
 from tests.mirrorcli import REPO_ROOT, PublicImages, publish_default_set, report_of, run_mirror
 from tests.registries import Registry, RegistryFactory
-from tests.skopeo import skopeo_raw
+from tests.skopeo import run_skopeo, skopeo_raw
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 
@@ -66,6 +68,12 @@ def config_digest(archive: Path) -> str:
         return str(json.load(member)["config"]["digest"])
 
 
+def archive_sha256(archive: Path) -> str:
+    """The sha256 of the archive's bytes."""
+    with archive.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def git(*args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=True
@@ -88,12 +96,11 @@ def archive() -> Path:
 
 @pytest.fixture(scope="module")
 def docker(archive: Path, dockerd: Dockerd) -> Iterator[DockerCli]:
-    """The docker CLI on the private daemon, which holds the image (``mirror load --to-docker``)."""
+    """The docker CLI on the private daemon, which holds the image from ``docker load -i``."""
     cli = DockerCli(dockerd, Path(tempfile.mkdtemp(prefix="meshlift-image-docker-")))
-    loaded = run_mirror(
-        "load", "--input", str(archive), "--to-docker", "--docker-host", dockerd.host
-    )
+    loaded = cli("load", "--input", str(archive))
     assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.splitlines()[-1] == f"Loaded image: {IMAGE}"
     yield cli
     shutil.rmtree(cli.config, ignore_errors=True)
 
@@ -120,6 +127,18 @@ class DockerCli:
 @pytest.fixture(scope="module")
 def public(anon_registry: Registry) -> PublicImages:
     return publish_default_set(anon_registry)
+
+
+def test_docker_load_and_skopeo_read_the_one_archive(docker: DockerCli, archive: Path) -> None:
+    """Docker's manifest.json beside index.json names the blobs the OCI manifest names: docker
+    load gives the image under its tag, its ID the config digest; skopeo reads the manifest."""
+    server = docker("version", "--format", "{{.Server.Version}}")
+    print(f"docker load by dockerd {server.stdout.strip()}")
+    image = docker.inspect()
+    assert image["Id"] == config_digest(archive)
+    assert image["RepoTags"] == [IMAGE]
+    raw = run_skopeo("inspect", "--raw", f"oci-archive:{archive}").stdout
+    assert sha256(raw) == manifest_digest(archive)
 
 
 def test_the_image_runs_mirror_and_has_deploy(docker: DockerCli) -> None:
@@ -261,10 +280,12 @@ def test_save_from_docker_then_load_puts_the_daemons_image_into_r(
 
 
 def test_two_builds_of_one_commit_give_one_digest(archive: Path, tmp_path: Path) -> None:
-    """The second build starts from empty storage: a new Debian base, wheelhouse and image."""
+    """The second build starts from empty storage: a new Debian base, wheelhouse and image.
+    The archives are the same bytes, Docker's manifest.json and the tar's headers included."""
     first = manifest_digest(archive)
     try:
         again = build_image("--build", str(tmp_path / "build"), "--dist", str(tmp_path / "dist"))
         assert manifest_digest(again) == first
+        assert archive_sha256(again) == archive_sha256(archive)
     finally:
         shutil.rmtree(tmp_path / "build", ignore_errors=True)

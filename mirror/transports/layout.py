@@ -1,9 +1,10 @@
 """The OCI image layout transport: a layout directory (read and written) or a tar of one (read).
 
 A tar is never extracted. Its member headers are checked once (no links, devices, absolute or
-``..`` names, nothing but the layout files and ``blobs/sha256/<hex>``), then blobs are streamed
-straight out of the archive by offset. A directory being written gets each blob through a
-temporary name, and ``index.json`` only at :meth:`LayoutWriter.commit`.
+``..`` names, nothing but the layout files, Docker's ``manifest.json`` and ``repositories``, and
+``blobs/sha256/<hex>``), then blobs are streamed straight out of the archive by offset. A
+directory being written gets each blob through a temporary name, and ``index.json`` only at
+:meth:`LayoutWriter.commit`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ MAX_LOCK_BYTES = 1024 * 1024
 MAX_LAYOUT_FILE_BYTES = 64 * 1024
 MAX_MEMBERS = 100_000
 _LAYOUT_FILES = (LAYOUT_FILE, INDEX_FILE, LOCK_FILE)
+# Docker's own index of the images, beside index.json in what ``docker save`` writes since
+# Docker 25 (and in meshlift's image archive): allowed in a tar, never read.
+_DOCKER_FILES = ("manifest.json", "repositories")
 _LAYOUT_DIRS = ("", "blobs", "blobs/sha256")
 _BLOB_NAME = re.compile(r"^blobs/sha256/[a-f0-9]{64}$")
 _SHA256 = re.compile(r"^sha256:[a-f0-9]{64}$")
@@ -244,7 +248,7 @@ def _scan_members(path: str, handle: IO[bytes]) -> dict[str, TarMember]:
                 name = _member_name(path, info)
                 if name is None:
                     continue
-                if not (name in _LAYOUT_FILES or _BLOB_NAME.match(name)):
+                if not (name in (*_LAYOUT_FILES, *_DOCKER_FILES) or _BLOB_NAME.match(name)):
                     others.append(name)
                 elif name in members:
                     raise ArchiveError(f"{path}: member {name} appears twice")
@@ -260,12 +264,14 @@ def _scan_members(path: str, handle: IO[bytes]) -> dict[str, TarMember]:
             f"{path}: truncated or corrupt tar (no end-of-archive after {end} bytes)"
         )
     if LAYOUT_FILE not in members or INDEX_FILE not in members:
-        found = f" (holds {', '.join(others[:3])})" if others else ""
+        held = [*(name for name in _DOCKER_FILES if name in members), *others]
+        found = f" (holds {', '.join(held[:3])})" if held else ""
         raise ArchiveError(f"{path}: not an OCI image layout: no oci-layout or index.json{found}")
     if others:
         raise ArchiveError(
             f"{path}: unexpected member {others[0]}: an OCI image layout holds only"
-            " oci-layout, index.json, images.lock and blobs/sha256/<digest>"
+            " oci-layout, index.json, images.lock, blobs/sha256/<digest> and Docker's"
+            " manifest.json and repositories"
         )
     return members
 
