@@ -62,8 +62,10 @@ class BlobLedger:
         self._mounting: set[str] = set()
 
     def mounted(self, registry: str) -> None:
-        """Note that ``registry`` mounted a blob (so it answers a mount request as asked)."""
-        self._mounting.add(registry)
+        """Note that ``registry`` mounted a blob: it implements mounts, so one it does not
+        make means the blob is not there."""
+        with self._lock:
+            self._mounting.add(registry)
 
     def mounts(self, registry: str) -> bool:
         """Whether ``registry`` has mounted a blob this run."""
