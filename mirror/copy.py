@@ -51,13 +51,25 @@ _SKIPPED_LAYER_HINTS = ("foreign", "nondistributable")
 class BlobLedger:
     """Where this run has placed each blob at the destination, shared by concurrent images.
 
-    The first image to need a blob uploads it; others wait for it and then mount it.
+    The first image to need a blob uploads it; others wait for it and then mount it. It also
+    knows which destination registries have mounted a blob this run.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._inflight: dict[str, threading.Event] = {}
         self._placed: dict[str, Reference] = {}
+        self._mounting: set[str] = set()
+
+    def mounted(self, registry: str) -> None:
+        """Note that ``registry`` mounted a blob: it implements mounts, so one it does not
+        make means the blob is not there."""
+        with self._lock:
+            self._mounting.add(registry)
+
+    def mounts(self, registry: str) -> bool:
+        """Whether ``registry`` has mounted a blob this run."""
+        return registry in self._mounting
 
     def acquire(self, digest: str) -> tuple[bool, Reference | None]:
         """Return (owner, known location). Non-owners wait until the owner is done."""
@@ -217,25 +229,32 @@ class ImageCopier:
         return self.source.get_manifest(job.source, wanted)
 
     def _children(self, job: CopyJob, top: Manifest) -> list[Manifest]:
-        """Every manifest below ``top`` once (indexes may nest), children before parents.
+        """Every manifest below ``top`` once (indexes may nest), children before parents; the
+        children of one index are fetched at once.
 
         Nesting deeper than MAX_INDEX_DEPTH, or more than MAX_INDEX_ENTRIES manifests in all,
         is refused as hostile.
         """
         found: dict[str, Manifest] = {}
+        fetched = 0
+
+        def fetch(digest: str) -> Manifest:
+            return self.source.get_manifest(job.source, digest)
 
         def walk(parent: Manifest, depth: int) -> None:
-            for child in parent.children:
-                if child.digest in found:
-                    continue
-                if depth > MAX_INDEX_DEPTH or len(found) >= MAX_INDEX_ENTRIES:
-                    raise HostileContent(
-                        f"{job.source}: indexes nested deeper than {MAX_INDEX_DEPTH} levels or"
-                        f" holding more than {MAX_INDEX_ENTRIES} manifests refused"
-                    )
-                manifest = self.source.get_manifest(job.source, child.digest)
-                walk(manifest, depth + 1)
-                found[child.digest] = manifest
+            nonlocal fetched
+            fresh = list(dict.fromkeys(c.digest for c in parent.children if c.digest not in found))
+            if fresh and (depth > MAX_INDEX_DEPTH or fetched + len(fresh) > MAX_INDEX_ENTRIES):
+                raise HostileContent(
+                    f"{job.source}: indexes nested deeper than {MAX_INDEX_DEPTH} levels or"
+                    f" holding more than {MAX_INDEX_ENTRIES} manifests refused"
+                )
+            fetched += len(fresh)
+            manifests = run_parallel(fetch, fresh, BLOB_WORKERS, self.options.cancel, "manifest")
+            for manifest in manifests:
+                if manifest.digest not in found:
+                    walk(manifest, depth + 1)
+                    found[manifest.digest] = manifest
 
         walk(top, 1)
         return list(found.values())
@@ -250,9 +269,10 @@ class ImageCopier:
             )
             # A mount answers "is it there?" too, so a blob this run placed elsewhere skips HEAD.
             if elsewhere and self.destination.mount_blob(job.destination, desc, elsewhere):
+                self.ledger.mounted(job.destination.registry)
                 self._count(result, blobs_mounted=1)
                 self.events.placed(job, desc.size, "mounted")
-            elif self.destination.has_blob(job.destination, desc):
+            elif self._held(job, desc, asked=elsewhere is not None):
                 self._count(result, blobs_present=1, bytes_present=desc.size)
                 self.events.placed(job, desc.size, "present")
             else:
@@ -262,6 +282,18 @@ class ImageCopier:
         finally:
             if owner:
                 self.ledger.release(desc.digest, landed)
+
+    def _held(self, job: CopyJob, desc: Descriptor, asked: bool) -> bool:
+        """Whether the destination repository holds the blob.
+
+        Where the destination has mounted a blob this run, a mount from the repository itself
+        asks that and opens the upload a missing blob needs: one request, not a HEAD then a
+        POST. After a mount from elsewhere was ``asked`` and refused, a HEAD asks (the upload
+        that mount may have opened is then the one used, or dropped).
+        """
+        if asked or not self.ledger.mounts(job.destination.registry):
+            return self.destination.has_blob(job.destination, desc)
+        return self.destination.mount_blob(job.destination, desc, job.destination)
 
     def _upload(self, job: CopyJob, desc: Descriptor) -> None:
         what = f"the transfer of blob {desc.digest}"

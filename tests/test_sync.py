@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.imagefactory import Image, Index, make_image, make_layer, registry_client, sha256
+from tests.imagefactory import (
+    Image,
+    Index,
+    make_image,
+    make_layer,
+    push,
+    registry_client,
+    sha256,
+)
 from tests.mirrorcli import PublicImages, publish_default_set, report_of, run_mirror
 from tests.registries import Registry, RegistryFactory
 from tests.skopeo import run_skopeo, skopeo_copy, skopeo_raw
@@ -115,6 +123,38 @@ def test_shared_base_layer_is_uploaded_once_then_mounted(
     ]  # fmt: skip
     assert len(mounts) == len(public.artifacts) - 1
     assert report["summary"]["blobs_mounted"] >= len(public.artifacts) - 1  # type: ignore[index]
+
+
+def test_once_the_registry_mounted_a_blob_each_blob_is_asked_about_with_a_mount(
+    public: PublicImages, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    # curl's blobs are already in its repository (under another tag): found, not uploaded
+    dest = make_registry("basic")
+    curl = public.artifacts["docker.io/curlimages/curl:latest"]
+    assert isinstance(curl, Image)
+    push(dest, "nsm/curl", "other", curl)
+    mark = dest.mark()
+    lock = public.write_lock(tmp_path / "images.lock")
+    code, report, stderr = sync(public, dest, lock, "--jobs", "1")
+    assert code == 0, stderr
+    assert {i["status"] for i in report["images"]} == {"copied"}  # type: ignore[index]
+    for source, artifact in public.artifacts.items():
+        assert sha256(skopeo_raw(dest, dest_name(source))) == artifact.digest, source
+    # nats mounted the base layer spire uploaded; the images after it ask about each blob
+    # with a mount from their own repository: 201 if it is there, else the upload it opens
+    # (202), which the PUT fills. No HEAD, then POST.
+    after = ("/v2/nsm/nginx-mesh-sidecar/", "/v2/nsm/curl/")
+    later = [r for r in dest.requests(mark) if r.path.startswith(after)]
+    assert [r for r in later if r.method == "HEAD" and "/blobs/" in r.path] == []
+    own = [
+        r
+        for r in later
+        if r.method == "POST" and r.path == f"/v2/{r.params.get('from')}/blobs/uploads/"
+    ]
+    puts = [r for r in later if r.method == "PUT" and "/blobs/uploads/" in r.path]
+    assert len(puts) == len([r for r in own if r.status == 202]) == 3  # sidecar's own blobs
+    found = {r.params["mount"] for r in own if r.status == 201}
+    assert found == {b.digest for b in curl.blobs} - {make_layer("shared-base", 300_000).digest}
 
 
 def test_token_mount_asks_for_pull_on_the_mounted_repository(

@@ -273,16 +273,18 @@ class RegistryTransport:
         """Cross-repository mount from ``source`` (same registry); False if not mounted.
 
         A refused mount only means the blob is uploaded; an upload the registry opened instead
-        of mounting is the one put_blob fills.
+        of mounting is the one put_blob fills. With ``source`` in ``ref``'s own repository, the
+        mount says whether the repository holds the blob, and opens its upload if not.
         """
         repo, other = self._repo(ref), self._repo(source)
         url = f"/v2/{repo}/blobs/uploads/"
+        scopes = [_push(repo)] if other == repo else [_push(repo), _pull(other)]
         try:
             response = self.client.request(
                 "POST",
                 ref,
                 url,
-                [_push(repo), _pull(other)],
+                scopes,
                 params={"mount": desc.digest, "from": other},
                 ok=(201, 202),
             )
