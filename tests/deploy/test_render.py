@@ -132,21 +132,19 @@ def rendered_files(directory: Path) -> list[dict[str, Any]]:
     return load_paths([str(directory)])
 
 
+def openshift_render() -> list[str]:
+    """``deploy render`` of the official chart for OpenShift with a login; ``-o`` comes next."""
+    return [
+        "render", "--registry-server", R, "--chart", str(official_chart()), "--environment",
+        "openshift", "--registry-username", "u", "--registry-password-stdin", "-o",
+    ]  # fmt: skip
+
+
 def test_openshift_render_of_the_official_chart_has_no_placeholder_login(tmp_path: Path) -> None:
     out = tmp_path / "out"
     ok(
         run_deploy(
-            "render",
-            "--registry-server",
-            R,
-            "--chart",
-            str(official_chart()),
-            "--environment",
-            "openshift",
-            "--registry-username",
-            "u",
-            "--registry-password-stdin",
-            "-o",
+            *openshift_render(),
             str(out),
             input="pw\n",
         )
@@ -167,17 +165,7 @@ def test_openshift_render_of_the_official_chart_has_no_placeholder_login(tmp_pat
 def test_render_never_shows_the_registry_password_even_inside_a_config_map() -> None:
     result = ok(
         run_deploy(
-            "render",
-            "--registry-server",
-            R,
-            "--chart",
-            str(official_chart()),
-            "--environment",
-            "openshift",
-            "--registry-username",
-            "u",
-            "--registry-password-stdin",
-            "-o",
+            *openshift_render(),
             "-",
             input="s3cr3t-pw\n",
         )
