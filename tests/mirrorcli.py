@@ -35,6 +35,21 @@ def run_mirror(
     )
 
 
+def start_mirror(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start ``python -m mirror ARGS`` as :func:`run_mirror` would, without waiting for it."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MESHLIFT_")}
+    clean.setdefault("DOCKER_CONFIG", str(REPO_ROOT / "tests" / "data" / "no-docker-config"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "mirror", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**clean, **(env or {})},
+    )
+
+
 def report_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     """The JSON report a ``--output json`` run printed."""
     try:

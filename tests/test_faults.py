@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -38,7 +35,7 @@ from tests.imagefactory import (
     registry_client,
     sha256,
 )
-from tests.mirrorcli import REPO_ROOT, PublicImages, report_of, run_mirror
+from tests.mirrorcli import PublicImages, report_of, run_mirror, start_mirror
 from tests.registries import Registry
 
 #: Fast backoff, so retried faults cost milliseconds.
@@ -335,21 +332,6 @@ def test_interrupted_verify_and_lock_stop_within_seconds(command: str, setup: Se
     aftermath = f"; {setup.lock} was not changed" if command == "lock" else ""
     assert stderr.strip().splitlines() == [f"Error: interrupted by SIGINT{aftermath}"]
     assert setup.lock.read_bytes() == before
-
-
-def start_mirror(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    """Start ``python -m mirror ARGS`` as :func:`run_mirror` would, without waiting for it."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MESHLIFT_")}
-    clean.setdefault("DOCKER_CONFIG", str(REPO_ROOT / "tests" / "data" / "no-docker-config"))
-    return subprocess.Popen(
-        [sys.executable, "-m", "mirror", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO_ROOT,
-        env={**clean, **env},
-    )
 
 
 def has_blob(setup: Setup, name: str, digest: str) -> bool:

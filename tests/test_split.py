@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from mirror.errors import InputError
 from mirror.transports.parts import copy_into_parts, open_parts
 from tests.faultproxy import ProxyFactory
 from tests.imagefactory import OCI_LAYER, Blob, Image, make_image, registry_client, sha256
-from tests.mirrorcli import REPO_ROOT, PublicImages, publish_default_set, run_mirror
+from tests.mirrorcli import PublicImages, publish_default_set, run_mirror, start_mirror
 from tests.registries import Registry, RegistryFactory
 from tests.skopeo import run_skopeo, skopeo_raw
 
@@ -321,20 +320,6 @@ def test_split_size_works_with_a_delta(public: PublicImages, unsplit: Path, tmp_
     plain = tmp_path / "plain.tar"
     assert save(public, lock, plain, "--since", str(base)).returncode == 0
     assert digest_of(concatenation(parts_of(delta), tmp_path / "cat.tar")) == digest_of(plain)
-
-
-def start_mirror(*args: str) -> subprocess.Popen[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MESHLIFT_")}
-    clean["DOCKER_CONFIG"] = str(REPO_ROOT / "tests" / "data" / "no-docker-config")
-    return subprocess.Popen(
-        [sys.executable, "-m", "mirror", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO_ROOT,
-        env=clean,
-    )
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 60) -> None:

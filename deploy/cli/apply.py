@@ -131,6 +131,7 @@ def apply(**params: Any) -> None:
                 cluster,
                 releases,
                 plan,
+                upgrade=upgrade,
                 timeout=params["timeout"],
                 adopt=params["take_ownership"],
                 wait=params["wait"],

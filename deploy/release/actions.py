@@ -163,15 +163,16 @@ def apply_release(
     releases: Releases,
     plan: Plan,
     *,
+    upgrade: bool,
     timeout: float,
     adopt: bool = False,
     wait: bool = True,
     progress: Progress = QUIET,
 ) -> Applied:
-    """Install the release, or upgrade it when it exists; see the module docstring."""
+    """Install the release, or ``upgrade`` it (the plan was rendered for one or the other: the
+    caller read the release's history); see the module docstring."""
     deadline = time.monotonic() + timeout
     check_kube_version(plan.files.metadata if plan.files else {}, cluster.kube_version())
-    upgrade = bool(releases.history())
     plan = policy_for(cluster, plan, progress)
     check_ownership(cluster, releases, plan, adopt, progress)
     _ensure_namespace(cluster, plan.settings.namespace, deadline, progress)

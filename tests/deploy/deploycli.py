@@ -8,6 +8,8 @@ import io
 import json
 import os
 import re
+import shutil
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,6 +70,21 @@ def one_line_error(result: Result, code: int, only: bool = True) -> str:
     assert not only or len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     return lines[-1]
+
+
+def kubectl_secret(server: str, username: str, password: str) -> dict[str, Any]:
+    """The Secret ``kubectl create secret docker-registry`` makes, as JSON (kubectl on PATH)."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl is not None
+    done = subprocess.run(
+        [
+            kubectl, "create", "secret", "docker-registry", "nginx-mesh-registry-key",
+            f"--docker-server={server}", f"--docker-username={username}",
+            f"--docker-password={password}", "--dry-run=client", "-o", "json",
+        ],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return dict(json.loads(done.stdout))
 
 
 def decoded_config(secret: dict[str, Any]) -> dict[str, Any]:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-
 import kubernetes_validate
 import pytest
 
@@ -19,10 +15,9 @@ from deploy.postrender.rewrite import image_uses, pod_specs
 from mirror.image.lock import load_lock
 from mirror.net.credentials import Credentials
 from tests.chartrepo import official_chart
-from tests.deploy.deploycli import MINI_MESH, PLACEHOLDER, strings_in
+from tests.deploy.deploycli import MINI_MESH, PLACEHOLDER, kubectl_secret, strings_in
 
 R = "reg.example:5000"
-KUBECTL = shutil.which("kubectl")
 
 
 NO_VALUES = ValueFlags()
@@ -170,30 +165,6 @@ def test_chart_images_are_every_image_the_plan_pulls() -> None:
     ]
 
 
-def _kubectl_secret_data(server: str, username: str, password: str) -> dict[str, str]:
-    assert KUBECTL is not None
-    done = subprocess.run(
-        [
-            KUBECTL,
-            "create",
-            "secret",
-            "docker-registry",
-            "nginx-mesh-registry-key",
-            f"--docker-server={server}",
-            f"--docker-username={username}",
-            f"--docker-password={password}",
-            "--dry-run=client",
-            "-o",
-            "jsonpath={.data}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return dict(json.loads(done.stdout))
-
-
-@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine")
 def test_the_official_charts_registry_secret_is_kubectls_labelled_and_no_placeholder_anywhere() -> (
     None
 ):
@@ -205,7 +176,7 @@ def test_the_official_charts_registry_secret_is_kubectls_labelled_and_no_placeho
         if o["kind"] == "Secret" and o["metadata"]["name"] == "nginx-mesh-registry-key"
     ]
     assert secret["type"] == "kubernetes.io/dockerconfigjson"
-    assert secret["data"] == _kubectl_secret_data(R, "u", "pw")
+    assert secret["data"] == kubectl_secret(R, "u", "pw")["data"]
     assert secret["metadata"]["labels"]["usage"] == "nginx-mesh-registry-key"
     found = [
         o["metadata"]["name"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import subprocess
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 
 from deploy.postrender.secret import dockerconfigjson, redact_secret, registry_secret
 from mirror.net.credentials import Credentials
+from tests.deploy.deploycli import kubectl_secret
 
 KUBECTL = shutil.which("kubectl")
 
@@ -58,28 +58,6 @@ def test_gke_key_user_and_file_content() -> None:
     assert base64.b64decode(entry["auth"]).decode() == f"_json_key:{key}"
 
 
-def _kubectl_config(server: str, username: str, password: str) -> bytes:
-    assert KUBECTL is not None
-    out = subprocess.run(
-        [
-            KUBECTL,
-            "create",
-            "secret",
-            "docker-registry",
-            "nginx-mesh-registry-key",
-            f"--docker-server={server}",
-            f"--docker-username={username}",
-            f"--docker-password={password}",
-            "--dry-run=client",
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        check=True,
-    ).stdout
-    return base64.b64decode(json.loads(out)["data"][".dockerconfigjson"])
-
-
 # kubectl takes its values as command-line arguments: no NUL, and text must round-trip.
 _TEXT = st.text(
     st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1
@@ -95,7 +73,9 @@ _TEXT = st.text(
 )
 def test_decoded_content_equals_kubectls(server: str, username: str, password: str) -> None:
     ours = decoded(registry_secret(server, Credentials(username, password), "nginx-mesh"))
-    assert ours == _kubectl_config(server, username, password)
+    assert ours == base64.b64decode(
+        kubectl_secret(server, username, password)["data"][".dockerconfigjson"]
+    )
 
 
 def test_redact_secret_hides_every_value_and_leaves_other_kinds() -> None:
