@@ -572,3 +572,15 @@ def test_a_registry_that_does_not_create_repositories_gets_one_line_per_image(
     assert report["summary"]["retries"] == 0
     # no retry loop: a refused upload per blob started at once, none after (BLOB_WORKERS = 4)
     assert ecr.injected <= 4 * len(setup.public.artifacts)
+
+
+def test_every_registry_of_a_run_is_first_asked_at_once(setup: Setup) -> None:
+    """The question a run starts with (``HEAD /v2/``: is it a registry, what auth) goes to every
+    registry together: over a WAN each costs a round trip or more, and a lock names several."""
+    slow = [
+        proxy.rule("delay", "HEAD", "^/v2/$", seconds=1.0) for proxy in (setup.source, setup.dest)
+    ]
+    code, _, stderr = setup.sync()
+    assert code == 0, stderr
+    asked = sorted(rule.fired_at[0] for rule in slow if rule.fired_at)
+    assert len(asked) == 2 and asked[1] - asked[0] < 0.5, asked

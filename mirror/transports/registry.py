@@ -9,6 +9,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -108,10 +109,13 @@ class RegistryTransport:
         server, not a registry.
 
         Only a clear answer counts (404, or an HTML page); unreachable hosts and other answers
-        are left to the requests that need them, so one bad source does not stop a run.
+        are left to the requests that need them, so one bad source does not stop a run. The
+        hosts are asked at once: over a WAN each question costs a round trip or more.
         """
-        for host in dict.fromkeys(ref.registry for ref in refs):
-            response = self.client.probe(host, "/v2/")
+        hosts = list(dict.fromkeys(ref.registry for ref in refs))
+        with ThreadPoolExecutor(max(1, len(hosts)), thread_name_prefix="ping") as pool:
+            answers = list(pool.map(lambda host: self.client.probe(host, "/v2/"), hosts))
+        for host, response in zip(hosts, answers, strict=True):
             if response is None:
                 continue
             status = response.status_code
