@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
 from mirror.attachments import AttachmentCopier
@@ -41,6 +41,7 @@ from mirror.run import (
     CopyOptions,
     NoEvents,
     guarded,
+    in_background,
     run_parallel,
 )
 from mirror.transports.base import ImageDestination, ImageSource
@@ -136,6 +137,7 @@ class ImageCopier:
         self.ledger = ledger or BlobLedger()
         self._tally = threading.Lock()
         self.attachments = AttachmentCopier(source, destination, options, self._quiet)
+        self._found_present = False  # an image of this run was in place already
 
     def _quiet(self) -> ImageCopier:
         """A copier for attachments: silent, looking for none of its own, same blob ledger."""
@@ -159,7 +161,12 @@ class ImageCopier:
 
     def _copy(self, job: CopyJob, result: ImageResult) -> None:
         self.attachments.look_ahead(job)
+        source_head = None
+        if not job.platforms and (job.locked_digest or self._found_present):
+            # the source tag will be asked about (drift), or likely will: ask it meanwhile
+            source_head = in_background(lambda: self.source.head_manifest(job.source))
         existing = None if job.platforms else self.destination.head_manifest(job.destination)
+        self._found_present = self._found_present or existing is not None
         if existing is None and not job.platforms and job.locked_digest is None:
             # Nothing to compare a source digest with: fetch by tag, one round trip fewer.
             try:
@@ -168,7 +175,7 @@ class ImageCopier:
                 raise NotFound(f"{job.source}: not found at the source") from None
             result.source_digest = top.digest
         else:
-            needed = self._top_if_missing(job, existing, result)
+            needed = self._top_if_missing(job, existing, result, source_head)
             if needed is None:
                 if existing is not None:
                     self.attachments.keep(job, existing, existing, result)
@@ -213,11 +220,15 @@ class ImageCopier:
         result.status, result.digest = "copied", top.digest
 
     def _top_if_missing(
-        self, job: CopyJob, existing: Descriptor | None, result: ImageResult
+        self,
+        job: CopyJob,
+        existing: Descriptor | None,
+        result: ImageResult,
+        source_head: Callable[[], Descriptor | None] | None = None,
     ) -> Manifest | None:
-        """The source's manifest after a HEAD on its tag (for drift), or None if the
-        destination already holds it."""
-        head = self.source.head_manifest(job.source)
+        """The source's manifest after a HEAD on its tag (for drift; ``source_head`` if that is
+        under way), or None if the destination already holds it."""
+        head = source_head() if source_head else self.source.head_manifest(job.source)
         if head is None and job.locked_digest is None:
             raise NotFound(f"{job.source}: not found at the source")
         result.source_digest = head.digest if head else None

@@ -238,6 +238,30 @@ def run_parallel(
     return [results[index] for index in range(len(items))]
 
 
+def in_background(fn: Callable[[], R]) -> Callable[[], R]:
+    """``fn`` started now on a thread of its own (in the caller's context); the call returned
+    waits for it and gives its result, or raises its error."""
+    outcome: list[R] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(fn())
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True)
+    thread.start()
+
+    def result() -> R:
+        thread.join()
+        if failure:
+            raise failure[0]
+        return outcome[0]
+
+    return result
+
+
 def run_copies(
     jobs: Sequence[CopyJob], copier: Copier, workers: int, cancel: Cancellation
 ) -> list[ImageResult]:

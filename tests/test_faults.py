@@ -584,3 +584,38 @@ def test_every_registry_of_a_run_is_first_asked_at_once(setup: Setup) -> None:
     assert code == 0, stderr
     asked = sorted(rule.fired_at[0] for rule in slow if rule.fired_at)
     assert len(asked) == 2 and asked[1] - asked[0] < 0.5, asked
+
+
+def test_the_first_requests_to_a_registry_go_out_together_once_it_answered_the_ping(
+    setup: Setup,
+) -> None:
+    """A run's first question (``HEAD /v2/``) learns whether and how a registry wants
+    credentials; after it, the first wave of images does not queue behind one request."""
+    heads = setup.dest.rule("delay", "HEAD", "/manifests/", times=None, seconds=0.5)
+    code, _, stderr = setup.sync()
+    assert code == 0, stderr
+    asked = sorted(heads.fired_at)
+    assert len(asked) == len(setup.public.artifacts)
+    assert asked[-1] - asked[0] < 0.25, asked
+
+
+def test_an_image_already_in_place_costs_one_round_trip_with_a_pinned_lock(setup: Setup) -> None:
+    """With a digest in the lock the source tag is always asked about (drift), so that HEAD and
+    the destination's go out together: a scheduled no-op sync waits one round trip per image."""
+    entries = [
+        f'[[images]]\nsource = "{s}"\ndigest = "{a.digest}"\n'
+        for s, a in setup.public.artifacts.items()
+    ]
+    setup.lock.write_text("version = 1\n\n" + "\n".join(entries))
+    code, _, stderr = setup.sync()
+    assert code == 0, stderr
+    heads = [
+        proxy.rule("delay", "HEAD", "/manifests/", times=None, seconds=0.5)
+        for proxy in (setup.source, setup.dest)
+    ]
+    code, report, stderr = setup.sync()
+    assert code == 0, stderr
+    assert {image["status"] for image in report["images"]} == {"present"}
+    source, dest = (sorted(rule.fired_at) for rule in heads)
+    assert len(source) == len(dest) == len(setup.public.artifacts)
+    assert all(abs(s - d) < 0.25 for s, d in zip(source, dest, strict=True)), (source, dest)

@@ -438,21 +438,29 @@ class RegistryClient:
         challenge = parse_challenge(header) if response.status_code == 401 and header else None
         if challenge is not None and challenge.scheme in ("basic", "bearer"):
             self._challenges.setdefault(host, challenge)
+        if response.status_code == 200 or host in self._challenges:
+            self._learned.add(host)  # anonymous, or its challenge known
         return response
 
     @contextlib.contextmanager
     def _first_contact(self, host: str) -> Iterator[None]:
-        """Until ``host``'s auth challenge is learned, its requests go one at a time."""
+        """Until ``host``'s auth challenge is learned, its requests go one at a time; those
+        that waited for the first then go out together."""
         if host in self._learned:
             yield
             return
         with self._lock:
             first = self._first_contacts.setdefault(host, threading.Lock())
-        with first:
-            try:
-                yield
-            finally:
-                self._learned.add(host)
+        first.acquire()
+        if host in self._learned:
+            first.release()
+            yield
+            return
+        try:
+            yield
+        finally:
+            self._learned.add(host)
+            first.release()
 
     def _request_once(
         self,
