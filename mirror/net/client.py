@@ -10,16 +10,14 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import certifi
 import httpx
 
-from mirror.errors import HostileContent, InputError, NotFound, RegistryError, Unauthorized
+from mirror.errors import HostileContent, NotFound, RegistryError, Unauthorized
 from mirror.image.reference import Reference
 from mirror.net.auth import (
     Challenge,
@@ -34,6 +32,7 @@ from mirror.net.credentials import Credentials
 from mirror.net.hosts import Endpoint, HostOptions, is_insecure, resolve_endpoint
 from mirror.net.ratelimit import RateLimiter
 from mirror.net.retry import Cancellation, RetryPolicy, is_retryable, retrying
+from mirror.net.trust import trusted
 
 _ERROR_BODY_LIMIT = 64 * 1024
 _TOKEN_LIMIT = 1024 * 1024  # a token answer is a few KiB of JSON
@@ -133,18 +132,6 @@ def _naming(host: str, request: str) -> Iterator[None]:
         raise RegistryError(text, retryable=is_retryable(exc)) from exc
 
 
-def _trusted(ca_file: str | None) -> ssl.SSLContext:
-    """The usual CAs (certifi) plus ``--ca-file``, which must hold a usable certificate."""
-    tls = ssl.create_default_context(cafile=certifi.where())
-    if ca_file:
-        try:
-            tls.load_verify_locations(cafile=ca_file)
-        except (ssl.SSLError, OSError) as exc:
-            reason = getattr(exc, "reason", None) or exc.strerror or "unreadable"
-            raise InputError(f"--ca-file {ca_file}: no usable CA certificate ({reason})") from None
-    return tls
-
-
 class RegistryClient:
     """HTTP to registries and hosts reached like them: endpoints, TLS, auth, retries, redirects."""
 
@@ -162,7 +149,7 @@ class RegistryClient:
         self.credentials = credentials
         self.policy = policy or RetryPolicy.from_env()
         self.cancel = cancel or Cancellation()
-        self._tls = _trusted(options.ca_file)
+        self._tls = trusted(options.ca_file)
         self._transport = transport
         self._tokens = TokenCache()
         self._challenges: dict[str, Challenge] = {}
