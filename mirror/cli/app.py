@@ -9,7 +9,6 @@ from mirror.cli.console import command_group, run_console
 from mirror.cli.copycmds import list_command, lock_command, sync, verify
 from mirror.cli.nodecmds import node_config_command
 from mirror.errors import MirrorError
-from mirror.net import trust
 
 # httpx imports its own command-line client (and rich's syntax highlighting with it) unless
 # that import fails, which it handles; mirror never uses it, and every start-up saves ~40 ms.
@@ -37,5 +36,4 @@ for _command in (
 
 def main() -> None:
     """Console entry point."""
-    trust.prepare()  # certifi's CAs load while the arguments are parsed
     run_console(cli, MirrorError)

@@ -199,8 +199,22 @@ insecure_registry_option = click.option(
     metavar="HOST[:PORT]",
     help="Allow plain HTTP or unverified TLS for HOST (repeatable).",
 )
+
+
+def _loading_trust(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A command that reaches registries starts loading certifi's CAs as soon as its options
+    are parsed, while it imports the HTTP stack (see ``mirror.net.trust``)."""
+    from mirror.net import trust
+
+    trust.prepare()
+    return value
+
+
 ca_file_option = click.option(
-    "--ca-file", type=click.Path(dir_okay=False), help="Extra CA certificate (PEM) to trust."
+    "--ca-file",
+    type=click.Path(dir_okay=False),
+    callback=_loading_trust,
+    help="Extra CA certificate (PEM) to trust.",
 )
 source_options = compose_options(
     click.option(

@@ -1,8 +1,8 @@
 """The CAs registry clients trust: certifi's bundle plus ``--ca-file``.
 
-Parsing certifi's bundle takes OpenSSL ~13 ms, during which it releases the GIL; the command
-line starts it on a thread of its own (:func:`prepare`) while it parses its arguments and
-imports the HTTP stack, so the first client does not wait for it.
+Parsing certifi's bundle takes OpenSSL ~13 ms, during which it releases the GIL; a command that
+reaches registries starts it on a thread of its own (:func:`prepare`) once its options are
+parsed, while it imports the HTTP stack, so the first client does not wait for it.
 """
 
 from __future__ import annotations
