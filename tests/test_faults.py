@@ -596,7 +596,7 @@ def test_the_first_requests_to_a_registry_go_out_together_once_it_answered_the_p
     assert code == 0, stderr
     asked = sorted(heads.fired_at)
     assert len(asked) == len(setup.public.artifacts)
-    assert asked[-1] - asked[0] < 0.25, asked
+    assert asked[-1] - asked[0] < 0.4, asked
 
 
 def test_an_image_already_in_place_costs_one_round_trip_with_a_pinned_lock(setup: Setup) -> None:
@@ -618,4 +618,4 @@ def test_an_image_already_in_place_costs_one_round_trip_with_a_pinned_lock(setup
     assert {image["status"] for image in report["images"]} == {"present"}
     source, dest = (sorted(rule.fired_at) for rule in heads)
     assert len(source) == len(dest) == len(setup.public.artifacts)
-    assert all(abs(s - d) < 0.25 for s, d in zip(source, dest, strict=True)), (source, dest)
+    assert all(abs(s - d) < 0.4 for s, d in zip(source, dest, strict=True)), (source, dest)
