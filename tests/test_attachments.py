@@ -9,6 +9,7 @@ import subprocess
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,6 +134,22 @@ def mirror(
     )  # fmt: skip
     report = report_of(result) if result.stdout.strip() else {}
     return result.returncode, report, result.stderr
+
+
+def sync_through(
+    signed: Signed, proxy: FaultProxy, source: str, dest: Registry, tmp_path: Path, *extra: str
+) -> dict[str, Any]:
+    """``mirror sync --output json`` of ``source`` alone into ``dest``, ghcr.io read through
+    ``proxy``; the report's entry for the image (the sync must succeed)."""
+    lock = signed.public.write_lock(tmp_path / "images.lock", [source])
+    result = run_mirror(
+        "sync", "--lock", str(lock), "--registry-server", f"{dest.host}/nsm",
+        "--endpoint", f"ghcr.io={proxy.url}/{signed.public.prefix}/ghcr.io", "--output", "json",
+        *extra,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    image: dict[str, Any] = report_of(result)["images"][0]
+    return image
 
 
 def head(dest: Registry, repo: str, ref: str) -> int:
@@ -377,14 +394,8 @@ def test_referrers_the_api_lists_are_copied_and_listed_under_the_tag_schema(
     api.rule("replace", "HEAD", f"/referrers/{image.digest}$", **answer)
     api.rule("replace", "GET", f"/referrers/{image.digest}$", body=listing.manifest, **answer)
     dest = make_registry("anon")
-    lock = signed.public.write_lock(tmp_path / "images.lock", [source])
-    result = run_mirror(
-        "sync", "--lock", str(lock), "--registry-server", f"{dest.host}/nsm",
-        "--endpoint", f"ghcr.io={api.url}/{signed.public.prefix}/ghcr.io",
-        "--verify-key", str(signed.key.public_pem), "--output", "json",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert report_of(result)["images"][0]["referrers"] == 1
+    verify = ("--verify-key", str(signed.key.public_pem))
+    assert sync_through(signed, api, source, dest, tmp_path, *verify)["referrers"] == 1
     assert skopeo_raw(dest, f"nsm/api-referred@{artifact.digest}") == artifact.manifest
     assert skopeo_raw(dest, f"nsm/api-referred:{tag_of(image.digest)}") == listing.manifest
 
@@ -550,14 +561,8 @@ def test_a_registry_refusing_tag_listings_is_probed_and_every_attachment_still_c
     refusing = proxies(anon_registry.url)
     refusing.rule("status", "GET", "/tags/list", times=None, status=403)
     dest = make_registry("anon")
-    lock = signed.public.write_lock(tmp_path / "images.lock", [source])
-    result = run_mirror(
-        "sync", "--lock", str(lock), "--registry-server", f"{dest.host}/nsm",
-        "--endpoint", f"ghcr.io={refusing.url}/{signed.public.prefix}/ghcr.io",
-        "--verify-key", str(signed.key.public_pem), "--output", "json",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    image = report_of(result)["images"][0]
+    verify = ("--verify-key", str(signed.key.public_pem))
+    image = sync_through(signed, refusing, source, dest, tmp_path, *verify)
     counts = {k: image[k] for k in ("signatures", "attestations", "sboms", "referrers")}
     assert counts == {"signatures": 3, "attestations": 1, "sboms": 1, "referrers": 1}
     assert_attachments_equal(signed, dest, [source])
@@ -576,13 +581,7 @@ def test_a_listing_in_pages_is_followed_by_its_link_header(
     link = {"Link": f'<{listing}?last=1&n=1000>; rel="next"', "Content-Type": "application/json"}
     paged.rule("replace", "GET", r"/tags/list\?n=1000$", status=200, headers=link, body=first)
     dest = make_registry("anon")
-    lock = signed.public.write_lock(tmp_path / "images.lock", [source])
-    result = run_mirror(
-        "sync", "--lock", str(lock), "--registry-server", f"{dest.host}/nsm",
-        "--endpoint", f"ghcr.io={paged.url}/{signed.public.prefix}/ghcr.io", "--output", "json",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert report_of(result)["images"][0]["signatures"] == 1
+    assert sync_through(signed, paged, source, dest, tmp_path)["signatures"] == 1
     assert_attachments_equal(signed, dest, [source])
     assert [s.path for s in paged.seen("GET", "/tags/list")] == [
         f"{listing}?n=1000",
@@ -602,13 +601,7 @@ def test_a_listing_longer_than_the_lookups_it_replaces_gives_way_to_them(
     link = {"Link": f'<{listing}?last=1&n=1000>; rel="next"', "Content-Type": "application/json"}
     endless.rule("replace", "GET", "/tags/list", times=None, status=200, headers=link, body=page)
     dest = make_registry("anon")
-    lock = signed.public.write_lock(tmp_path / "images.lock", [source])
-    result = run_mirror(
-        "sync", "--lock", str(lock), "--registry-server", f"{dest.host}/nsm",
-        "--endpoint", f"ghcr.io={endless.url}/{signed.public.prefix}/ghcr.io", "--output", "json",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert report_of(result)["images"][0]["signatures"] == 1
+    assert sync_through(signed, endless, source, dest, tmp_path)["signatures"] == 1
     assert_attachments_equal(signed, dest, [source])
     # 3 pages at most, fewer than the 4 lookups (.sig, .att, .sbom, referrers tag) they replace
     assert len(endless.seen("GET", "/tags/list")) == 3
