@@ -339,14 +339,22 @@ def blob_puts(registry: Registry, since: int = 0) -> list[str]:
     ]
 
 
+SIDECAR = "docker-registry.nginx.com/nsm/nginx-mesh-sidecar:2.0.0"
+
+
+def last_sidecar_layer(public: PublicImages) -> str:
+    """The digest of the sidecar image's own (last) layer: a blob no other image has."""
+    sidecar = public.artifacts[SIDECAR]
+    assert isinstance(sidecar, Image)
+    return sidecar.layers[-1].digest
+
+
 def test_a_load_killed_halfway_resumes_with_only_the_rest(
     public: PublicImages, seven: Path, make_registry: RegistryFactory, proxies: ProxyFactory
 ) -> None:
     dest = make_registry("anon")
     proxy = proxies(dest.url)
-    sidecar = public.artifacts["docker-registry.nginx.com/nsm/nginx-mesh-sidecar:2.0.0"]
-    assert isinstance(sidecar, Image)
-    stalled = sidecar.layers[-1].digest
+    stalled = last_sidecar_layer(public)
     # Whatever asks about that blob first (a HEAD, or a mount once the registry has mounted one)
     hex_digest = stalled.removeprefix("sha256:")  # a mount's query has it URL-encoded
     stall = proxy.rule("stall", None, hex_digest, times=None, seconds=120)
@@ -388,9 +396,7 @@ def test_a_load_that_lost_its_connection_resumes_with_only_the_rest(
 ) -> None:
     dest = make_registry("anon")
     proxy = proxies(dest.url)
-    sidecar = public.artifacts["docker-registry.nginx.com/nsm/nginx-mesh-sidecar:2.0.0"]
-    assert isinstance(sidecar, Image)
-    lost = sidecar.layers[-1].digest
+    lost = last_sidecar_layer(public)
     proxy.rule("stall", "PUT", f"digest={lost.replace(':', '(:|%3A)')}", times=None, seconds=0.05)
     fast = {"MESHLIFT_RETRY_ATTEMPTS": "2", "MESHLIFT_RETRY_INITIAL_WAIT": "0.01"}
     first = run_mirror(
@@ -410,6 +416,7 @@ def test_a_load_that_lost_its_connection_resumes_with_only_the_rest(
     assert result.returncode == 0, result.stderr
     assert blob_puts(dest, mark) == [lost]
     assert "3 present" in result.stdout and " already there in " in result.stdout
+    sidecar = public.artifacts[SIDECAR]
     assert sha256(skopeo_raw(dest, "nsm/nginx-mesh-sidecar:2.0.0")) == sidecar.digest
 
 

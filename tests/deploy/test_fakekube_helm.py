@@ -108,31 +108,33 @@ def test_helm_upgrade_rollback_and_uninstall_with_its_hooks(
     assert fake_kube.list("v1", "Secret", NAMESPACE, "owner=helm") == []
 
 
-def test_an_image_that_cannot_be_pulled_fails_helms_wait(
-    fake_kube: KubeUnderTest, helm: Any, chart: Path
-) -> None:
+def failed_install(
+    fake_kube: KubeUnderTest, helm: Any, chart: Path, unpullable: str, timeout: int
+) -> str:
+    """Helm's error installing the chart while image ``unpullable`` cannot be pulled."""
     import helm_python as hp
 
     assert fake_kube.server is not None
-    image = "reg.example/nsm/nginx-mesh-metrics:2.0.0"
+    image = f"reg.example/nsm/{unpullable}:2.0.0"
     fake_kube.server.store.pull_errors[image] = f'pull access denied for "{image}"'
     with pytest.raises(hp.HelmError) as failed:
-        helm.install(chart, RELEASE, VALUES, create_namespace=True, wait="watcher", timeout=3)
-    assert "Deployment/nginx-mesh/nginx-mesh-metrics not ready" in str(failed.value)
-    assert "nginx-mesh-controller" not in str(failed.value)
+        helm.install(chart, RELEASE, VALUES, create_namespace=True, wait="watcher", timeout=timeout)
+    return str(failed.value)
+
+
+def test_an_image_that_cannot_be_pulled_fails_helms_wait(
+    fake_kube: KubeUnderTest, helm: Any, chart: Path
+) -> None:
+    error = failed_install(fake_kube, helm, chart, "nginx-mesh-metrics", timeout=3)
+    assert "Deployment/nginx-mesh/nginx-mesh-metrics not ready" in error
+    assert "nginx-mesh-controller" not in error
 
 
 def test_the_mesh_webhook_refuses_the_meshconfig_while_its_controller_has_no_ready_pod(
     fake_kube: KubeUnderTest, helm: Any, chart: Path
 ) -> None:
-    import helm_python as hp
-
-    assert fake_kube.server is not None
-    image = "reg.example/nsm/nginx-mesh-controller:2.0.0"
-    fake_kube.server.store.pull_errors[image] = f'pull access denied for "{image}"'
-    with pytest.raises(hp.HelmError) as failed:
-        helm.install(chart, RELEASE, VALUES, create_namespace=True, wait="watcher", timeout=10)
-    assert str(failed.value) == (
+    error = failed_install(fake_kube, helm, chart, "nginx-mesh-controller", timeout=10)
+    assert error == (
         "server-side apply failed for object nginx-mesh/nginx-mesh-config nsm.nginx.com/v1alpha2,"
         " Kind=MeshConfig: Internal error occurred: failed calling webhook"
         ' "nginx-mesh-controller.policy.validator": failed to call webhook: Post'
