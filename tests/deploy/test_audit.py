@@ -221,15 +221,22 @@ def test_all_namespaces_reads_every_namespace(
     }
 
 
+def one_pulled_pod(registry: Registry, prefix: str, fake_kube: KubeUnderTest, name: str) -> str:
+    """A pod in nginx-mesh running image ``name`` as ``registry`` holds it under ``prefix``/web,
+    pulled by that digest; the ``--registry-server`` it is from."""
+    server = f"{registry.host}/{prefix}"
+    digest = push(registry, f"{prefix}/web", "1", make_image(name))
+    fake_kube.create_namespace("nginx-mesh")
+    fake_kube.create(
+        pod("nginx-mesh", "web", {"web": (f"{server}/web:1", f"{server}/web@{digest}")})
+    )
+    return server
+
+
 def test_a_clean_cluster_exits_0(
     anon_registry: Registry, unique_repo: Any, fake_kube: KubeUnderTest
 ) -> None:
-    prefix = unique_repo("mesh")
-    server = f"{anon_registry.host}/{prefix}"
-    digest = push(anon_registry, f"{prefix}/web", "1", make_image("clean-web"))
-    fake_kube.create_namespace("nginx-mesh")
-    image = f"{server}/web:1"
-    fake_kube.create(pod("nginx-mesh", "web", {"web": (image, f"{server}/web@{digest}")}))
+    server = one_pulled_pod(anon_registry, unique_repo("mesh"), fake_kube, "clean-web")
     result = ok(run_deploy("audit", "--registry-server", server, *fake_kube.cli_args()))
     assert f"1 containers in 1 pods (nginx-mesh) from {server}: no findings" in result.stdout
 
@@ -281,12 +288,7 @@ def test_init_and_ephemeral_containers_are_audited(
 def test_audit_reads_the_registry_with_deploys_credentials(
     basic_registry: Registry, unique_repo: Any, fake_kube: KubeUnderTest, tmp_path: Any
 ) -> None:
-    prefix = unique_repo("mesh")
-    server = f"{basic_registry.host}/{prefix}"
-    digest = push(basic_registry, f"{prefix}/web", "1", make_image("authed-web"))
-    fake_kube.create_namespace("nginx-mesh")
-    image = f"{server}/web:1"
-    fake_kube.create(pod("nginx-mesh", "web", {"web": (image, f"{server}/web@{digest}")}))
+    server = one_pulled_pod(basic_registry, unique_repo("mesh"), fake_kube, "authed-web")
     assert basic_registry.username and basic_registry.password
     args = ["audit", "--registry-server", server, "--registry-username", basic_registry.username]
     no_config = {"DOCKER_CONFIG": str(tmp_path / "no-docker-config")}
