@@ -50,6 +50,21 @@ def start_mirror(*args: str, env: dict[str, str] | None = None) -> subprocess.Po
     )
 
 
+def load_into(
+    archive: Path | str, dest: Registry, prefix: str = "nsm", *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """``mirror load`` of ``archive`` into ``dest``/``prefix``, with ``dest``'s login if it has
+    one (password on standard input)."""
+    login, password = [], None
+    if dest.username:
+        login = ["--registry-username", dest.username, "--registry-password-stdin"]
+        password = f"{dest.password}\n"
+    return run_mirror(
+        "load", "--input", str(archive), "--registry-server", f"{dest.host}/{prefix}",
+        *login, *extra, input=password,
+    )  # fmt: skip
+
+
 def report_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     """The JSON report a ``--output json`` run printed."""
     try:

@@ -35,7 +35,14 @@ from tests.imagefactory import (
     registry_client,
     sha256,
 )
-from tests.mirrorcli import REPO_ROOT, PublicImages, publish_default_set, report_of, run_mirror
+from tests.mirrorcli import (
+    REPO_ROOT,
+    PublicImages,
+    load_into,
+    publish_default_set,
+    report_of,
+    run_mirror,
+)
 from tests.registries import Registry, RegistryFactory
 from tests.skopeo import run_skopeo, skopeo_copy, skopeo_raw
 
@@ -78,11 +85,7 @@ def save(public: PublicImages, lock: Path, output: Path | str, *extra: str) -> A
 def load(
     archive: Path, dest: Registry, *extra: str
 ) -> tuple[int, dict[str, Any], subprocess.CompletedProcess[str]]:
-    result = run_mirror(
-        "load", "--input", str(archive), "--registry-server", f"{dest.host}/nsm",
-        "--registry-username", str(dest.username), "--registry-password-stdin",
-        "--output", "json", *extra, input=f"{dest.password}\n",
-    )  # fmt: skip
+    result = load_into(archive, dest, "nsm", "--output", "json", *extra)
     assert "Traceback" not in result.stderr, result.stderr
     report = report_of(result) if result.stdout.strip() else {}
     return result.returncode, report, result

@@ -26,7 +26,7 @@ from mirror.transports.daemon import daemon_error, pull_repository
 from tests.dockerd import Dockerd
 from tests.faultproxy import ProxyFactory
 from tests.imagefactory import Image, Index, make_image, push, registry_client, sha256
-from tests.mirrorcli import PublicImages, publish_default_set, report_of, run_mirror
+from tests.mirrorcli import PublicImages, load_into, publish_default_set, report_of, run_mirror
 from tests.registries import Registry, RegistryFactory
 from tests.skopeo import run_skopeo, skopeo_copy, skopeo_raw
 
@@ -344,11 +344,7 @@ def test_save_from_docker_then_load_into_a_registry(
     run_skopeo("inspect", f"oci-archive:{archive}:{source}")
 
     dest = make_registry("basic")
-    loaded = run_mirror(
-        "load", "--input", str(archive), "--registry-server", f"{dest.host}/nsm",
-        "--registry-username", str(dest.username), "--registry-password-stdin",
-        input=f"{dest.password}\n",
-    )  # fmt: skip
+    loaded = load_into(archive, dest)
     assert loaded.returncode == 0, loaded.stderr
     manifest = json.loads(skopeo_raw(dest, f"nsm/{repo.rsplit('/', 1)[1]}:dev"))
     assert manifest["config"]["digest"] == built.config.digest

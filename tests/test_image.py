@@ -26,7 +26,14 @@ from helm_python import _native
 
 from tests.dockerd import Dockerd
 from tests.imagefactory import sha256
-from tests.mirrorcli import REPO_ROOT, PublicImages, publish_default_set, report_of, run_mirror
+from tests.mirrorcli import (
+    REPO_ROOT,
+    PublicImages,
+    load_into,
+    publish_default_set,
+    report_of,
+    run_mirror,
+)
 from tests.registries import Registry, RegistryFactory
 from tests.skopeo import run_skopeo, skopeo_raw
 
@@ -269,11 +276,7 @@ def test_save_from_docker_then_load_puts_the_daemons_image_into_r(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     dest = make_registry("basic")
-    loaded = run_mirror(
-        "load", "--input", str(saved), "--registry-server", f"{dest.host}/tools",
-        "--registry-username", str(dest.username), "--registry-password-stdin",
-        input=f"{dest.password}\n",
-    )  # fmt: skip
+    loaded = load_into(saved, dest, "tools")
     assert loaded.returncode == 0, loaded.stderr
     manifest = json.loads(skopeo_raw(dest, f"tools/{IMAGE}"))
     assert manifest["config"]["digest"] == config_digest(archive)
