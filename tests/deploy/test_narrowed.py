@@ -6,16 +6,18 @@ source); the user's flow is a pinned lock, ``mirror sync``, then ``deploy`` with
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.chart.manifests import load_paths
 from deploy.postrender.rewrite import image_uses
 from tests.deploy.deploycli import MINI_MESH, ok, run_deploy
+from tests.deploy.test_audit import pod
 from tests.fakekube.fixtures import KubeUnderTest
-from tests.imagefactory import make_image, make_index, push
+from tests.imagefactory import OCI_INDEX, make_image, make_index, push, registry_client
 from tests.mirrorcli import run_mirror
 from tests.registries import Registry
-from tests.signing import make_keypair, signature_manifest, tag_of
+from tests.signing import KeyPair, make_keypair, signature_manifest, tag_of
 
 SOURCE = "docker-registry.nginx.com/nsm/nginx-mesh-controller:2.0.0"
 
@@ -33,10 +35,19 @@ spec:
 """
 
 
-def test_deploy_pins_the_narrowed_index_r_holds_and_checks_the_source_signature(
-    anon_registry: Registry, unique_repo: object, fake_kube: KubeUnderTest, tmp_path: Path
-) -> None:
-    prefix = unique_repo("narrow")  # type: ignore[operator]
+@dataclass(frozen=True)
+class Narrowed:
+    """A signed two-platform source index, its lock entry narrowed to amd64, synced into R."""
+
+    server: str
+    lock: Path
+    key: KeyPair
+    source_digest: str
+    held: str  # the output of ``mirror verify --output json`` against R
+
+
+def sync_narrowed(anon_registry: Registry, prefix: str, tmp_path: Path) -> Narrowed:
+    """The user's flow up to deploy: a pinned, narrowed lock and ``mirror sync``."""
     index = make_index(
         [
             make_image("controller-amd64", platform=("linux", "amd64")),
@@ -67,7 +78,14 @@ def test_deploy_pins_the_narrowed_index_r_holds_and_checks_the_source_signature(
     held = run_mirror("verify", "--lock", str(lock), "--registry-server", server, "--output",
                       "json", "--no-attachments", "--endpoint", endpoint)  # fmt: skip
     assert held.returncode == 0, held.stderr
+    return Narrowed(server, lock, key, index.digest, held.stdout)
 
+
+def test_deploy_pins_the_narrowed_index_r_holds_and_checks_the_source_signature(
+    anon_registry: Registry, unique_repo: object, fake_kube: KubeUnderTest, tmp_path: Path
+) -> None:
+    synced = sync_narrowed(anon_registry, unique_repo("narrow"), tmp_path)  # type: ignore[operator]
+    server, lock, key = synced.server, synced.lock, synced.key
     out = tmp_path / "out"
     common = ["--registry-server", server, "--chart", MINI_MESH, "--lock", str(lock)]
     ok(run_deploy("render", *common, "-o", str(out)))
@@ -75,8 +93,8 @@ def test_deploy_pins_the_narrowed_index_r_holds_and_checks_the_source_signature(
     [pinned] = [i for i in images if "/nginx-mesh-controller:" in i]
     name, _, digest = pinned.partition("@")
     assert name == f"{server}/nginx-mesh-controller:2.0.0"
-    assert digest and digest != index.digest  # R's own index, not the source's
-    assert digest in held.stdout  # the digest mirror verify reads at R
+    assert digest and digest != synced.source_digest  # R's own index, not the source's
+    assert digest in synced.held  # the digest mirror verify reads at R
 
     manifest = tmp_path / "controller.yaml"
     manifest.write_text(WORKLOAD)
@@ -90,3 +108,25 @@ def test_deploy_pins_the_narrowed_index_r_holds_and_checks_the_source_signature(
     live = fake_kube.get("apps/v1", "Deployment", "controller", "nginx-mesh")
     assert live is not None
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == pinned
+
+
+def test_audit_takes_the_narrowed_index_r_holds_for_what_the_lock_pins(
+    anon_registry: Registry, unique_repo: object, fake_kube: KubeUnderTest, tmp_path: Path
+) -> None:
+    synced = sync_narrowed(anon_registry, unique_repo("narrow"), tmp_path)  # type: ignore[operator]
+    image = f"{synced.server}/nginx-mesh-controller:2.0.0"
+    with registry_client(anon_registry) as client:
+        path = image.removeprefix(anon_registry.host).replace(":2.0.0", "/manifests/2.0.0")
+        held = client.head(f"/v2{path}", headers={"Accept": OCI_INDEX}).headers[
+            "docker-content-digest"
+        ]
+    assert held != synced.source_digest
+    fake_kube.create_namespace("nginx-mesh")
+    ran = f"{synced.server}/nginx-mesh-controller@{held}"
+    fake_kube.create(pod("nginx-mesh", "controller", {"c": (image, ran)}))
+    result = run_deploy(
+        "audit", "--registry-server", synced.server, "--lock", str(synced.lock),
+        "--image-tag", "2.0.0", *fake_kube.cli_args(),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "no findings" in result.stdout
