@@ -58,11 +58,13 @@ def audit(**params: Any) -> None:
     registry's or the lock's, stale injected sidecars, images not pulled yet.
 
     Reads the mesh's namespace and the namespaces labelled for injection (or all of them);
-    sends only HEAD requests to the registry. Exit 1 with findings.
+    sends the registry HEAD requests (and a GET of each narrowed index the lock names: its
+    digest is R's own, not the lock's). Exit 1 with findings.
     """
     from deploy.chart.settings import check_namespace
     from deploy.cluster.audit import Expectations, audited_namespaces, registry_digests
     from deploy.cluster.audit import audit as run_audit
+    from deploy.release.preflight import held_digests
     from mirror.image.lock import load_lock, resolve_lock_path
     from mirror.image.reference import parse_registry_server
 
@@ -71,7 +73,9 @@ def audit(**params: Any) -> None:
     credentials = credentials_from(params)
     hosts = hosts_from(params)
     entries = load_lock(resolve_lock_path(params["lock_path"])).entries
-    expect = Expectations.from_lock(server, params["image_tag"] or _release_tag(params), entries)
+    held = held_digests(entries, server, credentials, hosts)
+    tag = params["image_tag"] or _release_tag(params)
+    expect = Expectations.from_lock(server, tag, entries, held)
     with connect(params) as cluster, registry_digests(server, credentials, hosts) as digests:
         namespaces = None if params["all_namespaces"] else audited_namespaces(cluster, namespace)
         result = run_audit(cluster, namespaces, expect, digests)

@@ -9,9 +9,9 @@ from typing import Any
 
 from deploy.cluster.client import Cluster
 from deploy.labels import INJECT_SELECTOR
-from deploy.postrender.rewrite import is_under_registry
+from deploy.postrender.rewrite import is_under_registry, registry_pins
 from mirror.image.lock import LockEntry
-from mirror.image.reference import Reference, RegistryServer, flatten_destination, parse_reference
+from mirror.image.reference import Reference, RegistryServer, parse_reference
 from mirror.net.credentials import Credentials
 from mirror.net.hosts import HostOptions
 
@@ -95,15 +95,15 @@ class Expectations:
 
     @classmethod
     def from_lock(
-        cls, server: RegistryServer, image_tag: str, entries: Iterable[LockEntry]
+        cls,
+        server: RegistryServer,
+        image_tag: str,
+        entries: Iterable[LockEntry],
+        held: Mapping[Reference, str] | None = None,
     ) -> Expectations:
-        """Expectations pinning every locked digest at its destination in ``server``."""
-        pins = {
-            flatten_destination(e.source, server).with_digest(None): e.digest
-            for e in entries
-            if e.digest
-        }
-        return cls(server, image_tag, pins)
+        """Expectations pinning every locked image to the digest R holds for it (``held``: R's
+        own index of each narrowed entry, as deploy pins it)."""
+        return cls(server, image_tag, registry_pins(entries, server, held))
 
 
 def ran_digest(image_id: str) -> str | None:

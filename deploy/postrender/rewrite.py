@@ -38,6 +38,21 @@ POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
 }
 
 
+def registry_pins(
+    entries: Iterable[LockEntry],
+    server: RegistryServer,
+    held: Mapping[Reference, str] | None = None,
+) -> dict[Reference, str]:
+    """The digest R holds for each pinned lock entry, keyed by its reference in R (without
+    digest): the lock's, or for a narrowed entry R's own index (``held``, from preflight)."""
+    pins: dict[Reference, str] = {}
+    for e in entries:
+        if e.digest:
+            where = flatten_destination(e.source.with_digest(None), server)
+            pins[where] = (held or {}).get(where, e.digest)
+    return pins
+
+
 @dataclass(frozen=True)
 class ImageRules:
     """How images are rewritten for one deploy.
@@ -71,11 +86,7 @@ class ImageRules:
         narrowed index, keyed by its reference in R) says otherwise.
         """
         entries = tuple(entries)
-        pins: dict[Reference, str] = {}
-        for e in entries:
-            if e.digest and pin_digests:
-                where = flatten_destination(e.source.with_digest(None), server)
-                pins[where] = (held or {}).get(where, e.digest)
+        pins = registry_pins(entries, server, held) if pin_digests else {}
         return cls(
             server=server,
             image_tag=image_tag,
