@@ -3,11 +3,11 @@ every image in it."""
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 
 from mirror.image.reference import Reference
+from mirror.run import in_background
 from mirror.transports.base import ImageSource, TagLister
 
 log = logging.getLogger("mirror.attachments")
@@ -39,9 +39,7 @@ class TagListings:
             isinstance(self.source, TagLister)
             and (ref.registry, ref.repository) not in self._listed
         ):
-            context = contextvars.copy_context()
-            thread = threading.Thread(target=context.run, args=(self._quietly, ref), daemon=True)
-            thread.start()
+            in_background(lambda: self._quietly(ref))  # nobody waits for it: tags() does
 
     def _quietly(self, ref: Reference) -> None:
         try:
