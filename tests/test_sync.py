@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -169,6 +170,17 @@ def test_token_mount_asks_for_pull_on_the_mounted_repository(
         any(s.endswith(":pull,push") for s in group) and any(s.endswith(":pull") for s in group)
         for group in scopes
     )
+
+
+def test_each_token_is_asked_for_once_however_many_transfers_need_it(
+    public: PublicImages, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    # an image's blobs go up in parallel: their first requests all need the same push token
+    dest = make_registry("token")
+    code, _, stderr = sync(public, dest, public.write_lock(tmp_path / "images.lock"))
+    assert code == 0, stderr
+    asked = Counter(frozenset(r.scopes) for r in dest.issuer.requests)  # type: ignore[union-attr]
+    assert {sorted(s)[0]: n for s, n in asked.items() if n > 1} == {}
 
 
 def test_tls_registry_needs_the_ca(
