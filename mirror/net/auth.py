@@ -111,6 +111,7 @@ class TokenCache:
 
     def __init__(self) -> None:
         self._tokens: dict[tuple[str, tuple[str, ...]], tuple[str, float]] = {}
+        self._fetching: dict[tuple[str, tuple[str, ...]], threading.Lock] = {}
         self._lock = threading.Lock()
 
     def get(self, host: str, scopes: tuple[str, ...]) -> str | None:
@@ -121,16 +122,28 @@ class TokenCache:
             return item[0]
         return None
 
-    def put(self, host: str, scopes: tuple[str, ...], token: str, lifetime: float) -> None:
-        """Remember a token for its lifetime minus a safety margin."""
-        expiry = time.monotonic() + max(lifetime - _TOKEN_MARGIN, lifetime / 2)
+    def obtain(
+        self, host: str, scopes: tuple[str, ...], fetch: Callable[[], tuple[str, float]]
+    ) -> str:
+        """The cached token, else the one ``fetch`` returns (token, lifetime): threads that
+        need the same token at once wait for one fetch instead of each asking the server."""
         with self._lock:
-            self._tokens[(host, scopes)] = (token, expiry)
+            fetching = self._fetching.setdefault((host, scopes), threading.Lock())
+        with fetching:
+            token = self.get(host, scopes)
+            if token is None:
+                token, lifetime = fetch()
+                expiry = time.monotonic() + max(lifetime - _TOKEN_MARGIN, lifetime / 2)
+                with self._lock:
+                    self._tokens[(host, scopes)] = (token, expiry)
+            return token
 
-    def drop(self, host: str, scopes: tuple[str, ...]) -> None:
-        """Forget a token the registry refused."""
+    def drop(self, host: str, scopes: tuple[str, ...], refused: str) -> None:
+        """Forget a token the registry refused (not one fetched since in its place)."""
         with self._lock:
-            self._tokens.pop((host, scopes), None)
+            item = self._tokens.get((host, scopes))
+            if item and item[0] == refused:
+                del self._tokens[(host, scopes)]
 
 
 def realm_allowed(registry_url: httpx.URL, realm: httpx.URL, insecure: bool) -> bool:

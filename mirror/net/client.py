@@ -217,12 +217,14 @@ class RegistryClient:
         if challenge.scheme == "basic":
             creds = self._credentials(host)
             return {"Authorization": basic_header(creds)} if creds else {}
-        token = self._tokens.get(host, scopes)
-        if token is None:
-            token = self._refresh_token(host, challenge, scopes)
+        token = self._tokens.get(host, scopes) or self._tokens.obtain(
+            host, scopes, lambda: self._fetch_token(host, challenge, scopes)
+        )
         return {"Authorization": f"Bearer {token}"}
 
-    def _refresh_token(self, host: str, challenge: Challenge, scopes: tuple[str, ...]) -> str:
+    def _fetch_token(
+        self, host: str, challenge: Challenge, scopes: tuple[str, ...]
+    ) -> tuple[str, float]:
         realm = httpx.URL(challenge.params.get("realm", ""))
         base = httpx.URL(self._bases.get(host) or self.endpoint(host).urls[0])
         realm_host = realm.netloc.decode()
@@ -246,9 +248,7 @@ class RegistryClient:
                 )
             return httpx.Response(response.status_code, content=body, request=request)
 
-        token, lifetime = fetch_token(send, challenge, scopes, creds)
-        self._tokens.put(host, scopes, token, lifetime)
-        return token
+        return fetch_token(send, challenge, scopes, creds)
 
     def _send_any(
         self, host: str, method: str, path: str, headers: dict[str, str], **kw: Any
@@ -494,7 +494,9 @@ class RegistryClient:
             raise Unauthorized(f"{host}: unauthorized (no usable authentication challenge)", 401)
         had = self._challenges.get(host)
         self._challenges[host] = challenge
-        self._tokens.drop(host, scopes)
+        sent = auth.get("Authorization", "")
+        if sent.startswith("Bearer "):
+            self._tokens.drop(host, scopes, sent.removeprefix("Bearer "))
         if challenge.scheme == "basic" and self._credentials(host) is None:
             raise Unauthorized(f"{host}: authentication required and no credentials given", 401)
         if not replayable:
