@@ -183,6 +183,27 @@ def test_each_token_is_asked_for_once_however_many_transfers_need_it(
     assert {sorted(s)[0]: n for s, n in asked.items() if n > 1} == {}
 
 
+def test_a_repository_synced_to_asks_for_one_token_and_one_verified_for_pull_only(
+    public: PublicImages, make_registry: RegistryFactory, tmp_path: Path
+) -> None:
+    # as skopeo and containerd do for a push target: the tag check before the upload takes the
+    # push token the upload needs; a read-only command asks for no more than pull
+    dest = make_registry("token")
+    lock = public.write_lock(tmp_path / "images.lock")
+    code, _, stderr = sync(public, dest, lock)
+    assert code == 0, stderr
+    issued = dest.issuer.requests  # type: ignore[union-attr]
+    assert [r.scopes for r in issued if all(s.endswith(":pull") for s in r.scopes)] == []
+    synced = len(issued)
+    result = run_mirror(
+        "verify", "--lock", str(lock), "--registry-server", f"{dest.host}/nsm",
+        "--registry-username", str(dest.username), "--registry-password-stdin",
+        *public.endpoint_args(), input=f"{dest.password}\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert issued[synced:] and all(s.endswith(":pull") for r in issued[synced:] for s in r.scopes)
+
+
 def test_tls_registry_needs_the_ca(
     public: PublicImages, make_registry: RegistryFactory, tmp_path: Path
 ) -> None:
