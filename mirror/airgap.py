@@ -328,7 +328,8 @@ def load(
     started, jobs = time.monotonic(), options.jobs
     done = plan.refusals(events)
     todo = plan.todo
-    with open_registries(hosts, destination, options.policy, options.cancel, jobs) as registry:
+    with open_registries(hosts, destination, options.policy, options.cancel, jobs) as opened:
+        registry = opened if options.dry_run else opened.pushing()
         copier = delta_copier(plan.layout, todo, registry, events, options) or ImageCopier(
             plan.layout, registry, events, options
         )

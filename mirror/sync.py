@@ -45,8 +45,9 @@ def sync(
     started = time.monotonic()
     with open_registries(hosts, destination, options.policy, options.cancel, jobs) as registry:
         registry.ping(registries_of(planned, chart_jobs))
-        copier = ImageCopier(registry, registry, events, options)
-        charter = ChartCopier.beside(copier, chart_source(registry, charts), placed=registry)
+        written = registry if options.dry_run else registry.pushing()
+        copier = ImageCopier(registry, written, events, options)
+        charter = ChartCopier.beside(copier, chart_source(registry, charts), placed=written)
         results = copy_with_charts(copier, planned, charter, list(chart_jobs), jobs)
     command = "sync --dry-run" if options.dry_run else "sync"
     return Report(command, results, time.monotonic() - started)

@@ -4,11 +4,12 @@ registry client of ``mirror.net.client``."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -97,6 +98,15 @@ class RegistryTransport:
         self._referrers_api: dict[str, bool] = {}  # per host: whether it serves the API
         self._asking_referrers = threading.Lock()  # so each host is asked once per run
         self._missing: set[str] = set()  # repositories a push found missing (ECR: 404)
+        self._reads: Callable[[str], str] = _pull  # the scope of manifest and tag reads
+
+    def pushing(self) -> RegistryTransport:
+        """This transport as a copy's destination (same client and state): manifest and tag
+        reads ask for the push token the writes need, as skopeo and containerd do for a push
+        target, so a repository's tag check, mounts and uploads share one token."""
+        view = copy.copy(self)
+        view._reads = _push
+        return view
 
     def __enter__(self) -> RegistryTransport:
         return self
@@ -140,7 +150,7 @@ class RegistryTransport:
         url = self._url(ref, "manifests", target)
         try:
             response = self.client.request(
-                "HEAD", ref, url, [_pull(self._repo(ref))], headers=headers
+                "HEAD", ref, url, [self._reads(self._repo(ref))], headers=headers
             )
         except NotFound:
             return None
@@ -158,7 +168,7 @@ class RegistryTransport:
         target = digest or ref.digest or ref.tag or "latest"
         headers = {"Accept": mediatypes.ACCEPT_MANIFESTS}
         url = self._url(ref, "manifests", target)
-        scopes = [_pull(self._repo(ref))]
+        scopes = [self._reads(self._repo(ref))]
         response, raw = self.client.fetch(
             ref, url, scopes, headers=headers, limit=MAX_MANIFEST_BYTES, what="manifest"
         )
@@ -188,7 +198,7 @@ class RegistryTransport:
         return serves
 
     def _answers_referrers(self, ref: Reference, digest: str) -> bool:
-        url, scopes = self._url(ref, "referrers", digest), [_pull(self._repo(ref))]
+        url, scopes = self._url(ref, "referrers", digest), [self._reads(self._repo(ref))]
         try:
             release(self.client.request("HEAD", ref, url, scopes, ok=(200, 405)))
         except RegistryError as exc:
@@ -202,7 +212,7 @@ class RegistryTransport:
         no such API."""
         if not self.serves_referrers(ref, digest):
             return None
-        url, scopes = self._url(ref, "referrers", digest), [_pull(self._repo(ref))]
+        url, scopes = self._url(ref, "referrers", digest), [self._reads(self._repo(ref))]
         accept = {"Accept": mediatypes.OCI_INDEX}
         _, raw = self.client.fetch(
             ref, url, scopes, headers=accept, limit=MAX_MANIFEST_BYTES, what="referrers index"
@@ -213,7 +223,7 @@ class RegistryTransport:
         """Every tag of ``ref``'s repository, page by page (``n``, then the ``Link`` header's
         ``last``); None where the registry refuses the listing (401, 403, 404, 405 or 400), sends
         something else, or has more than ``pages`` pages."""
-        scopes = [_pull(self._repo(ref))]
+        scopes = [self._reads(self._repo(ref))]
         url = f"{self._url(ref, 'tags', 'list')}?n={TAGS_PER_PAGE}"
         found: set[str] = set()
         for _ in range(pages):
