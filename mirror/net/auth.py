@@ -114,7 +114,7 @@ class TokenCache:
         self._fetching: dict[tuple[str, tuple[str, ...]], threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, host: str, scopes: tuple[str, ...]) -> str | None:
+    def _valid(self, host: str, scopes: tuple[str, ...]) -> str | None:
         """A token still valid for this host and scope set, if cached."""
         with self._lock:
             item = self._tokens.get((host, scopes))
@@ -127,10 +127,13 @@ class TokenCache:
     ) -> str:
         """The cached token, else the one ``fetch`` returns (token, lifetime): threads that
         need the same token at once wait for one fetch instead of each asking the server."""
+        token = self._valid(host, scopes)
+        if token is not None:
+            return token
         with self._lock:
             fetching = self._fetching.setdefault((host, scopes), threading.Lock())
         with fetching:
-            token = self.get(host, scopes)
+            token = self._valid(host, scopes)
             if token is None:
                 token, lifetime = fetch()
                 expiry = time.monotonic() + max(lifetime - _TOKEN_MARGIN, lifetime / 2)

@@ -217,7 +217,7 @@ class RegistryClient:
         if challenge.scheme == "basic":
             creds = self._credentials(host)
             return {"Authorization": basic_header(creds)} if creds else {}
-        token = self._tokens.get(host, scopes) or self._tokens.obtain(
+        token = self._tokens.obtain(
             host, scopes, lambda: self._fetch_token(host, challenge, scopes)
         )
         return {"Authorization": f"Bearer {token}"}
